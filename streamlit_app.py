@@ -19,8 +19,8 @@ HERE = Path(__file__).parent
 PAGES = [
     ("pages/home.py", "Attention is a sum", "", ":material/home:"),
     ("pages/shapes.py", "The shape table", "shapes", ":material/table_chart:"),
-    ("pages/toy_sentence.py", "Attention on a sentence", "toy-sentence", ":material/chat:"),
-    ("pages/concat_vs_sum.py", "Concat versus sum", "concat-vs-sum", ":material/functions:"),
+    ("pages/toy-sentence.py", "Attention on a sentence", "toy-sentence", ":material/chat:"),
+    ("pages/concat-vs-sum.py", "Concat versus sum", "concat-vs-sum", ":material/functions:"),
     ("pages/timing.py", "Timing", "timing", ":material/timer:"),
 ]
 

@@ -3,7 +3,7 @@
 Both endings start from the heads' outputs z [B, H, S, L] and W_O [H, L, D]:
 
     concat:  z_concat [B, S, H·L] @ W_O.reshape(H·L, D)            one product, D terms per output
-    sum:     Σ_h z[:, h] [B, S, L] @ W_O[h] [L, D]                H products of L terms, then H adds
+    sum:     Σ_{h=0}^{H−1} z[:, h] [B, S, L] @ W_O[h] [L, D]      H products of L terms, then H adds
 
 Same terms, different grouping, so in floating point they differ only by rounding. This module
 measures that rounding in every dtype, judges each ending against a more precise reference,
@@ -20,6 +20,7 @@ import numpy as np
 import pandas as pd
 import torch
 from torch import Tensor
+from torch.utils._python_dispatch import TorchDispatchMode
 
 from core.attention import (
     AttentionTrace,
@@ -28,7 +29,7 @@ from core.attention import (
     multi_head_attention,
     trace_numel,
 )
-from core.compare import Diff, compare, default_tolerance, eps, error_vs_reference
+from core.compare import Diff, compare, default_tolerance, eps, error_vs_reference, max_rel
 from core.device import DTYPE_NAMES, dtype_from_name, is_supported
 from core.identity import run_seeded
 
@@ -46,6 +47,9 @@ __all__ = [
     "w_o_layouts",
     "torch_check",
     "rounding_example",
+    "reshape_origin",
+    "reshape_pitfall",
+    "torch_calls",
 ]
 
 # numpy's longdouble is 80-bit extended precision on x86 (64-bit significand, 11 more bits than
@@ -235,7 +239,9 @@ def head_terms(
 ) -> dict:
     """Output coordinate ``coord`` of every token of the first sequence, split into its H head terms.
 
-    term[s, h] = Σ_l z[0, h, s, l] · W_O[h, l, coord], the number head h adds to out[0, s, coord].
+    term[s, h] = Σ_{l=0}^{L−1} z[0, h, s, l] · W_O[h, l, coord], the number head h adds to out[0, s, coord]:
+    ``terms`` as the layer computed them (rounded to ``dtype``), ``float64_terms`` the same products
+    of the same rounded z and W_O, computed in float64.
     """
     weights, trace = run_seeded(batch, seq, d_model, n_heads, seed=seed, dtype=dtype_from_name(dtype),
                                 device=device, causal=causal)
@@ -244,39 +250,50 @@ def head_terms(
     exact = torch.einsum("hsl,hl->sh", trace.z[0].double(), weights.W_O[:, :, j].double())  # [S, H]
     return {
         "terms": terms.double().cpu().numpy(),  # [S, H]
-        "exact_terms": exact.cpu().numpy(),  # [S, H]
+        "float64_terms": exact.cpu().numpy(),  # [S, H]
         "out_concat": trace.out_concat[0, :, j].double().cpu().numpy(),  # [S]
         "out_sum": trace.out_sum[0, :, j].double().cpu().numpy(),  # [S]
     }
 
 
 def waterfall(
-    terms: np.ndarray, exact_terms: np.ndarray, concat_value: float, sum_value: float, dtype: str = "float64"
+    terms: np.ndarray, float64_terms: np.ndarray, concat_value: float, sum_value: float, dtype: str = "float64"
 ) -> dict:
     """One output number as a running total of its head terms ([H] each), and where it lands.
 
-    ``start``/``end`` are the running total before and after each head, added up in float64 so
-    that the bars show the terms themselves and not a second rounding. ``ulp`` is the spacing of
-    ``dtype``'s numbers next to the concat value: the natural unit for how far apart the paths are.
+    Two reference numbers that are easy to confuse, so they carry their recipe in their names:
+
+    - ``rounded_terms_summed``: the H terms *as the layer computed them* (each already rounded to
+      ``dtype``), added in float64. Only the rounding of the final additions is missing.
+    - ``float64_product``: the whole sum Σ_h Σ_l z·W_O recomputed in float64 from the same rounded
+      z and W_O, so no rounding to ``dtype`` anywhere: what both paths are trying to compute.
+
+    ``running total before/after`` are added in float64 too, so the bars show the terms
+    themselves and not a second rounding. ``ulp`` is the spacing of ``dtype``'s numbers next to
+    the concat value: the natural unit for how far apart the paths are.
     """
     terms = np.asarray(terms, dtype=np.float64)  # [H]
+    float64_terms = np.asarray(float64_terms, dtype=np.float64)  # [H]
     end = np.cumsum(terms)  # [H]
     start = end - terms  # [H]
     table = pd.DataFrame({
         "head": [f"h{h}" for h in range(len(terms))],
         "term": terms,
-        "exact term": np.asarray(exact_terms, dtype=np.float64),
+        "term in float64": float64_terms,
         "running total before": start,
         "running total after": end,
     })
     concat_value, sum_value = float(concat_value), float(sum_value)
-    _, exponent = math.frexp(abs(concat_value))  # |v| = m·2^e with 0.5 <= m < 1
+    _, exponent = math.frexp(abs(concat_value))  # |v| = m·2^p with 0.5 <= m < 1
     finfo = torch.finfo(dtype_from_name(dtype))
     ulp = max(float(finfo.eps) * 2.0 ** (exponent - 1), float(finfo.smallest_normal) * float(finfo.eps))
+    rounded_sum = float(end[-1]) if len(end) else 0.0
+    product = float(np.sum(float64_terms))
     return {
         "table": table,
-        "sum_of_terms": float(end[-1]) if len(end) else 0.0,  # the dtype's terms, added in float64
-        "exact": float(np.sum(exact_terms)),  # the same number from the same inputs, no rounding between
+        "rounded_terms_summed": rounded_sum,  # the dtype's terms, added in float64
+        "float64_product": product,  # the same sum from the same inputs, in float64 throughout
+        "rounding_in_terms": rounded_sum - product,  # what rounding each head's term to dtype cost
         "concat": concat_value,  # what the concat path computed, in the dtype
         "sum": sum_value,  # what the sum path computed, in the dtype
         "concat_minus_sum": concat_value - sum_value,
@@ -284,6 +301,68 @@ def waterfall(
         "ulps_apart": abs(concat_value - sum_value) / ulp,
         "heads_up": int((terms > 0).sum()),
         "heads_down": int((terms < 0).sum()),
+    }
+
+
+# ---- the reshape that runs and is wrong -------------------------------------------------------
+
+
+def reshape_origin(seq: int, n_heads: int) -> pd.DataFrame:
+    """Where each L-wide block of a token's concatenated vector comes from, for both reshapes.
+
+    Row s of ``z.transpose(1, 2).reshape(B, S, H·L)`` is blocks (head c, token s) for c = 0 … H−1.
+    ``z.reshape(B, S, H·L)`` on z [B, H, S, L] reads memory in z's own order instead (head, then
+    token): block c of row s is flat block f = s·H + c, which is head f // S, token f % S.
+    """
+    s, c = np.meshgrid(np.arange(seq), np.arange(n_heads), indexing="ij")  # [S, H] each
+    f = s * n_heads + c  # [S, H]
+    return pd.DataFrame({
+        "token s": s.ravel(),
+        "block c": c.ravel(),  # entries c·L … c·L+L−1 of the concatenated vector
+        "right: head": c.ravel(),
+        "right: token": s.ravel(),
+        "wrong: head": (f // seq).ravel(),
+        "wrong: token": (f % seq).ravel(),
+    })
+
+
+def reshape_pitfall(
+    batch: int, seq: int, d_model: int, n_heads: int, *, seed: int = 0, dtype: str = "float32",
+    device: str = "cpu", causal: bool = False, max_tokens: int = 4,
+) -> dict:
+    """The concat built right (transpose, then reshape) and wrong (reshape alone), on the page's z.
+
+    Both have shape [B, S, H·L] and run without complaint; the wrong one interleaves tokens with
+    heads. Returns both shapes, how far apart the two concatenations and the two outputs are
+    (norm-wise, ``core.compare.max_rel``), the share of token rows that differ, and the block
+    origins (``reshape_origin``) with each block's first number for the first ``max_tokens`` tokens
+    of the first sequence. At S = 1 or H = 1 the transpose only moves an axis of length 1, so the
+    two agree exactly.
+    """
+    weights, trace = run_seeded(batch, seq, d_model, n_heads, seed=seed, dtype=dtype_from_name(dtype),
+                                device=device, causal=causal)
+    z, W_O = trace.z, weights.W_O  # [B, H, S, L], [H, L, D]
+    B, H, S, L = z.shape
+    D = W_O.shape[-1]
+    right = z.transpose(1, 2).reshape(B, S, H * L)  # [B, S, H·L] heads side by side, per token
+    wrong = z.reshape(B, S, H * L)  # [B, S, H·L] the same shape, read in z's memory order
+    W_flat = W_O.reshape(H * L, D)  # [H·L, D]
+    out_right, out_wrong = right @ W_flat, wrong @ W_flat  # [B, S, D] each
+    rows_differ = (right != wrong).any(dim=-1)  # [B, S]
+    origin = reshape_origin(S, H)
+    origin = origin[origin["token s"] < max_tokens].reset_index(drop=True)
+    first = lambda t: t[0].double().cpu().numpy()[origin["token s"], origin["block c"] * L]  # noqa: E731
+    origin["right: first number"] = first(right)
+    origin["wrong: first number"] = first(wrong)
+    return {
+        "shape_right": list(right.shape),
+        "shape_wrong": list(wrong.shape),
+        "concat_max_rel": max_rel(wrong, right),
+        "out_max_rel": max_rel(out_wrong, out_right),
+        "out_max_abs": float((out_wrong.double() - out_right.double()).abs().max()),
+        "rows_differ": float(rows_differ.double().mean()),
+        "tokens_shown": int(min(S, max_tokens)),
+        "origin": origin,
     }
 
 
@@ -299,7 +378,7 @@ def w_o_layouts(
     - this essay / TransformerLens: W_O [H, L, D]; flattened [H·L, D], head h = rows h·L … h·L+L−1
     - the paper (left-multiplying): W_O^h = W_O[h].T [D, L]; side by side [D, H·L]
     - torch.nn.Linear (out_proj.weight, [out, in] = [D, H·L]): head h = a column block
-    The paper's [W_O^1 … W_O^H] and nn.Linear's weight are the same array, the transpose of the
+    The paper's [W_O^0 … W_O^{H−1}] and nn.Linear's weight are the same array, the transpose of the
     flattened TransformerLens one. ``rows_per_head`` rows of each head and up to ``max_cols``
     output columns, evenly spaced, keep the picture to a few thousand cells.
     """
@@ -343,6 +422,61 @@ def w_o_layouts(
 # ---- the same layer in PyTorch ----------------------------------------------------------------
 
 
+# What each call nn.MultiheadAttention makes means on this page (torch 2.13's
+# F.multi_head_attention_forward, need_weights=False). The fused fast path,
+# torch._native_multi_head_attention, is only taken when the module has an in-projection bias.
+_CALL_MEANING = {
+    "linear": "out_proj: the concatenated heads @ out_proj.weight.T, one product",
+    "scaled_dot_product_attention": "softmax(q·kᵀ/√L + mask) @ v for every head at once",
+    "permute": "[B, H, S, L] → [S, B, H, L]: the transpose before the reshape",
+    "reshape": "heads side by side: the concatenation",
+    "bmm": "a batched matrix product",
+    "baddbmm": "a batched matrix product plus the additive mask",
+    "softmax": "softmax over the keys",
+    "_native_multi_head_attention": "the fused fast path: the whole layer in one call",
+}
+
+
+class _CallRecorder(TorchDispatchMode):
+    """Records the top-level torch calls made while it is active (thread-local, like every mode)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.calls: list[dict] = []
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        out = func(*args, **(kwargs or {}))
+        name = func.overloadpacket.__name__
+        if name in _CALL_MEANING:
+            shapes = [list(a.shape) for a in args if isinstance(a, Tensor)]
+            result = out[0] if isinstance(out, (tuple, list)) else out
+            self.calls.append({
+                "call": name,
+                "inputs": "; ".join(str(x) for x in shapes),
+                "output": str(list(result.shape)) if isinstance(result, Tensor) else "",
+                "what it is": _CALL_MEANING[name],
+            })
+        return out
+
+
+def torch_calls(mha: torch.nn.Module, x: Tensor, mask: Tensor | None) -> tuple[Tensor, pd.DataFrame]:
+    """Run ``mha`` on ``x`` (self-attention, inference) and list the torch calls it actually made.
+
+    Only the calls that do arithmetic or move the head axis are kept (``_CALL_MEANING``); views
+    and mask bookkeeping are left out. The list is read off the run, not written down, so it
+    stays true when torch changes its implementation.
+    """
+    recorder = _CallRecorder()
+    with torch.inference_mode(), recorder:
+        out, _ = mha(x, x, x, need_weights=False, attn_mask=mask)  # [B, S, D]
+    table = pd.DataFrame(recorder.calls, columns=["call", "inputs", "output", "what it is"])
+    linear = table.index[table["call"] == "linear"]
+    if len(linear) > 1:  # the first linear is the in-projection: x @ in_proj_weight.T, [.., 3D]
+        table.loc[linear[0], "what it is"] = "the packed in-projection: x @ in_proj_weight.T, Q, K and V in one product"
+    table.insert(0, "step", np.arange(len(table)))
+    return out, table
+
+
 def torch_check(
     batch: int, seq: int, d_model: int, n_heads: int, *, seed: int = 0, dtype: str = "float32",
     device: str = "cpu", causal: bool = False,
@@ -350,19 +484,25 @@ def torch_check(
     """Both endings against ``torch.nn.MultiheadAttention`` holding the same weights, same input.
 
     The module is built by ``AttentionWeights.to_torch()`` and run as inference (dropout off);
-    causal masking is its boolean ``attn_mask`` (True = may not attend).
+    causal masking is its boolean ``attn_mask`` (True = may not attend). ``calls`` is what the
+    module ran (``torch_calls``).
     """
     weights, trace = run_seeded(batch, seq, d_model, n_heads, seed=seed, dtype=dtype_from_name(dtype),
                                 device=device, causal=causal)
     mha = weights.to_torch()
     x = trace.x  # [B, S, D]
     mask = torch.ones(seq, seq, dtype=torch.bool, device=x.device).triu(1) if causal else None  # [S, S]
-    with torch.inference_mode():
-        out_torch, _ = mha(x, x, x, need_weights=False, attn_mask=mask)  # [B, S, D]
+    out_torch, calls = torch_calls(mha, x, mask)  # [B, S, D]
+    names = list(calls["call"])
     return {
         "concat": compare(trace.out_concat, out_torch).as_dict(),
         "sum": compare(trace.out_sum, out_torch).as_dict(),
         "out_proj_is_W_O": bool(torch.equal(mha.out_proj.weight, weights.W_O.reshape(-1, d_model).T)),
+        "calls": calls,
+        "fast_path": "_native_multi_head_attention" in names,
+        "has_in_proj_bias": mha.in_proj_bias is not None,
+        "linear_calls": names.count("linear"),
+        "sdpa_calls": names.count("scaled_dot_product_attention"),
     }
 
 

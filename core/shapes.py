@@ -43,10 +43,13 @@ __all__ = [
     "StepSpec",
     "embed",
     "evaluate",
+    "flat_table",
     "flow_edges",
     "op_trace",
     "panel_shape",
+    "numeric_columns",
     "path_summary",
+    "position_mixing",
     "seed_slips",
     "shape_table",
     "step_values",
@@ -138,7 +141,7 @@ class StepSpec:
     params: tuple[str, ...]  # the weights the step uses
     flops: str  # arithmetic: 2 per multiply-add of a product, 1 per add or divide, 5 per softmax entry
     matmul_flops: str  # the product part alone, as torch.utils.flop_counter counts it
-    n_outputs: int  # 3 for step 5: Q, K and V
+    n_outputs: int  # 3 for step 5: q, k and v
     held_as: str | None  # how core holds the output when it differs from the essay's shape
     note: str
 
@@ -155,33 +158,38 @@ STEPS: tuple[StepSpec, ...] = (
              "B·S·D", "0", 1, None,
              "One learned row per position, broadcast over the batch (the table says 'same shape': "
              "it is S×D, repeated for each of the B sequences)."),
-    StepSpec("4", "copy to the Q, K and V branches", "shared", "B×S×D", None, "B×S×D", None, (),
+    StepSpec("4", "copy to the q, k and v branches", "shared", "B×S×D", None, "B×S×D", None, (),
              "0", "0", 1, None,
              "Self-attention: the same x feeds all three projections. Nothing is copied; the one "
              "tensor is read three times."),
     StepSpec("5", "per-head projections W_Q, W_K, W_V", "shared", "B×S×D", "H×D×L", "B×H×S×L", "D",
              ("W_Q", "W_K", "W_V"), "3·2·B·S·H·D·L", "3·2·B·S·H·D·L", 3, None,
-             "Three outputs of this shape: Q, K and V. Each head has its own D×L matrix; the "
-             "table's input 2 is one head's, here all H are stacked as H×D×L."),
-    StepSpec("6", "scores Q·Kᵀ, scaled by √L", "shared", "B×H×S×L", "B×H×L×S", "B×H×S×S", "L", (),
+             "Three outputs of this shape: the queries q, keys k and values v (lower case: the "
+             "letter V is the vocabulary). Each head has its own D×L matrix; the table's input 2 "
+             "is one head's, here all H are stacked as H×D×L."),
+    StepSpec("6", "scores q·kᵀ, divided by √L", "shared", "B×H×S×L", "B×H×L×S", "B×H×S×S", "L", (),
              "2·B·H·S·S·L + B·H·S·S", "2·B·H·S·S·L", 1, None,
-             "Row s, column t is how well query s matches key t, for each head. With a causal mask, "
-             "the future positions (t > s) are overwritten with −∞, which costs no arithmetic."),
+             "Row s, column t is q_s·k_t, how well position s's query matches position t's key, for "
+             "each head: the first step where one position meets another. With a causal mask, the "
+             "future positions (t > s) are overwritten with −∞, which costs no arithmetic."),
     StepSpec("7", "softmax, then weight the values", "shared", "B×H×S×S", "B×H×S×L", "B×H×S×L", "S",
              (), "5·B·H·S·S + 2·B·H·S·S·L", "2·B·H·S·S·L", 1, None,
              "Softmax turns each row of scores into weights that sum to 1; the product then "
-             "averages the S value vectors with those weights, so the key axis S is summed away."),
+             "averages the S value vectors with those weights, so the key axis S is summed away: "
+             "this finishes the mixing of positions that step 6 began."),
     StepSpec("8", "concatenate the heads", "concat", "B×H×S×L", None, "B×S×D", None, (), "0", "0", 1,
              "(B·S)×D",
-             "Moves head h's L numbers to columns h·L … (h+1)·L − 1 of a width-D row; D = H·L. "
+             "Moves head h's L numbers to columns hL … hL+L−1 of a width-D row (heads 0 … H−1); "
+             "D = H·L. "
              "core keeps batch and position on one axis of B·S rows, ready for one 2-D product."),
     StepSpec("9", "output projection W_O", "concat", "B×S×D", "D×D", "B×S×D", "D", ("W_O",),
              "2·B·S·D·D", "2·B·S·D·D", 1, None,
              "One big product. The contracted axis is D = H·L: the heads side by side."),
     StepSpec("8′", "project each head with its W_O slice", "additive", "B×H×S×L", "H×L×D", "B×S×H×D",
              "L", ("W_O",), "2·B·S·H·L·D", "2·B·S·H·L·D", 1, None,
-             "The same W_O, viewed as H slices of L×D. Every head writes a full width-D vector: H "
-             "times the memory of step 8, and the same multiplications as step 9."),
+             "The same W_O, viewed as H slices of L×D: W_O[h] is rows hL … hL+L−1. Every head "
+             "writes a full width-D vector: H times the memory of step 8, and the same "
+             "multiplications as step 9."),
     StepSpec("9′", "sum over the heads", "additive", "B×S×H×D", None, "B×S×D", "H", (),
              "B·S·H·D − B·S·D", "0", 1, None,
              "Adding the H per-head vectors finishes the sum that step 9 does inside its product."),
@@ -555,11 +563,18 @@ def path_summary(table: pd.DataFrame, n_heads: int) -> dict:
     D, H = int(by.loc["9", "output"][-1]), int(n_heads)
     L = D // H
     largest = table.loc[table["output_bytes"].map(int).idxmax()]
+    total_flops = int(sum(table["flops"][table["ending"] != "additive"]))  # steps 1–9
+    lookup_flops = int(by.loc["2", "flops"])
     return {
         "largest_step": largest["step"],
         "largest_bytes": int(largest["output_bytes"]),
         "largest_sym": largest["output_sym"],
-        "total_flops": int(sum(table["flops"][table["ending"] != "additive"])),
+        "total_flops": total_flops,
+        # Step 2 as the one-hot product of the table; real models index W_E's rows instead.
+        "lookup_flops": lookup_flops,
+        "lookup_share": lookup_flops / total_flops if total_flops else 0.0,
+        # Steps 3–9: what the path costs with step 2 done as a lookup.
+        "attention_path_flops": total_flops - lookup_flops,
         "total_params": int(sum(table["param_count"][table["step"] != "8′"])),
         "concat_bytes": int(by.loc["8", "output_bytes"]),
         "additive_bytes": int(by.loc["8′", "output_bytes"]),
@@ -573,13 +588,61 @@ def path_summary(table: pd.DataFrame, n_heads: int) -> dict:
     }
 
 
+def position_mixing() -> dict:
+    """Where positions meet, read off the letters of the steps (the same at every size).
+
+    One position can only read another where a tensor carries the position axis twice (S×S):
+    the first step whose output does is where query s first meets key t (step 6); the step
+    whose product sums that second S away is where the mixing is finished (step 7).
+    """
+    twice = [s.step for s in STEPS if s.output.split("×").count("S") == 2]
+    summed = [s.step for s in STEPS if s.contracted == "S"]
+    return {"first_meet": twice[0], "sums_positions": summed[0],
+            "steps": sorted({*twice, *summed}, key=STEP_IDS.index)}
+
+
+_INT64_MAX = 2**63 - 1
+
+
+def numeric_columns(frame: pd.DataFrame, columns: list[str]) -> pd.DataFrame:
+    """``frame`` with ``columns`` as numbers a table can sort: int64 (nullable Int64 where a step
+    has none) while every value fits, float64 past 2**63 − 1 (FLOP counts at absurd sizes)."""
+    out = frame.copy()
+    for c in columns:
+        values = [None if v is None else int(v) for v in frame[c]]
+        present = [v for v in values if v is not None]
+        if present and max(abs(v) for v in present) > _INT64_MAX:
+            out[c] = pd.Series([float("nan") if v is None else float(v) for v in values], index=frame.index)
+        else:
+            out[c] = pd.array(values, dtype="Int64" if len(present) < len(values) else "int64")
+    return out
+
+
+_SHAPE_COLUMNS = ("input_1", "input_2", "output", "held_as")
+_NUMBER_COLUMNS = ["n_outputs", "contracted_size", "contracted_in_1", "contracted_in_2", "param_count",
+                   "flops", "matmul_flops", "output_elements", "output_bytes"]
+
+
+def flat_table(table: pd.DataFrame, *, exact: bool = False) -> pd.DataFrame:
+    """A ``shape_table`` for a table widget or a CSV: shapes as "1×20×512" labels, numbers as numbers.
+
+    ``exact=True`` keeps the counts as Python ints (a CSV then holds every digit at any size);
+    otherwise they become int64/float64 columns (see ``numeric_columns``) that sort as numbers.
+    """
+    flat = table.assign(**{c: table[c].map(lambda s: "" if s is None else "×".join(map(str, s)))
+                           for c in _SHAPE_COLUMNS})
+    flat["input_2_sym"] = flat["input_2_sym"].map(lambda s: s or "")
+    flat["contracted"] = flat["contracted"].map(lambda s: s or "")
+    return flat if exact else numeric_columns(flat, _NUMBER_COLUMNS)
+
+
 # ---- the two notational slips of the source table --------------------------------------------
 
 
 def seed_slips(batch: int = 1, seq: int = 20, d_model: int = 512, n_heads: int = 8) -> dict:
     """The source's one-head shapes and its reversed Kᵀ, each next to what torch does, on meta.
 
-    * The table prints Q, K, V as B×1×S×L: one head taken out, ``q[:, h:h+1]``, not all H.
+    * The table prints q, k, v as B×1×S×L: one head taken out, ``q[:, h:h+1]``, not all H.
     * It writes Kᵀ as L×S×H×B, every axis reversed (NumPy's ``.T``); the scores need only the
       last two swapped, ``k.transpose(-1, -2)``: B×H×L×S. Multiplying by the reversed one fails
       (or, for unlucky sizes, silently broadcasts into something else).
@@ -622,9 +685,9 @@ _EDGES = (
     ("4", "5Q", "x", "4", "shared"),
     ("4", "5K", "x", "4", "shared"),
     ("4", "5V", "x", "4", "shared"),
-    ("5Q", "6", "Q", "5", "shared"),
-    ("5K", "6", "K", "5", "shared"),
-    ("5V", "7", "V", "5", "shared"),
+    ("5Q", "6", "q", "5", "shared"),
+    ("5K", "6", "k", "5", "shared"),
+    ("5V", "7", "v", "5", "shared"),
     ("6", "7", "scores", "6", "shared"),
     ("7", "8", "z", "7", "concat"),
     ("7", "8′", "z", "7", "additive"),
@@ -673,7 +736,7 @@ def step_values(
 ) -> list[dict]:
     """The real output of one step (seeded CPU run), as 2-D panels a heatmap can draw.
 
-    One panel per output tensor (three for step 5: Q, K, V), sliced at sequence ``at_batch`` and,
+    One panel per output tensor (three for step 5: q, k, v), sliced at sequence ``at_batch`` and,
     where the tensor has a head axis, head ``at_head``. Each panel: title, the slice's code,
     row and column axis names, and ``values`` as a float64 numpy array (−inf where masked).
     Callers check the size first: this allocates every tensor of the path.
@@ -692,9 +755,9 @@ def step_values(
         "3": [("x = embeddings + positions", f"x[{b}]", t.x[b], "position", "model dim")],
         "4": [("x (read by all three projections)", f"x[{b}]", t.x[b], "position", "model dim")],
         "5": [(name, f"{var}[{b}, {h}]", getattr(a, var)[b, h], "position", "head dim")
-              for name, var in (("Q", "q"), ("K", "k"), ("V", "v"))],
+              for name, var in (("queries", "q"), ("keys", "k"), ("values", "v"))],
         "6": [("scores", f"scores[{b}, {h}]", a.scores[b, h], "query position", "key position")],
-        "7": [("z = softmax(scores) · V", f"z[{b}, {h}]", a.z[b, h], "position", "head dim")],
+        "7": [("z = pattern @ v", f"z[{b}, {h}]", a.z[b, h], "position", "head dim")],
         "8": [("heads concatenated", f"z_concat.view(B, S, D)[{b}]",
                _rows(t)["8"].outputs[0].view(B, S, sizes.D)[b], "position", "model dim")],
         "9": [("output, concat then project", f"out_concat[{b}]", a.out_concat[b], "position", "model dim")],

@@ -42,6 +42,8 @@ __all__ = [
     "context_terms",
     "row_entropy",
     "score_spread",
+    "scale_effect",
+    "ScaleEffect",
     "sentence_problem",
     "token_labels",
 ]
@@ -49,6 +51,11 @@ __all__ = [
 DEFAULT_SENTENCE = "my name is Marcello Politi"
 DTYPE = torch.float64
 LABEL_CHARS = 12  # axis and index labels show at most this many characters of a token
+EMBED_BLOCK = 16  # embeddings are drawn 16 coordinates at a time, so a wider D appends coordinates
+
+# Einsum letters, one meaning each on the page: i query position (any position in a projection),
+# j key position, d model coordinate, h head, l coordinate inside a head (0 … L−1). Not e (Euler's
+# number in the softmax), not k (the key vectors, and the k of d_k).
 
 # ---- text → tokens ----------------------------------------------------------------------------
 
@@ -180,11 +187,13 @@ def sentence_problem(text: str) -> str | None:
 
 
 def token_labels(tokens: list[str]) -> list[str]:
-    """Unique, short labels "position·token" for axes and table rows (a word may occur twice)."""
+    """Unique, short labels "position:token" for axes and table rows (a word may occur twice).
+
+    A colon, not "·": on this page "·" multiplies."""
     def short(t: str) -> str:
         return t if len(t) <= LABEL_CHARS else t[: LABEL_CHARS - 1] + "…"
 
-    return [f"{i}·{short(t)}" for i, t in enumerate(tokens)]
+    return [f"{i}:{short(t)}" for i, t in enumerate(tokens)]
 
 
 # ---- ids → embeddings ---------------------------------------------------------------------------
@@ -202,9 +211,13 @@ def _token_seed(token: str, seed: int) -> int:
 def token_embedding(token: str, d_model: int, seed: int) -> Tensor:
     """The embedding of one token, [D]: standard normal numbers from a generator seeded by the
     token's text and ``seed``. So a word has the same vector in every sentence (for one seed),
-    as a row of a real, learned embedding table would; a wider D extends the same vector."""
+    as a row of a real, learned embedding table would. Drawn in blocks of EMBED_BLOCK (torch's
+    CPU normal sampler fills a tensor of 16 or more in another order than a shorter one), so a
+    wider D appends coordinates to the same vector at every width."""
     gen = torch.Generator(device="cpu").manual_seed(_token_seed(token, seed))
-    return torch.randn(d_model, generator=gen, dtype=DTYPE)  # [D]
+    blocks = -(-d_model // EMBED_BLOCK)
+    drawn = torch.cat([torch.randn(EMBED_BLOCK, generator=gen, dtype=DTYPE) for _ in range(blocks)])
+    return drawn[:d_model]  # [D]
 
 
 def embedding_matrix(vocab: list[str], d_model: int, seed: int) -> Tensor:
@@ -299,20 +312,20 @@ def run_toy(
     W_Q, W_K, W_V, W_O = weights.W_Q, weights.W_K, weights.W_V, weights.W_O  # [H, D, L] ×3, [H, L, D]
     H, L = weights.n_heads, weights.d_head
 
-    q = torch.einsum("sd,hde->hse", x, W_Q)  # [H, S, L]
-    k = torch.einsum("sd,hde->hse", x, W_K)  # [H, S, L]
-    v = torch.einsum("sd,hde->hse", x, W_V)  # [H, S, L]
+    q = torch.einsum("id,hdl->hil", x, W_Q)  # [H, S, L]
+    k = torch.einsum("id,hdl->hil", x, W_K)  # [H, S, L]
+    v = torch.einsum("id,hdl->hil", x, W_V)  # [H, S, L]
 
-    raw_scores = torch.einsum("hse,hke->hsk", q, k)  # [H, S, S] query s, key k
+    raw_scores = torch.einsum("hil,hjl->hij", q, k)  # [H, S, S] query i, key j
     scores = raw_scores / math.sqrt(L) if scale else raw_scores.clone()  # [H, S, S]
     mask = torch.ones(S, S, dtype=torch.bool).triu(diagonal=1) if causal else torch.zeros(S, S, dtype=torch.bool)
     scores = scores.masked_fill(mask, float("-inf"))  # [H, S, S] e^(−inf) = 0: no weight on the future
     pattern = scores.softmax(dim=-1)  # [H, S, S]
 
-    z = torch.einsum("hsk,hke->hse", pattern, v)  # [H, S, L]
-    z_concat = z.permute(1, 0, 2).reshape(S, H * L)  # [S, H·L] head h in columns h·L … h·L+L−1
+    z = torch.einsum("hij,hjl->hil", pattern, v)  # [H, S, L]
+    z_concat = z.permute(1, 0, 2).reshape(S, H * L)  # [S, H·L] head h in columns hL … hL+L−1
     out = z_concat @ W_O.reshape(H * L, d_model)  # [S, D]
-    per_head = torch.einsum("hse,hed->shd", z, W_O)  # [S, H, D]
+    per_head = torch.einsum("hil,hld->ihd", z, W_O)  # [S, H, D]
     out_sum = per_head.sum(dim=1)  # [S, D]
     return ToyTrace(
         tokens=list(tokens), vocab=emb.vocab, ids=emb.ids, causal=causal, scale=scale, weights=weights,
@@ -376,6 +389,115 @@ def score_spread(trace: ToyTrace) -> dict[str, object]:
     }
 
 
+# What the page says about the scale is read off these numbers, never assumed. Leaving the scale
+# out multiplies every score by √L ≥ 1, and a softmax's entropy never rises when its inputs are
+# multiplied by a factor ≥ 1 (d/dc H(softmax(c·s)) = −c·Var(s) ≤ 0), so a head either sharpens
+# or, at L = 1 or with a single visible key per row, stays exactly where it was.
+SCALE_SAME_BITS = 1e-9  # entropies closer than this are the same number (rounding only)
+SCALE_SLIGHT_BELOW = 0.10  # relative drop of the mean row entropy: under 10 % is "slight"
+SCALE_STRONG_FROM = 0.40  # 40 % or more is "strong"; in between, "clear"
+
+
+@dataclass(frozen=True)
+class ScaleEffect:
+    """The measured effect of the 1/√d_k on one sentence, and the page's sentences about it."""
+
+    d_head: int
+    entropy_scaled: float  # mean row entropy with ÷√L, bits
+    entropy_raw: float  # mean row entropy without it, bits
+    entropy_uniform: float  # mean entropy of an even spread over the visible keys, bits
+    drop_bits: float  # entropy_scaled − entropy_raw (never negative beyond rounding)
+    drop_fraction: float  # drop_bits / entropy_scaled; 0 when entropy_scaled is 0
+    max_weight_scaled: float
+    max_weight_raw: float
+    verdict: str  # "none", "slight", "clear" or "strong" (thresholds above)
+    reason: str  # why "none": "unit scale" (L = 1), "one key per row", "equal"; "" otherwise
+    heads_lower: list[int]  # heads whose mean row entropy falls without the scale
+    heads_same: list[int]  # heads whose mean row entropy does not change
+    heads_higher: list[int]  # heads whose entropy rises (impossible but for rounding; kept honest)
+    sentence: str  # what the page measured, for the text beside the numbers
+    heads_sentence: str  # what the per-head chart shows, for its caption
+
+
+def _heads(hs: list[int]) -> str:
+    """[0] → "head 0"; [0, 2, 3] → "heads 0, 2 and 3"."""
+    if len(hs) == 1:
+        return f"head {hs[0]}"
+    return "heads " + ", ".join(map(str, hs[:-1])) + f" and {hs[-1]}"
+
+
+def scale_effect(spread: dict) -> ScaleEffect:
+    """Classify what leaving out the 1/√d_k does here, from :func:`score_spread`'s numbers."""
+    L = int(spread["d_head"])
+    ent_s = np.asarray(spread["entropy_scaled"], dtype=float)  # [H, S]
+    ent_r = np.asarray(spread["entropy_raw"], dtype=float)  # [H, S]
+    uniform = float(np.mean(spread["entropy_max"]))
+    mean_s, mean_r = float(ent_s.mean()), float(ent_r.mean())
+    drop = mean_s - mean_r
+    fraction = drop / mean_s if mean_s > 0 else 0.0
+    per_s, per_r = ent_s.mean(axis=1), ent_r.mean(axis=1)  # [H]
+    lower = [h for h in range(len(per_s)) if per_r[h] < per_s[h] - SCALE_SAME_BITS]
+    higher = [h for h in range(len(per_s)) if per_r[h] > per_s[h] + SCALE_SAME_BITS]
+    same = [h for h in range(len(per_s)) if h not in lower and h not in higher]
+
+    if L == 1:
+        verdict, reason = "none", "unit scale"
+    elif float(np.max(spread["entropy_max"])) == 0.0:
+        verdict, reason = "none", "one key per row"
+    elif abs(drop) <= SCALE_SAME_BITS:
+        verdict, reason = "none", "equal"
+    else:
+        reason = ""
+        verdict = "slight" if fraction < SCALE_SLIGHT_BELOW else ("strong" if fraction >= SCALE_STRONG_FROM else "clear")
+
+    mw_s, mw_r = float(spread["max_weight_scaled"]), float(spread["max_weight_raw"])
+    if reason == "unit scale":
+        sentence = (
+            f"At d_k = 1 the scale divides by √1 = 1, so the two settings give the same weights: the mean "
+            f"row entropy is {mean_s:.2f} bits either way. Widen the heads (fewer heads, or a larger D) to "
+            "see the scale matter."
+        )
+    elif reason == "one key per row":
+        sentence = (
+            "Every row here has a single visible key, whose weight is 1 whatever the scores are, so the "
+            "scale changes nothing: 0 bits of entropy either way."
+        )
+    elif reason == "equal":
+        sentence = f"At d_k = {L} the two settings give the same mean row entropy here, {mean_s:.2f} bits."
+    else:
+        effect = {
+            "slight": "a slight sharpening",
+            "clear": "a clear sharpening",
+            "strong": "a strong sharpening, towards one-hot rows",
+        }[verdict]
+        sentence = (
+            f"At d_k = {L}, leaving out the scale lowers the mean row entropy from {mean_s:.2f} to "
+            f"{mean_r:.2f} bits ({fraction:.0%} lower; an even spread would be {uniform:.2f} bits) and "
+            f"raises the mean largest weight from {mw_s:.2f} to {mw_r:.2f}: {effect}."
+        )
+
+    H = len(per_s)
+    if not lower and not higher:
+        why = {"unit scale": "at d_k = 1 the scale is ÷1", "one key per row": "each row has one visible key"}
+        heads_sentence = f"The two marks coincide for every head: {why.get(reason, 'the entropies are equal')}."
+    else:
+        parts = []
+        if lower:
+            every = "every head moves" if len(lower) == H > 1 else (
+                "the head moves" if H == 1 else f"{_heads(lower)} {'moves' if len(lower) == 1 else 'move'}")
+            parts.append(f"{every} left, towards one-hot rows")
+        if higher:
+            parts.append(f"{_heads(higher)} {'moves' if len(higher) == 1 else 'move'} right")
+        if same:
+            parts.append(f"{_heads(same)} {'stays' if len(same) == 1 else 'stay'} where {'it is' if len(same) == 1 else 'they are'}")
+        heads_sentence = "Without the scale " + "; ".join(parts) + "."
+    return ScaleEffect(
+        d_head=L, entropy_scaled=mean_s, entropy_raw=mean_r, entropy_uniform=uniform, drop_bits=drop,
+        drop_fraction=fraction, max_weight_scaled=mw_s, max_weight_raw=mw_r, verdict=verdict, reason=reason,
+        heads_lower=lower, heads_same=same, heads_higher=higher, sentence=sentence, heads_sentence=heads_sentence,
+    )
+
+
 # ---- tables ----------------------------------------------------------------------------------------
 
 
@@ -394,7 +516,7 @@ def vocab_frame(trace_or_tokens: ToyTrace | Tokens) -> pd.DataFrame:
 
 
 def one_hot_frame(trace_or_tokens: ToyTrace | Tokens) -> pd.DataFrame:
-    """onehot(ids) [S, V] as 0/1: rows are positions, columns "id·token" of the vocabulary."""
+    """onehot(ids) [S, V] as 0/1: rows are positions, columns "id:token" of the vocabulary."""
     t = trace_or_tokens
     m = np.zeros((len(t.ids), len(t.vocab)), dtype=int)  # [S, V]
     m[np.arange(len(t.ids)), t.ids] = 1
@@ -407,21 +529,36 @@ def matrix_frame(m: Tensor, rows: list[str], prefix: str = "") -> pd.DataFrame:
     return pd.DataFrame(arr, index=pd.Index(rows, name="token"), columns=[f"{prefix}{c}" for c in range(arr.shape[1])])
 
 
+def head_columns(H: int, L: int) -> list[str]:
+    """Column names of the concatenated layout: "h0 l0" … "h{H-1} l{L-1}" (head h, coordinate l),
+    so column hL + l of an [S, H·L] matrix is named by both of its indices."""
+    return [f"h{h} l{l}" for h in range(H) for l in range(L)]
+
+
 def heads_frame(t: Tensor, rows: list[str]) -> pd.DataFrame:
-    """[H, S, L] → [S, H·L] table with columns ``h{h}·{e}`` (the concatenated layout)."""
+    """[H, S, L] → [S, H·L] table with columns ``h{h} l{l}`` (the concatenated layout)."""
     H, S, L = t.shape
     wide = t.permute(1, 0, 2).reshape(S, H * L).numpy()  # [S, H·L]
-    cols = [f"h{h}·{e}" for h in range(H) for e in range(L)]
-    return pd.DataFrame(wide, index=pd.Index(rows, name="token"), columns=cols)
+    return pd.DataFrame(wide, index=pd.Index(rows, name="token"), columns=head_columns(H, L))
+
+
+def qkv_frame(trace: ToyTrace) -> pd.DataFrame:
+    """q, k and v in one numeric table: 3·S rows (tensor, token), H·L columns ``h{h} l{l}``."""
+    parts = []
+    for name in ("q", "k", "v"):
+        wide = heads_frame(getattr(trace, name), trace.labels).reset_index()  # [S, 1 + H·L]
+        wide.insert(0, "tensor", name)
+        parts.append(wide)
+    return pd.concat(parts, ignore_index=True)
 
 
 def qkv_long(trace: ToyTrace) -> pd.DataFrame:
-    """q, k, v of every (head, token, coordinate), long form for download."""
+    """q, k, v of every (head, token, coordinate l), long form for download."""
     H, S, L = trace.q.shape
-    h, s, e = np.meshgrid(np.arange(H), np.arange(S), np.arange(L), indexing="ij")
+    h, i, l = np.meshgrid(np.arange(H), np.arange(S), np.arange(L), indexing="ij")
     return pd.DataFrame({
-        "head": h.ravel(), "position": s.ravel(), "token": np.array(trace.tokens, dtype=object)[s.ravel()],
-        "e": e.ravel(), "q": trace.q.numpy().ravel(), "k": trace.k.numpy().ravel(), "v": trace.v.numpy().ravel(),
+        "head": h.ravel(), "position": i.ravel(), "token": np.array(trace.tokens, dtype=object)[i.ravel()],
+        "l": l.ravel(), "q": trace.q.numpy().ravel(), "k": trace.k.numpy().ravel(), "v": trace.v.numpy().ravel(),
     })
 
 
@@ -444,45 +581,47 @@ def weights_long(trace: ToyTrace) -> pd.DataFrame:
 
 
 def weights_table(trace: ToyTrace, head: int) -> pd.DataFrame:
-    """Head ``head``'s pattern as query rows × key columns, NaN where masked, plus each row's sum."""
-    p = trace.pattern[head].numpy().copy()  # [S, S]
-    row_sum = p.sum(axis=1)  # [S] taken before NaN marks the masked cells
-    p[trace.mask.numpy()] = np.nan
+    """Head ``head``'s pattern as query rows × key columns, numbers only: a masked cell holds the 0
+    it is (``trace.mask`` says which), then each row's sum and its entropy in bits."""
+    p = trace.pattern[head].numpy()  # [S, S] masked entries are exactly 0 after the softmax
     df = pd.DataFrame(p, index=pd.Index(trace.labels, name="query ↓ key →"), columns=trace.labels)
-    df["Σ row"] = row_sum
+    df["Σ row"] = p.sum(axis=1)  # [S]
+    df["entropy (bits)"] = row_entropy(trace.pattern[head]).numpy()  # [S]
     return df
 
 
-def terms_frame(trace: ToyTrace, i: int, head: int) -> pd.DataFrame:
-    """Query ``i``, head ``head``: one row per key j with a_ij, v_j and a_ij·v_j, then the sum z_i."""
+def terms_frame(trace: ToyTrace, i: int) -> pd.DataFrame:
+    """Query ``i``, every head: per head one row per key j with a_ij, v_j and a_ij·v_j, then the
+    sum row z_i (its v columns empty: NaN). Numbers stay numbers; ``masked`` marks hidden keys,
+    whose a_ij and terms are the 0 they are."""
     terms, z_i = context_terms(trace, i)  # [H, S, L], [H, L]
-    L = trace.d_head
-    a = trace.pattern[head, i].numpy()  # [S]
-    v = trace.v[head].numpy()  # [S, L]
-    t = terms[head].numpy()  # [S, L]
-    columns = {"key": trace.labels, "masked": trace.mask[i].numpy(), "a_ij": a}
-    columns.update({f"v_j[{e}]": v[:, e] for e in range(L)})
-    columns.update({f"a·v[{e}]": t[:, e] for e in range(L)})
-    rows = pd.DataFrame(columns)
-    total = {"key": f"z_{i} = Σ", "masked": False, "a_ij": a.sum()}
-    total.update({f"v_j[{e}]": np.nan for e in range(L)})
-    total.update({f"a·v[{e}]": float(z_i[head, e]) for e in range(L)})
-    return pd.concat([rows, pd.DataFrame([total])], ignore_index=True)
+    H, S, L = terms.shape
+    parts = []
+    for h in range(H):
+        a = trace.pattern[h, i].numpy()  # [S]
+        columns = {"head": h, "key": trace.labels, "masked": trace.mask[i].numpy(), "a_ij": a}
+        columns.update({f"v_j[{l}]": trace.v[h, :, l].numpy() for l in range(L)})
+        columns.update({f"a·v[{l}]": terms[h, :, l].numpy() + 0.0 for l in range(L)})  # + 0.0: 0·(−v) is −0.0
+        total = {"head": h, "key": f"z_{i} = Σ", "masked": False, "a_ij": float(a.sum())}
+        total.update({f"v_j[{l}]": np.nan for l in range(L)})
+        total.update({f"a·v[{l}]": float(z_i[h, l]) for l in range(L)})
+        parts += [pd.DataFrame(columns), pd.DataFrame([total])]
+    return pd.concat(parts, ignore_index=True)
 
 
 def terms_long(trace: ToyTrace, i: int) -> pd.DataFrame:
-    """Every term a_ij·v_j[e] for query ``i`` (all heads), then a sum row per head, long form."""
+    """Every term a_ij·v_j[l] for query ``i`` (all heads), then a sum row per head, long form."""
     terms, z_i = context_terms(trace, i)  # [H, S, L], [H, L]
     H, S, L = terms.shape
     rows = np.array([*trace.labels, f"z_{i} (sum)"], dtype=object)  # [S+1] keys, then the sum
     a = torch.cat([trace.pattern[:, i, :], torch.full((H, 1), float("nan"), dtype=DTYPE)], dim=1)  # [H, S+1]
     v = torch.cat([trace.v, torch.full((H, 1, L), float("nan"), dtype=DTYPE)], dim=1)  # [H, S+1, L]
-    value = torch.cat([terms, z_i[:, None, :]], dim=1)  # [H, S+1, L]
+    value = torch.cat([terms, z_i[:, None, :]], dim=1) + 0.0  # [H, S+1, L]; + 0.0 turns 0·(−v) = −0.0 into 0
     masked = np.append(trace.mask[i].numpy(), False)  # [S+1]
-    h, r, e = np.meshgrid(np.arange(H), np.arange(S + 1), np.arange(L), indexing="ij")
-    h, r, e = h.ravel(), r.ravel(), e.ravel()
+    h, r, l = np.meshgrid(np.arange(H), np.arange(S + 1), np.arange(L), indexing="ij")
+    h, r, l = h.ravel(), r.ravel(), l.ravel()
     return pd.DataFrame({
-        "head": h, "row": rows[r], "kind": np.where(r == S, "sum", "term"), "e": e,
+        "head": h, "row": rows[r], "kind": np.where(r == S, "sum", "term"), "l": l,
         "a_ij": a.numpy()[h, r], "v": v.numpy().ravel(), "value": value.numpy().ravel(),
         "masked": masked[r],
     })

@@ -13,10 +13,13 @@ ensure_app_shell()
 PAGE_LINKS = [
     ("pages/shapes.py", "The shape table", "Every tensor on the way from token ids to the output, "
      "with its shape at any size you type in, and which axis each product contracts."),
-    ("pages/toy_sentence.py", "Attention on a sentence", "A tiny model with four heads reads your "
+    ("pages/toy-sentence.py", "Attention on a sentence", "A tiny model with four heads reads your "
      "own sentence; every query, key, value and attention weight is on screen."),
-    ("pages/concat_vs_sum.py", "Concat versus sum", "The identity, live: both endings computed side by "
+    ("pages/concat-vs-sum.py", "Concat versus sum", "The identity, live: both endings computed side by "
      "side, with diff readouts in four precisions and one output number taken apart head by head."),
+    ("pages/induction.py", "The sum at work", "A trained two-layer model whose heads you can read: "
+     "find its previous-token and induction heads, split a prediction into one term per head, and "
+     "knock heads out."),
     ("pages/timing.py", "Timing", "What the additive view costs on the machine in front of you, "
      "measured against a bare matrix product."),
 ]
@@ -44,30 +47,31 @@ glued back together into a vector of width $D$, and one big matrix $W_O$ mixes t
 That picture is correct, and it hides the most useful fact about the layer. **Concatenating and
 then multiplying by $W_O$ is exactly the same as giving each head its own $L \\times D$ slice of
 $W_O$, projecting each head separately, and adding the $H$ results.** The heads never talk to each
-other inside the layer: each one computes a vector of width $D$ and the layer's output is their sum.
+other inside the layer: each one computes a vector of width $D$ and the layer's output is their sum
+(plus the output bias $b_O$, added once, where the layer has one).
 """
 )
 
 left, right = st.columns(2)
 with left:
     st.markdown("**Concatenate, then project** (how the layer is usually computed)")
-    st.latex(r"\mathrm{out} = \big[\, z^{1} \;\; z^{2} \;\; \cdots \;\; z^{H} \,\big]\, W_O")
+    st.latex(r"\mathrm{out} = \big[\, z^{0} \;\; z^{1} \;\; \cdots \;\; z^{H-1} \,\big]\, W_O \;(+\, b_O)")
     st.caption("$[B, S, H\\cdot L] \\times [H\\cdot L, D] \\to [B, S, D]$: one large matrix product.")
 with right:
     st.markdown("**Project each head, then add** (how the layer is best understood)")
-    st.latex(r"\mathrm{out} = \sum_{h=1}^{H} z^{h}\, W_O^{h}")
+    st.latex(r"\mathrm{out} = \sum_{h=0}^{H-1} z^{h}\, W_O^{h} \;(+\, b_O)")
     st.caption("$H$ products $[B, S, L] \\times [L, D]$, one per head, then a sum over $h$.")
 
 st.markdown(
     """
 Why they agree takes one line. An output coordinate $j$ of token $s$ is a sum over all $D$ entries
-of the concatenated vector. Split that sum at the head boundaries: rows $(h-1)L+1 \\dots hL$ of
+of the concatenated vector. Split that sum at the head boundaries: rows $hL \\dots hL+L-1$ of
 $W_O$ only ever meet head $h$'s $L$ numbers, so
 """
 )
 st.latex(
-    r"\mathrm{out}_{s,j} \;=\; \sum_{i=1}^{D} \mathrm{concat}_{s,i}\, (W_O)_{i,j}"
-    r"\;=\; \sum_{h=1}^{H} \underbrace{\sum_{l=1}^{L} z^{h}_{s,l}\, (W_O^{h})_{l,j}}_{\text{head } h\text{'s term}}"
+    r"\mathrm{out}_{s,j} \;=\; \sum_{i=0}^{D-1} \mathrm{concat}_{s,i}\, (W_O)_{i,j}"
+    r"\;=\; \sum_{h=0}^{H-1} \underbrace{\sum_{l=0}^{L-1} z^{h}_{s,l}\, (W_O)_{hL+l,\,j}}_{\text{head } h\text{'s term}}"
 )
 
 demo = live_check(DEMO_DTYPE)
@@ -97,7 +101,7 @@ Read as a sum, a transformer layer is a set of independent writers: every head r
 residual stream, computes a vector, and *adds* it back. Nothing is mixed between heads until the
 next layer reads their total. That is what lets interpretability research attribute an output to
 individual heads, knock one out and watch what changes, or trace a "circuit" of heads across
-layers. The concatenated form wins on speed (one big matrix product keeps the hardware busy), the
+layers (the *sum at work* page does all three on a small trained model). The concatenated form wins on speed (one big matrix product keeps the hardware busy), the
 additive form wins on understanding, and they are the same function.
 
 ### Notation
@@ -113,9 +117,13 @@ st.markdown(
 | $D$ | model width, `d_model` | 512 |
 | $H$ | number of heads | 8 |
 | $L$ | head width, `d_head` $= D/H$ | 64 |
+| $h, s, l, i, j$ | a head, a token position, a coordinate within a head, a row and a column of $W_O$ | counted **from 0**, as in the code |
 
 Weights follow the TransformerLens layout and right-multiply (`x @ W`): $W_Q, W_K, W_V$ are
-$[H, D, L]$ and $W_O$ is $[H, L, D]$, so `W_O[h]` is head $h$'s own $L \\times D$ slice.
+$[H, D, L]$ and $W_O$ is $[H, L, D]$, so `W_O[h]` is head $h$'s own $L \\times D$ slice: rows
+$hL \\dots hL+L-1$ of the $D \\times D$ matrix that the concatenated form multiplies by. Every index
+in the essay starts at 0, as in the code: heads are $0 \\dots H-1$ (labelled h0, h1, …), and so are
+tokens, rows, coordinates and the bounds of every sum.
 """
 )
 
@@ -147,6 +155,8 @@ anyway, with a note saying what was changed and why.
   attention as an "addition machine" prompted the shape and identity pages.
 - A from-scratch tutorial of self-attention with `torch.einsum` on the sentence
   "my name is Marcello Politi" (width 16, four heads of width 4) prompted the sentence page.
+- Olsson et al., *In-context Learning and Induction Heads* (Anthropic, 2022), for the
+  previous-token and induction heads that the trained model grows.
 - Vaswani et al., *Attention Is All You Need* (2017), for the layer itself; the TransformerLens
   library for the weight layout.
 

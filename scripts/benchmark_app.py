@@ -25,27 +25,13 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from tests.browser.harness import CHROMIUM, CHROMIUM_ARGS, READY, Server, wait_ready  # noqa: E402
+from tests.browser.harness import (  # noqa: E402
+    CHROMIUM, CHROMIUM_ARGS, Server, new_context, runs_finished, wait_ready,
+)
 
 # URL path → page file (as registered in streamlit_app.py).
-PAGES = {"": "home", "shapes": "shapes", "toy-sentence": "toy_sentence",
-         "concat-vs-sum": "concat_vs_sum", "timing": "timing"}
-
-_OBSERVER = """
-() => {
-  const app = document.querySelector('[data-testid=stApp]');
-  window.__runs = []; window.__sawRunning = false;
-  new MutationObserver(() => {
-    const state = app.getAttribute('data-test-script-state');
-    if (state === 'running') window.__sawRunning = true;
-    if (state === 'notRunning' && window.__sawRunning && window.__t0 !== undefined) {
-      window.__runs.push(performance.now() - window.__t0);
-      window.__sawRunning = false; window.__t0 = undefined;
-    }
-  }).observe(app, {attributes: true});
-}
-"""
-
+PAGES = {"": "home", "shapes": "shapes", "toy-sentence": "toy-sentence",
+         "concat-vs-sum": "concat-vs-sum", "timing": "timing"}
 
 def _rss_mib(pid: int) -> float:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
@@ -75,7 +61,7 @@ def main() -> None:
     try:
         with sync_playwright() as p:
             browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
-            page = browser.new_page(viewport={"width": 1280, "height": 900})
+            page = new_context(browser, viewport={"width": 1280, "height": 900}).new_page()
             for path, file in PAGES.items():
                 if not (ROOT / "pages" / f"{file}.py").exists():
                     continue
@@ -85,20 +71,22 @@ def main() -> None:
                 painted = time.perf_counter() - start
                 wait_ready(page, timeout_ms=120_000)
                 done = time.perf_counter() - start
-                page.evaluate(_OBSERVER)
                 page.mouse.click(5, 450)  # focus the app's margin (not a widget) so "r" reaches it
+                runs = []
                 for _ in range(args.reruns + 2):  # two warm-ups, then the measured reruns
-                    want = len(page.evaluate("window.__runs")) + 1
                     for _attempt in range(3):  # a keypress can land while the app is busy: press again
+                        before = runs_finished(page)
                         page.evaluate("() => { window.__t0 = performance.now(); }")
                         page.keyboard.press("r")
                         try:
-                            page.wait_for_function("n => window.__runs.length >= n", arg=want, timeout=20_000)
+                            # A run that started after the press has finished (the harness's observer).
+                            wait_ready(page, timeout_ms=20_000, after=before, quiet_ms=0)
                             break
                         except PlaywrightTimeout:
                             page.mouse.click(5, 450)
-                    page.wait_for_selector(READY)
-                runs = page.evaluate("window.__runs")[2:]
+                    runs.append(page.evaluate("() => window.__stRuns.lastFinish - window.__t0"))
+                    wait_ready(page, after=before)
+                runs = runs[2:]
                 results["pages"][path or "home"] = {
                     "first_title_s": round(painted, 2),
                     "first_run_done_s": round(done, 2),

@@ -6,7 +6,7 @@ import pytest
 
 from tests.apptest_utils import notices, rerun, run_page, texts
 
-PAGE = "concat_vs_sum"
+PAGE = "concat-vs-sum"
 
 
 def metric(at, label_start: str) -> str:

@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 from tests.apptest_utils import ROOT, run_page, texts
 from ui.controls import SHARED_NAMES
 
-PAGES = ["home", "shapes", "toy_sentence", "concat_vs_sum", "timing"]
+PAGES = ["home", "shapes", "toy-sentence", "concat-vs-sum", "timing"]
 
 nasty_values = st.one_of(
     st.integers(-(2**70), 2**70).map(str),
@@ -53,8 +53,8 @@ def test_any_query_string_gives_a_working_page(page, query):
 # The largest link each page accepts, to check that the caps bound memory.
 LARGEST = {
     "shapes": {"batch": "4096", "seq": "1048576", "vocab": "10000000", "d_model": "65536", "heads": "1024"},
-    "toy_sentence": {"sentence": "abc " * 50, "d_model": "64", "heads": "16", "causal": "true"},
-    "concat_vs_sum": {"batch": "64", "seq": "1024", "d_model": "2048", "heads": "64", "dtype": "float64"},
+    "toy-sentence": {"sentence": "abc " * 50, "d_model": "64", "heads": "16", "causal": "true"},
+    "concat-vs-sum": {"batch": "64", "seq": "1024", "d_model": "2048", "heads": "64", "dtype": "float64"},
     "timing": {"batch": "64", "seq": "1024", "d_model": "2048", "heads": "64"},
 }
 

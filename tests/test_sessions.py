@@ -16,7 +16,8 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 ROOT = Path(__file__).resolve().parents[1]
-PAGE_FILES = sorted((ROOT / "pages").glob("*.py"))
+# Pages and the UI modules they call (figure builders cache their specs there).
+PAGE_FILES = sorted([*(ROOT / "pages").glob("*.py"), *(ROOT / "ui").rglob("*.py")])
 SHARED_RESOURCES = {"result_store"}  # returns core.timing.ResultStore, which copies on get/put
 
 

@@ -17,10 +17,13 @@ from core.shapes import (
     PathError,
     Sizes,
     evaluate,
+    flat_table,
     flow_edges,
+    numeric_columns,
     op_trace,
     panel_shape,
     path_summary,
+    position_mixing,
     seed_slips,
     shape_table,
     step_values,
@@ -222,7 +225,7 @@ def test_step_values_are_the_real_path():
     assert one_hot.shape == (S, V) and (one_hot.sum(axis=1) == 1).all()
     z = step_values("7", B, S, V, D, H, seed=3, at_batch=1, at_head=2)[0]["values"]  # [S, L]
     concat = step_values("8", B, S, V, D, H, seed=3, at_batch=1)[0]["values"]  # [S, D]
-    assert (concat[:, 2 * L:3 * L] == z).all()  # head 2 fills columns 2L … 3L − 1
+    assert (concat[:, 2 * L:2 * L + L] == z).all()  # head 2 fills columns 2L … 2L+L−1
     out = step_values("9", B, S, V, D, H, seed=3, at_batch=1)[0]["values"]
     out_sum = step_values("9′", B, S, V, D, H, seed=3, at_batch=1)[0]["values"]
     assert abs(out - out_sum).max() < 1e-5 * abs(out).max()
@@ -240,10 +243,78 @@ def test_step_values_masks_and_seeds():
     assert (scores[torch.ones(6, 6).triu(1).bool().numpy()] == float("-inf")).all()
     assert (scores[torch.ones(6, 6).tril().bool().numpy()] > float("-inf")).all()
     q1 = [p["values"] for p in step_values("5", 1, 4, 5, 8, 2, seed=1)]
-    assert [p["title"] for p in step_values("5", 1, 4, 5, 8, 2, seed=1)] == ["Q", "K", "V"]
+    assert [p["title"] for p in step_values("5", 1, 4, 5, 8, 2, seed=1)] == ["queries", "keys", "values"]
     assert all((a == b).all() for a, b in zip(q1, [p["values"] for p in step_values("5", 1, 4, 5, 8, 2, seed=1)]))
     assert not (q1[0] == step_values("5", 1, 4, 5, 8, 2, seed=2)[0]["values"]).all()
     with pytest.raises(ValueError):
         step_values("10", 1, 4, 5, 8, 2)
     with pytest.raises(ValueError):
         step_values("5", 1, 4, 5, 8, 2, at_head=2)
+
+
+# ---- what the page says in words (issue 10) ------------------------------------------------------
+
+
+def test_flops_split_the_lookup_from_the_attention_path():
+    """Step 2's one-hot product (a lookup in real models) is reported apart from steps 3–9."""
+    for B, S, V, D, H in SIZES:
+        table = shape_table(B, S, V, D, H)
+        s, by = path_summary(table, H), table.set_index("step")
+        steps_3_to_9 = sum(by.loc[k, "flops"] for k in ("3", "4", "5", "6", "7", "8", "9"))
+        assert s["lookup_flops"] == by.loc["2", "flops"] == 2 * B * S * V * D
+        assert s["attention_path_flops"] == steps_3_to_9
+        assert s["total_flops"] == s["lookup_flops"] + s["attention_path_flops"] + by.loc["1", "flops"]
+        assert s["lookup_share"] == pytest.approx(s["lookup_flops"] / s["total_flops"])
+    s = path_summary(shape_table(), 8)  # the post's sizes: the lookup is 96 % of the 1.07 G
+    assert s["total_flops"] == 1_066_791_680 and s["attention_path_flops"] == 42_791_680
+    assert round(100 * s["lookup_share"]) == 96
+
+
+def test_positions_first_meet_at_step_6_and_are_summed_at_step_7():
+    mixing = position_mixing()
+    assert mixing == {"first_meet": "6", "sums_positions": "7", "steps": ["6", "7"]}
+    t = shape_table(2, 5, 7, 12, 3).set_index("step")  # the letters agree with the traced shapes
+    assert t.loc["6", "output"] == (2, 3, 5, 5) and t.loc["7", "contracted"] == "S"
+    assert all(t.loc[s, "output_sym"].count("S") <= 1 for s in STEP_IDS if s not in ("6",))
+
+
+def test_step_words_are_exact():
+    ops = {s.step: s for s in shapes.STEPS}
+    assert "divided by √L" in ops["6"].operation
+    words = " ".join(f"{s.operation} {s.note}" for s in shapes.STEPS) + (shapes.__doc__ or "")
+    assert "scaled by" not in words
+    # 0-based head ranges, as in the code: head h owns hL … hL+L−1
+    assert "hL … hL+L−1" in ops["8"].note and "(h+1)" not in words and "(h−1)" not in words
+    # V is the vocabulary; the values are v
+    assert "Q, K" not in words and "q, k and v" in ops["4"].operation
+
+
+def test_flat_tables_stay_numeric():
+    numeric = flat_table(shape_table())
+    for c in ("flops", "matmul_flops", "param_count", "output_elements", "output_bytes", "n_outputs"):
+        assert numeric[c].dtype.kind == "i", c
+    for c in ("contracted_size", "contracted_in_1", "contracted_in_2"):
+        assert str(numeric[c].dtype) == "Int64", c  # a gap where a step sums nothing away
+    assert numeric["contracted_size"].isna().sum() == 4  # steps 1, 3, 4 and 8
+    assert numeric["contracted_in_2"].isna().sum() == 5  # and 9′, which has no second input
+    assert numeric.set_index("step").loc["1", "output"] == "1×20×50000"
+    exact = flat_table(shape_table(4096, 100_000, 10_000_000, 65_536, 1024), exact=True)
+    big = int(exact.set_index("step").loc["2", "flops"])
+    assert big == 2 * 4096 * 100_000 * 10_000_000 * 65_536 > 2**63  # every digit, for the CSV
+    import io
+
+    import pandas as pd
+
+    back = pd.read_csv(io.StringIO(exact.to_csv(index=False)))
+    assert back["output_bytes"].dtype.kind in "if" and back["flops"].dtype.kind in "ifO"
+    huge = flat_table(shape_table(4096, 100_000, 10_000_000, 65_536, 1024))
+    assert huge["flops"].dtype.kind == "f" and huge["output_bytes"].dtype.kind == "i"  # past 2**63: float64
+
+
+def test_numeric_columns_keep_gaps():
+    import pandas as pd
+
+    frame = pd.DataFrame({"a": [1, None, 3], "b": [2**70, 1, 2]}, dtype=object)
+    out = numeric_columns(frame, ["a", "b"])
+    assert str(out["a"].dtype) == "Int64" and out["a"].isna().tolist() == [False, True, False]
+    assert out["b"].dtype.kind == "f" and out["b"][0] == float(2**70)

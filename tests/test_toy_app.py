@@ -9,7 +9,7 @@ import pytest
 from core import toy
 from tests.apptest_utils import notices, rerun, run_page, texts
 
-PAGE = "toy_sentence"
+PAGE = "toy-sentence"
 SEED_TOKENS = ["my", "name", "is", "Marcello", "Politi"]
 
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.browser.harness import ARTIFACTS, CHROMIUM, CHROMIUM_ARGS, Server, warm_up
+from tests.browser.harness import ARTIFACTS, CHROMIUM, CHROMIUM_ARGS, Server, new_context, warm_up
 
 
 def _skip_or_fail(reason: str) -> None:
@@ -45,7 +45,7 @@ def browser():
 
 @pytest.fixture
 def page(browser):
-    context = browser.new_context(viewport={"width": 1280, "height": 900})
+    context = new_context(browser, viewport={"width": 1280, "height": 900})
     pg = context.new_page()
     yield pg
     context.close()

@@ -25,7 +25,6 @@ CHROMIUM_ARGS = [
     "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
     "--disable-sync", "--no-first-run",
 ]
-READY = "[data-testid=stApp][data-test-script-state=notRunning]"
 
 
 def _free_port() -> int:
@@ -45,7 +44,7 @@ def _healthy(url: str) -> bool:
 class Server:
     """A running `streamlit run streamlit_app.py`; its log is kept to check for tracebacks."""
 
-    def __init__(self, log_path: Path):
+    def __init__(self, log_path: Path, extra_args: list[str] | None = None):
         self.port = _free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log_path = log_path
@@ -53,7 +52,7 @@ class Server:
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "streamlit", "run", "streamlit_app.py",
              "--server.port", str(self.port), "--server.address", "127.0.0.1",
-             "--server.headless", "true", "--browser.gatherUsageStats", "false"],
+             "--server.headless", "true", "--browser.gatherUsageStats", "false", *(extra_args or [])],
             cwd=ROOT, stdout=self._log, stderr=subprocess.STDOUT,
         )
         start = time.monotonic()
@@ -77,12 +76,75 @@ class Server:
         self._log.close()
 
 
-def wait_ready(page, timeout_ms: int = 60_000) -> None:
-    """Wait until the script has run to the end (it may rerun once as URL bindings settle)."""
-    page.wait_for_selector("[data-testid=stMain] [data-testid=stMarkdownContainer]", timeout=timeout_ms)
-    page.wait_for_selector(READY, timeout=timeout_ms)
-    page.wait_for_timeout(300)
-    page.wait_for_selector(READY, timeout=timeout_ms)
+# Installed in every page before Streamlit's own scripts run (context.add_init_script), so that no
+# script run can start or finish unseen. It counts runs that went to "running" and came back, and
+# notes when the state last changed: a test then waits for a run it caused to have *finished*,
+# not for a `notRunning` that may hold before the first run (or a URL-settling rerun) has begun.
+RUN_OBSERVER = """
+(() => {
+  if (window.__stRuns) return;
+  const runs = window.__stRuns = {started: 0, finished: 0, state: null, changed: performance.now(), lastFinish: null};
+  const look = () => {
+    const app = document.querySelector('[data-testid=stApp]');
+    const state = app ? app.getAttribute('data-test-script-state') : null;
+    if (state === runs.state) return;
+    if (state === 'running') runs.started += 1;
+    else if (runs.state === 'running') { runs.finished += 1; runs.lastFinish = performance.now(); }
+    runs.state = state; runs.changed = performance.now();
+  };
+  new MutationObserver(look).observe(document, {
+    subtree: true, childList: true, attributes: true, attributeFilter: ['data-test-script-state'],
+  });
+  look();
+})();
+"""
+
+# Settled: at least `after` + 1 runs finished, the app is idle, and has been for `quiet_ms`
+# (Streamlit may rerun once more as URL-bound widgets settle; a quiet spell lets that start).
+_SETTLED = """
+([after, quiet]) => {
+  const r = window.__stRuns;
+  return !!r && r.finished > after && r.state === 'notRunning' && r.started <= r.finished
+    && performance.now() - r.changed >= quiet;
+}
+"""
+
+
+def new_context(browser, **kwargs):
+    """A browser context whose pages all carry the run observer (use this, not browser.new_context)."""
+    context = browser.new_context(**kwargs)
+    context.add_init_script(RUN_OBSERVER)
+    return context
+
+
+def runs_finished(page) -> int:
+    """How many script runs (full or fragment) this page has seen finish so far."""
+    return int(page.evaluate("() => window.__stRuns ? window.__stRuns.finished : 0"))
+
+
+def wait_ready(page, timeout_ms: int = 90_000, after: int | None = None, quiet_ms: int = 400) -> None:
+    """Wait until a script run that started after ``after`` finished runs has finished, and the app
+    has stayed idle for ``quiet_ms``. ``after=None`` means "since the page was loaded" (0).
+
+    After an interaction, pass the count read *before* it (see `rerun_after`), or the wait can be
+    satisfied by the run that drew the page before the click.
+    """
+    page.wait_for_function(_SETTLED, arg=[after or 0, quiet_ms], timeout=timeout_ms, polling=50)
+
+
+class rerun_after:
+    """``with rerun_after(page): page.click(...)`` waits for the run the click caused to finish."""
+
+    def __init__(self, page, timeout_ms: int = 90_000):
+        self.page, self.timeout_ms = page, timeout_ms
+
+    def __enter__(self):
+        self.before = runs_finished(self.page)
+        return self
+
+    def __exit__(self, exc_type, *_):
+        if exc_type is None:
+            wait_ready(self.page, timeout_ms=self.timeout_ms, after=self.before)
 
 
 def warm_up(browser, server: Server) -> None:
@@ -94,7 +156,7 @@ def warm_up(browser, server: Server) -> None:
     session has run `st.navigation`, every later session is fine. Warming up here keeps that
     one-time artefact out of the tests, so that `open_app` can fail on any real missing page.
     """
-    context = browser.new_context()
+    context = new_context(browser)
     page = context.new_page()
     page.goto(server.url)
     wait_ready(page)
@@ -105,7 +167,7 @@ def open_app(page, server: Server, path: str = "", query: dict | None = None) ->
     """Go to ``/<path>?<query>``, wait for the run to finish, and fail on any exception element
     or on Streamlit's "Page not found" dialog."""
     url = f"{server.url}/{path}" + (f"?{urlencode(query, doseq=True)}" if query else "")
-    page.goto(url)
+    page.goto(url)  # a new document: the observer starts counting from 0 again
     wait_ready(page)
     assert_no_exception(page)
     dialogs = page.locator("[role=dialog]", has_text="Page not found")

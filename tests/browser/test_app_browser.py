@@ -5,13 +5,16 @@ from __future__ import annotations
 
 from urllib.parse import parse_qs, urlparse
 
+from playwright.sync_api import expect
+
 import pytest
 
 from tests.browser.harness import (
-    READY,
     assert_no_exception,
     charts_drawn,
+    new_context,
     open_app,
+    rerun_after,
     screenshot,
     wait_ready,
 )
@@ -51,7 +54,7 @@ def _url_params(page) -> dict[str, str]:
 @pytest.mark.parametrize("path, has_chart", PAGES)
 @pytest.mark.parametrize("scheme", ["light", "dark"])
 def test_every_page_in_both_themes(browser, server, path, has_chart, scheme):
-    context = browser.new_context(viewport={"width": 1280, "height": 900}, color_scheme=scheme)
+    context = new_context(browser, viewport={"width": 1280, "height": 900}, color_scheme=scheme)
     page = context.new_page()
     try:
         open_app(page, server, path)
@@ -87,10 +90,16 @@ def test_hostile_link_gives_a_readable_message(page, server, path, query):
 
 def test_markup_and_emoji_in_a_sentence_are_shown_as_text(page, server):
     """A sentence is data, not markup: `<b>` must not make anything bold, `$x$` no formula."""
-    open_app(page, server, "toy-sentence", {"sentence": "🙂🙃 日本語 <b>bold</b> $x$"})
+    sentence = "🙂🙃 日本語 <b>bold</b> $x$"
+    open_app(page, server, "toy-sentence", {"sentence": sentence})
     main = page.locator("[data-testid=stMain]")
+    box = main.locator(".st-key-sentence input[type=text], .st-key-sentence textarea").first
+    expect(box).to_have_value(sentence, timeout=30_000)  # waits for the box the test reads
+    # The sentence's tokens label the charts further down; once one is drawn, nothing is bold
+    # and no formula was typeset from the sentence's `$x$`.
+    expect(main.locator("[data-testid=stVegaLiteChart] canvas, [data-testid=stVegaLiteChart] svg.marks")
+           .first).to_be_attached(timeout=30_000)
     assert main.locator("b", has_text="bold").count() == 0
-    assert main.locator("input[type=text]").first.input_value() == "🙂🙃 日本語 <b>bold</b> $x$"
 
 
 def test_controls_are_reachable_by_keyboard(page, server):
@@ -110,7 +119,7 @@ def test_ten_students_at_once(browser, server):
     ] + [
         ("toy-sentence", {"sentence": f"student {s} writes a sentence", "seed": str(s)}) for s in range(1, 4)
     ] + [("shapes", {"seq": str(16 * (s + 1))}) for s in range(3)]
-    contexts = [browser.new_context(viewport={"width": 1200, "height": 900}) for _ in links]
+    contexts = [new_context(browser, viewport={"width": 1200, "height": 900}) for _ in links]
     pages = [c.new_page() for c in contexts]
     try:
         from urllib.parse import urlencode
@@ -124,7 +133,7 @@ def test_ten_students_at_once(browser, server):
         # Sessions with different seeds see different numbers; nothing leaked through caches.
         metrics = []
         for pg in pages[:4]:
-            pg.wait_for_selector("[data-testid=stMetricValue]")
+            expect(pg.locator("[data-testid=stMetricValue]").first).to_be_visible(timeout=60_000)
             metrics.append(pg.locator("[data-testid=stMetricValue]").all_inner_texts())
         assert all(metrics), "the concat-vs-sum page shows its readouts"
         assert len({tuple(m) for m in metrics}) > 1
@@ -137,7 +146,7 @@ def test_same_link_same_numbers_in_two_sessions(browser, server):
     """Seeded: two students opening one link see identical readouts."""
     values = []
     for _ in range(2):
-        context = browser.new_context()
+        context = new_context(browser)
         pg = context.new_page()
         open_app(pg, server, "concat-vs-sum", {"seed": "11", "dtype": "float16"})
         pg.wait_for_selector("[data-testid=stMetricValue]")
@@ -150,11 +159,11 @@ def test_navigation_between_pages_keeps_working(page, server):
     open_app(page, server)
     nav = page.locator("[data-testid=stSidebarNav] a, [data-testid=stSidebarNavLink]")
     assert nav.count() >= 5
-    page.locator("[data-testid=stSidebarNavLink]", has_text="The shape table").first.click()
-    page.wait_for_url("**/shapes**")
-    wait_ready(page)
+    with rerun_after(page):
+        page.locator("[data-testid=stSidebarNavLink]", has_text="The shape table").first.click()
+        page.wait_for_url("**/shapes**")
     assert_no_exception(page)
-    page.wait_for_selector(READY)
+    expect(page.locator("h1").first).to_have_text("The shape table", timeout=30_000)
 
 
 def test_charts_offer_png_export_and_their_data(page, server):

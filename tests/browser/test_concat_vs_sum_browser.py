@@ -4,7 +4,7 @@ import re
 
 import pytest
 
-from tests.browser.harness import charts_drawn, open_app, screenshot, wait_ready
+from tests.browser.harness import charts_drawn, open_app, rerun_after, screenshot
 
 pytestmark = pytest.mark.browser
 
@@ -45,9 +45,9 @@ def test_page_draws_charts_and_readouts(page, server):
     screenshot(page, "concat_vs_sum")
 
     # A widget writes its value into the URL, and the readouts follow.
-    page.locator("[data-testid=stRadio] label", has_text="float64").first.click()
-    page.wait_for_url(re.compile(r"dtype=float64"), timeout=30_000)
-    wait_ready(page)
+    with rerun_after(page):
+        page.locator("[data-testid=stRadio] label", has_text="float64").first.click()
+        page.wait_for_url(re.compile(r"dtype=float64"), timeout=30_000)
     assert float(metric_value(page, "Max abs diff")) < 1e-12
 
 

@@ -2,7 +2,7 @@
 
 import pytest
 
-from tests.browser.harness import assert_no_exception, charts_drawn, open_app, screenshot, wait_ready
+from tests.browser.harness import assert_no_exception, charts_drawn, new_context, open_app, rerun_after, screenshot
 
 pytestmark = pytest.mark.browser
 
@@ -40,9 +40,9 @@ def test_shape_table_renders_at_the_posts_sizes(page, server):
 
 def test_tiny_model_button_shows_real_values_and_updates_the_link(page, server):
     open_app(page, server, "shapes")
-    page.get_by_role("button", name="A tiny model").click()
-    page.wait_for_function("() => window.location.search.includes('d_model=16')", timeout=30_000)
-    wait_ready(page)
+    with rerun_after(page):
+        page.get_by_role("button", name="A tiny model").click()
+        page.wait_for_function("() => window.location.search.includes('d_model=16')", timeout=30_000)
     assert_no_exception(page)
     assert "vocab=10" in page.url and "heads=4" in page.url
     page.set_viewport_size(TALL)
@@ -50,7 +50,7 @@ def test_tiny_model_button_shows_real_values_and_updates_the_link(page, server):
 
 
 def test_dark_theme_and_a_step_with_heads(browser, server):
-    context = browser.new_context(viewport=TALL, color_scheme="dark")
+    context = new_context(browser, viewport=TALL, color_scheme="dark")
     page = context.new_page()
     try:
         _open_through_home(page, server, {"batch": "2", "seq": "6", "vocab": "12", "d_model": "24",

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from tests.browser.harness import READY, assert_no_exception, charts_drawn, open_app, screenshot
+from tests.browser.harness import assert_no_exception, charts_drawn, open_app, rerun_after, screenshot
+from playwright.sync_api import expect
 
 pytestmark = pytest.mark.browser
 
@@ -41,15 +42,14 @@ def test_heatmaps_draw_and_controls_write_the_url(page, server):
 
     # A control writes its value into the address bar, so the view can be shared.
     heads = page.locator(".st-key-heads input")
-    heads.fill("2")
-    heads.press("Enter")
-    page.wait_for_url("**heads=2**", timeout=30_000)
-    page.wait_for_selector(READY, timeout=30_000)
-    page.wait_for_timeout(500)
-    page.wait_for_selector(READY, timeout=30_000)
+    with rerun_after(page):
+        heads.fill("2")
+        heads.press("Enter")
+        page.wait_for_url("**heads=2**", timeout=30_000)
     assert_no_exception(page)
     assert "causal=true" in page.url
-    assert page.locator("text=Head 1").count() >= 1 and page.locator("text=Head 2").count() == 0
+    expect(page.locator("text=Head 1").first).to_be_visible(timeout=30_000)
+    assert page.locator("text=Head 2").count() == 0
 
 
 def test_markup_in_the_sentence_stays_text(page, server):

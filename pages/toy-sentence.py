@@ -1,0 +1,572 @@
+"""Attention on a sentence: every number of a tiny multi-head attention layer, on the reader's text.
+
+The maths lives in core/toy.py (run_toy, score_spread, scale_effect and the table builders); the
+figures and cached views in ui/figures/toy_sentence.py. This page lays them out as an essay.
+The token and head pickers are fragments: moving one reruns its own section only.
+"""
+
+from __future__ import annotations
+
+import string
+from urllib.parse import urlencode
+
+import numpy as np
+import pandas as pd
+import streamlit as st
+from streamlit.errors import StreamlitAPIException
+
+from core import toy
+from ui.charts import csv_download
+from ui.controls import MAX_SEED, MAX_SENTENCE_CHARS, MAX_TOKENS, Controls, heads_problem, show_link
+from ui.figures import toy_sentence as fig
+from ui.shell import ensure_app_shell
+
+ensure_app_shell()
+
+# ---- page caps: a toy is for reading every number, so it stays small ---------------------------
+MAX_TOY_D_MODEL = 64  # 64 columns is about as wide as a table anyone reads
+MAX_TOY_HEADS = 16
+FOCUS_HIGHLIGHT = "background-color: rgba(230, 159, 0, 0.30)"  # Okabe–Ito orange, see-through
+MASKED_STYLE = "background-color: rgba(128, 128, 128, 0.28); color: rgba(128, 128, 128, 0.95)"
+SUM_STYLE = "font-weight: 700; border-top: 2px solid rgba(128, 128, 128, 0.8)"
+CONCAT_VS_SUM = "pages/concat-vs-sum.py"  # registered at the URL path "concat-vs-sum"
+
+
+def md(text: str) -> str:
+    """User text made inert for st.markdown: every ASCII punctuation mark backslash-escaped
+    (so no emphasis, links, HTML, LaTeX `$` or `:color[...]` directives), newlines flattened."""
+    return "".join("\\" + ch if ch in string.punctuation else ch for ch in " ".join(text.split()))
+
+
+def shape(t: tuple[int, ...]) -> str:
+    return "[" + ", ".join(map(str, t)) + "]"
+
+
+def code(*lines: tuple[str, str]) -> None:
+    """A Python block of (statement, comment) pairs with the comments aligned."""
+    width = max((len(stmt) for stmt, note in lines if note), default=0)
+    st.code("\n".join(f"{stmt.ljust(width)}  # {note}" if note else stmt for stmt, note in lines), language="python")
+
+
+def chart(spec: dict, caption: str, *, width: str = "stretch") -> None:
+    """A cached Vega-Lite spec, in Streamlit's theme (light or dark), with its caption."""
+    st.vega_lite_chart(spec, width=width, theme="streamlit", alt=caption)
+    st.caption(caption)
+
+
+def table(data: pd.DataFrame, *, hide_index: bool = False, pinned: tuple[str, ...] = (), styler=None) -> None:
+    """A numeric table: floats stay floats (4 decimals on screen, every digit on copy and in the
+    CSVs). ``styler`` (a function of the DataFrame's Styler) marks cells without touching values."""
+    floats = [c for c in data.columns if pd.api.types.is_float_dtype(data[c])]
+    config = {c: st.column_config.NumberColumn(format="%.4f", pinned=c in pinned or None) for c in floats}
+    shown = data if styler is None else styler(data.style.format("{:.4f}", subset=floats, na_rep=""))
+    st.dataframe(shown, hide_index=hide_index, column_config=config)
+
+
+def waiting(why: str) -> None:
+    """Stands where a figure would be when the settings above make it impossible."""
+    st.info(f"{why} This figure appears once that is fixed; the controls keep working.", icon=":material/pending:")
+
+
+# =================================================================================================
+
+st.title("Attention on a sentence")
+st.markdown(
+    """
+Attention is easiest to trust once you have watched it compute. This page runs one multi-head
+attention layer, small enough to print in full, on a sentence you choose, in the order a
+from-scratch implementation with `torch.einsum` works: tokens, ids, embeddings, per-head queries,
+keys and values, scores, softmax, weighted sums of values, and the output projection $W_O$.
+The starting point follows a well-known hand computation: *my name is Marcello Politi*, model
+width $D = 16$ and $H = 4$ heads of width $L = D/H = 4$. Heads, positions and coordinates are
+counted from 0, as in the code: heads $0 \\dots H-1$.
+
+Nothing here is trained. Embeddings and weights are seeded random numbers, so the patterns say
+nothing about English; what they show is the machinery: which tensor meets which, in what shape,
+and why every row of attention weights adds up to one.
+"""
+)
+notice_box = st.container()
+controls = Controls()
+
+# ---- 1 · text → tokens → ids ----------------------------------------------------------------------
+st.header("1 · From text to token ids", divider="gray")
+st.markdown(
+    """
+A model reads integers, not letters. The tokenizer used here is deliberately plain, and
+deterministic: the same text always gives the same tokens.
+
+- Spaces separate tokens; a run of letters and digits, in any script, is one token.
+- Every punctuation mark, symbol or emoji is a token of its own (an emoji that draws as one
+  picture, such as a flag or 👩‍💻, stays one token).
+- Chinese and Japanese characters, written without spaces, are one token each.
+- First the text is put in Unicode normal form NFC, so an accented letter typed in two different
+  ways becomes the same token.
+
+The **vocabulary** is the sentence's distinct tokens sorted by Unicode code point (digits, then
+capitals, then lower case) and a token's **id** is its place in that list, so a repeated word
+gets one id. A real model's vocabulary is fixed in advance, tens of thousands of word pieces
+learned from a large corpus (50,000 in the shape table's running example); this one holds only the
+words in front of it. Tables and axes label a token by its position and text, `2:is`.
+"""
+)
+sentence = controls.text(
+    "sentence", "Your sentence", default=toy.DEFAULT_SENTENCE, max_chars=MAX_SENTENCE_CHARS,
+    help=f"Up to {MAX_SENTENCE_CHARS} characters; the first {MAX_TOKENS} tokens are used.",
+)
+sv = fig.sentence_view(sentence, MAX_TOKENS)
+tokens: tuple[str, ...] = ()
+if sv["problem"]:
+    st.error(sv["problem"], icon=":material/edit_note:")
+else:
+    tokens = tuple(sv["tokens"])
+    if sv["found"] > MAX_TOKENS:
+        st.warning(
+            f"The sentence has {sv['found']} tokens; this page uses the first {MAX_TOKENS} so that every "
+            f"heatmap stays readable. The last one used is “{md(tokens[-1])}”.",
+            icon=":material/content_cut:",
+        )
+    if len(tokens) == 1:
+        st.info(
+            "One token can only attend to itself, so every head's single weight is exactly 1 and each "
+            "head's output z is just that token's value vector. Add a word or two to see a real pattern.",
+            icon=":material/info:",
+        )
+    left, right = st.columns([3, 2])
+    with left:
+        st.dataframe(sv["tokens_table"], hide_index=True, width="stretch")
+        st.caption(
+            f"The sentence as {len(tokens)} tokens: position in the sentence, the token, its id "
+            "(`core.toy.read_sentence`)."
+        )
+        csv_download(sv["tokens_table"], "tokens.csv", key="tokens_csv")
+    with right:
+        st.dataframe(sv["vocab_table"], hide_index=True, width="stretch")
+        st.caption(f"The vocabulary: V = {len(sv['vocab_table'])} distinct tokens, sorted (`core.toy.build_vocab`).")
+
+# ---- 2 · embeddings -------------------------------------------------------------------------------
+st.header("2 · Embeddings: one row of $W_E$ per token", divider="gray")
+st.markdown(
+    """
+Each id selects a row of the embedding table $W_E$, which has one row of width $D$ per vocabulary
+entry. Written as a matrix product, the ids become one-hot rows, and multiplying by $W_E$ picks
+the rows out:
+"""
+)
+st.latex(r"X = \operatorname{onehot}(\text{ids})\,W_E \qquad [S, V] \times [V, D] \to [S, D]")
+if tokens:
+    with st.expander(f"The one-hot rows of this sentence, {shape(sv['one_hot'].shape)} = [S, V]"):
+        st.dataframe(sv["one_hot"])
+        st.caption("Row i has a single 1, in the column `id:token` of token i's id (`core.toy.one_hot_frame`).")
+st.markdown(
+    """
+The table here is seeded rather than learned. A token's row is $D$ standard-normal numbers from a
+random generator whose seed is a hash (BLAKE2b) of the page's `seed` and the token's text, drawn
+16 at a time. So a word keeps its vector in every sentence you type, as it would in a trained
+model, and a wider $D$ only appends coordinates. Identical tokens get identical rows, and this
+layer has no positional embeddings (real models add them): without the causal mask it cannot
+tell word order, and shuffling the words only shuffles the outputs.
+"""
+)
+ctl, figure_area = st.columns([1, 3])
+with ctl:
+    d_model = controls.integer(
+        "d_model", "Model width D", default=16, lo=1, hi=MAX_TOY_D_MODEL, where=ctl,
+        help=f"Width of every embedding, 1 to {MAX_TOY_D_MODEL} on this page.",
+    )
+    seed = controls.integer(
+        "seed", "Seed", default=0, lo=0, hi=MAX_SEED, where=ctl,
+        help="Decides the embeddings and all four weight matrices. Same seed, same numbers, anywhere.",
+    )
+with figure_area:
+    if tokens:
+        ev = fig.embedding_view(tokens, d_model, seed)
+        chart(
+            ev["spec"],
+            f"X, the embeddings {shape(ev['shape'])} = [S, D]: one row per token, one column per "
+            f"coordinate, picked from a table W_E of {shape(ev['W_E_shape'])} = [V, D]; blue is negative, "
+            "orange positive (`core.toy.embed`, `core.toy.token_embedding`).",
+        )
+        with st.expander("The numbers behind this figure"):
+            table(ev["wide"])
+            csv_download(ev["wide"].reset_index(), "embeddings.csv", key="embeddings_csv")
+    else:
+        waiting("There is no sentence to embed yet (see section 1).")
+
+# ---- 3 · Q, K, V ------------------------------------------------------------------------------------
+st.header("3 · Queries, keys and values, per head", divider="gray")
+st.markdown(
+    """
+Every head $h$ owns three $D \\times L$ matrices $W_Q^h, W_K^h, W_V^h$, with $L = D/H$. Stacked,
+they are tensors of shape $[H, D, L]$, and one `einsum` per projection computes every head at
+once. The letters of `'id,hdl->hil'` name axes, one meaning each on this page: $i$ a token's
+position, $d$ a model coordinate ($0 \\dots D-1$), $h$ a head, $l$ a coordinate inside the head
+($0 \\dots L-1$). The letter $d$ appears in both inputs but not in the output, so it is summed
+over: each head's query for a token is that token's embedding times the head's matrix.
+
+The weights are the ones every page of this essay draws for a given seed
+(`AttentionWeights.random`): entries with standard deviation $1/\\sqrt{D}$, which keeps queries,
+keys and values at about unit size.
+"""
+)
+ctl, info = st.columns([1, 3])
+heads = controls.integer(
+    "heads", "Heads H", default=4, lo=1, hi=MAX_TOY_HEADS, where=ctl,
+    help=f"1 to {MAX_TOY_HEADS}; must divide the width D.",
+)
+problem = heads_problem(d_model, heads, hi=MAX_TOY_HEADS)
+ready = bool(tokens) and problem is None  # everything from here on needs tokens and a whole L
+blocked = "There is no sentence yet (see section 1)." if not tokens else "The heads don't divide the width (see section 3)."
+with info:
+    if problem:
+        st.error(problem, icon=":material/call_split:")
+    else:
+        st.markdown(
+            f"With $D = {d_model}$ and $H = {heads}$, each head works in $L = D/H = {d_model // heads}$ "
+            "dimensions; that $L$ is the $d_k$ (the width of the keys) of the scale below."
+        )
+if ready:
+    pv = fig.projection_view(tokens, d_model, heads, seed)
+    sh = pv["shapes"]
+    code(
+        (f"# x: [S, D] = {shape(sh['x'])};  W_Q, W_K, W_V: [H, D, L] = {shape(sh['W_Q'])}", ""),
+        ('q = torch.einsum("id,hdl->hil", x, W_Q)', f"{shape(sh['x'])} × {shape(sh['W_Q'])} → {shape(sh['q'])}  [H, S, L]"),
+        ('k = torch.einsum("id,hdl->hil", x, W_K)', shape(sh["q"])),
+        ('v = torch.einsum("id,hdl->hil", x, W_V)', shape(sh["q"])),
+    )
+    table(pv["qkv"], hide_index=True, pinned=())
+    st.caption(
+        "q, k and v for every token (rows) and head (`core.toy.run_toy`): column `h2 l0` is head 2, "
+        "coordinate l = 0. Laid side by side the heads' blocks make one [S, D] matrix, x times a single "
+        "D×D matrix: the heads are column blocks of one projection."
+    )
+    csv_download(pv["qkv_long"], "queries_keys_values.csv", key="qkv_csv", label="Download q, k, v as CSV")
+elif not tokens:
+    waiting(blocked)
+
+# ---- 4 · scores, scale, softmax -------------------------------------------------------------------
+st.header("4 · Scores, the scale, and the softmax", divider="gray")
+st.markdown(
+    """
+Token $i$'s query asks, token $j$'s key answers, and their dot product is the score. Each row of
+scores then goes through a softmax, which makes the weights positive and sum to one:
+"""
+)
+st.latex(
+    r"s^h_{ij} = \frac{q^h_i \cdot k^h_j}{\sqrt{d_k}}, \qquad "
+    r"a^h_{ij} = \frac{\exp(s^h_{ij})}{\sum_{j'} \exp(s^h_{ij'})}, \qquad \sum_j a^h_{ij} = 1"
+)
+st.markdown(
+    """
+In `'hil,hjl->hij'` the coordinate $l$ is shared by query and key and absent from the output, so
+it is the dot product; the second position letter $j$ lets the key's position vary independently
+of the query's $i$, which gives an $S \\times S$ grid of scores per head.
+
+A **causal** model (one that writes text left to right) may not look ahead. Before the softmax the
+scores of later keys are set to $-\\infty$, and $\\exp(-\\infty) = 0$: those keys get no weight at
+all. Below, such cells are grey and crossed: their weight is exactly 0, not a small number.
+"""
+)
+c1, c2 = st.columns(2)
+causal = controls.flag(
+    "causal", "Causal mask: hide later tokens", default=False, where=c1,
+    help="Set the scores of keys after the query to −∞ before the softmax.",
+)
+scale = controls.flag(
+    "scale", "Divide scores by √d_k", default=True, where=c2,
+    help="Turn off to see what the softmax does to unscaled dot products.",
+)
+av = fig.attention_view(tokens, d_model, heads, seed, causal, scale) if ready else None
+if av:
+    sh, L = av["shapes"], av["d_head"]
+    lines = [('scores = torch.einsum("hil,hjl->hij", q, k)',
+              f"{shape(sh['q'])} × {shape(sh['q'])} → {shape(sh['scores'])}  [H, S, S]")]
+    if scale:
+        lines.append((f"scores = scores / math.sqrt({L})", f"÷ √d_k = {av['spread']['sqrt_d_head']:.4g}"))
+    else:
+        lines.append(("# no ÷ √d_k: the scale is switched off", ""))
+    if causal:
+        lines.append(("future = torch.ones(S, S, dtype=torch.bool).triu(1)", "True where key j > query i"))
+        lines.append(('scores = scores.masked_fill(future, float("-inf"))', "exp(−∞) = 0 after the softmax"))
+    lines.append(("weights = scores.softmax(dim=-1)", f"{shape(sh['pattern'])}: every row sums to 1"))
+    code(*lines)
+
+st.subheader("Why divide by √d_k? Measure it")
+st.markdown(
+    """
+Queries and keys have entries of about unit size, so $q \\cdot k$ is a sum of $d_k$ products
+and its spread grows like $\\sqrt{d_k}$. A softmax of widely spread numbers is nearly one-hot: one
+key takes almost all the weight, and the gradients that would teach the other weights vanish.
+Dividing by $\\sqrt{d_k}$ brings the spread back to about 1 for any head width. Leaving it out
+multiplies every score by $\\sqrt{d_k} \\ge 1$, and multiplying a softmax's inputs by a factor above
+1 can only sharpen it, never flatten it. The numbers below are measured on this sentence, with the
+scale and without it, whichever way the switch is set. Entropy counts how spread a row is: $0$
+bits means all weight on one key, $\\log_2 n$ bits means even weight over $n$ keys.
+"""
+)
+if av:
+    sp, effect = av["spread"], av["effect"]
+    m1, m2, m3, m4 = st.columns(4)
+    m1.metric("Spread of raw q·k (std)", f"{sp['raw_std']:.3f}",
+              help="Standard deviation of the unscaled scores over all heads and visible query–key pairs.")
+    m2.metric("√d_k", f"{sp['sqrt_d_head']:.3f}", help=f"d_k = L = {sp['d_head']}")
+    m3.metric("Spread after ÷√d_k", f"{sp['scaled_std']:.3f}")
+    m4.metric("Entropy of an even spread", f"{effect['entropy_uniform']:.3f} bits",
+              help="log₂ of the number of visible keys, averaged over rows.")
+    m5, m6, m7, m8 = st.columns(4)
+    m5.metric("Mean row entropy, ÷√d_k", f"{effect['entropy_scaled']:.3f} bits")
+    m6.metric("Mean row entropy, no scale", f"{effect['entropy_raw']:.3f} bits")
+    m7.metric("Mean largest weight, ÷√d_k", f"{effect['max_weight_scaled']:.3f}")
+    m8.metric("Mean largest weight, no scale", f"{effect['max_weight_raw']:.3f}")
+    st.markdown(f"**What this sentence shows.** {effect['sentence']}")
+    suggestion = (
+        f" To see a wider head, set heads = 1 and D = {MAX_TOY_D_MODEL} (d_k = {MAX_TOY_D_MODEL}) and compare."
+        if sp["d_head"] < MAX_TOY_D_MODEL else ""
+    )
+    st.caption(
+        f"Measured q and k spreads: {sp['q_std']:.3f} and {sp['k_std']:.3f} (`core.toy.score_spread`); "
+        f"the sentence above is `core.toy.scale_effect` (verdict “{effect['verdict']}”: under 10 % lower "
+        f"entropy is slight, 40 % or more strong).{suggestion}"
+    )
+    chart(
+        av["entropy_spec"],
+        "Mean entropy of each head's weight rows, with ÷√d_k (blue circles) and without (orange "
+        f"diamonds); the dashed line is an even spread over the visible keys. {effect['heads_sentence']}",
+    )
+    with st.expander("The numbers behind this figure: every row's entropy"):
+        table(av["entropy_table"], hide_index=True)
+        csv_download(av["entropy_table"], "row_entropy.csv", key="entropy_csv")
+else:
+    waiting(blocked)
+
+# ---- 5 · the weights --------------------------------------------------------------------------------
+st.header("5 · Attention weights, head by head", divider="gray")
+st.markdown(
+    """
+Each map is one head's weights $a^h$: a row per query token $i$ (who is looking), a column per
+key token $j$ (who is looked at). The colour scale is fixed from 0 to 1 in every head, so colours
+compare across heads and settings: heads that read the same embeddings still look at different
+tokens, because each has its own $W_Q^h$ and $W_K^h$.
+"""
+)
+if av:
+    chart(
+        av["overview_spec"],
+        f"The weights of all {av['n_heads']} heads, heads 0 to {av['n_heads'] - 1}; hover a cell for its "
+        "weight and score" + (" (grey × cells are masked: weight 0)." if causal else ".")
+        + " `core.toy.run_toy`: `pattern = scores.softmax(dim=-1)`.",
+        width="content",
+    )
+    csv_download(av["weights_long"], "attention_weights.csv", key="weights_csv",
+                 label="Download every weight and score as CSV")
+else:
+    waiting(blocked)
+
+
+@st.fragment
+def one_head(ready: bool, blocked: str) -> None:
+    """Section 5's close-up: the head picker reruns only this."""
+    st.markdown("**Read one head closely.** Pick a head for its map with every weight printed, and its table:")
+    local = Controls()
+    ctl, info = st.columns([1, 3])
+    head = local.integer(
+        "head", "Head h", default=0, lo=0, hi=MAX_TOY_HEADS - 1, where=ctl,
+        help=f"Counting from 0: heads 0 to H − 1 (at most {MAX_TOY_HEADS - 1}).",
+    )
+    local.show_notices()
+    controls.values.update(local.values)
+    if not ready:
+        waiting(blocked)
+        return
+    h = min(head, heads - 1)
+    if head != h:
+        info.warning(
+            f"There is no head {head}: this layer has {heads} head{'s' if heads > 1 else ''}, "
+            + ("only head 0. Showing that one." if heads == 1 else f"heads 0 to {h}. Showing the last one, head {h}."),
+            icon=":material/arrow_range:",
+        )
+    hv = fig.head_view(tokens, d_model, heads, seed, causal, scale, h)
+    mask = hv["mask"]
+
+    def grey_masked(styler):
+        shade = np.where(mask, MASKED_STYLE, "")  # [S, S] the key columns; Σ row and entropy unshaded
+        return styler.apply(lambda _: np.pad(shade, ((0, 0), (0, 2)), constant_values=""), axis=None)
+
+    left, right = st.columns([2, 3]) if len(tokens) <= fig.CELL_TEXT_MAX_TOKENS else (st.container(), st.container())
+    with left:
+        chart(hv["spec"], f"Head {h}: rows are queries i, columns keys j; hover a cell for its weight and score."
+              + (" Grey × cells are masked (later keys)." if causal else ""), width="content")
+    with right:
+        table(hv["table"], pinned=("Σ row", "entropy (bits)"), styler=grey_masked if causal else None)
+        st.caption(
+            f"Head {h}'s weights as numbers (`core.toy.weights_table`), each row's sum (1: the softmax makes "
+            "it so) and entropy in bits."
+            + (" Greyed cells are masked: their weight is exactly 0." if causal else "")
+        )
+
+
+one_head(ready, blocked)
+
+# ---- 6 · one query token ------------------------------------------------------------------------
+st.header("6 · One token's context vector", divider="gray")
+st.markdown(
+    """
+A head's output for token $i$ is a weighted average of the value vectors, with that token's row
+of weights as the weights:
+"""
+)
+st.latex(r"z^h_i = \sum_{j} a^h_{ij}\, v^h_j \qquad [S] \text{ weights} \times [S, L] \text{ values} \to [L]")
+
+
+@st.fragment
+def one_token(ready: bool, blocked: str) -> None:
+    """Section 6: the token picker reruns only this."""
+    st.markdown("Pick a token and take its sum apart, term by term, as the hand computation does first:")
+    local = Controls()
+    ctl, info = st.columns([1, 3])
+    token = local.integer(
+        "token", "Query token i (position)", default=0, lo=0, hi=MAX_TOKENS - 1, where=ctl,
+        help="Position in the sentence, counting from 0.",
+    )
+    local.show_notices()
+    controls.values.update(local.values)
+    i = token
+    if tokens and token >= len(tokens):
+        i = len(tokens) - 1
+        info.warning(
+            f"There is no token at position {token}: this sentence has "
+            + ("only one token, at position 0. Showing that one." if len(tokens) == 1 else
+               f"{len(tokens)} tokens, at positions 0 to {i}. Showing the last one, position {i}."),
+            icon=":material/arrow_range:",
+        )
+    if not ready:
+        waiting(blocked)
+        return
+    info.markdown(f"Query token **{i}**: “{md(tokens[i])}”.")
+    fv = fig.focus_view(tokens, d_model, heads, seed, causal, scale, i)
+    visible = [j for j in range(len(tokens)) if not fv["masked"][j]]
+    shown = visible if len(visible) <= 8 else visible[:6] + visible[-1:]
+    rows = []
+    for h, a in enumerate(fv["weights"]):
+        terms = [rf"{a[j]:.3f}\,v^{{{h}}}_{{{j}}}" for j in shown]
+        if len(shown) < len(visible):
+            terms.insert(6, r"\cdots")
+        rows.append(rf"z^{{{h}}}_{{{i}}} &= " + " + ".join(terms))
+    st.latex(r"\begin{aligned}" + r" \\ ".join(rows) + r"\end{aligned}")
+    chart(
+        fv["spec"],
+        f"Query {i}, a panel per head: row j is the term a_ij·v_j, what key j adds; the outlined last row "
+        "is their sum z_i" + (" (grey × rows are masked keys: a_ij = 0)." if fv["masked"].any() else ".")
+        + " `core.toy.context_terms`.",
+        width="content",
+    )
+    masked = fv["table"]["masked"].to_numpy()
+    sums = fv["table"]["key"].str.startswith("z_").to_numpy()
+
+    def mark_rows(styler):
+        look = np.where(masked, MASKED_STYLE, np.where(sums, SUM_STYLE, ""))  # [rows]
+        return styler.apply(lambda df: np.repeat(look[:, None], df.shape[1], axis=1), axis=None)
+
+    table(fv["table"], hide_index=True, pinned=("head", "key"), styler=mark_rows)
+    st.caption(
+        "Every head's terms for this token: each key's weight a_ij, its value vector v_j and the product; "
+        "the bold row of each head adds them up to z_i (`core.toy.context_terms`). Masked keys are greyed "
+        "and ticked in `masked`: their weight, and so their term, is 0."
+    )
+    csv_download(fv["long"], f"context_terms_token{i}.csv", key="terms_csv", label="Download every term as CSV")
+
+    st.markdown(
+        """
+**All tokens at once.** Doing this for every query is a matrix product, one per head: the weights
+$[S, S]$ times the values $[S, L]$. As an einsum, the key position $j$ is summed away:
+"""
+    )
+    fs = fv["shapes"]
+    code(('z = torch.einsum("hij,hjl->hil", weights, v)',
+          f"{shape(fs['pattern'])} × {shape(fs['v'])} → {shape(fs['z'])}  [H, S, L]"))
+    d = fv["diff"]
+    st.metric(
+        f"Largest gap between the term-by-term z_{i} and row {i} of the product, all heads",
+        f"{d['max_abs']:.1e}",
+        help="Both are float64; any gap is rounding from adding the same terms in another order.",
+    )
+    st.caption(
+        f"{d['bitwise_equal']:.0%} of the numbers are bit-for-bit identical (`core.compare.compare`). "
+        "The highlighted row of the table below is the token you picked; its blocks are the bold rows of "
+        "the table above."
+    )
+    z_table = fv["z_concat"]
+    labels = fv["labels"]
+    table(z_table, styler=lambda s: s.apply(
+        lambda row: [FOCUS_HIGHLIGHT if row.name == labels[i] else "" for _ in row], axis=1))
+    st.caption("z for every token and head, heads side by side: column `h2 l0` is head 2, coordinate l = 0.")
+    csv_download(z_table.reset_index(), "z_all_tokens.csv", key="z_csv")
+
+
+one_token(ready, blocked)
+
+# ---- 7 · concatenate and project --------------------------------------------------------------
+st.header("7 · Concatenate the heads, then project with $W_O$", divider="gray")
+st.markdown(
+    """
+The heads' outputs, $H$ vectors of width $L$ per token, are set side by side into one vector of
+width $HL = D$, and one $D \\times D$ matrix $W_O$ mixes them into the layer's output:
+"""
+)
+st.latex(
+    r"\mathrm{out} = \big[\, z^{0} \;\; z^{1} \;\; \cdots \;\; z^{H-1} \,\big]\, W_O"
+    r"\;=\; \sum_{h=0}^{H-1} z^{h}\, W_O^{h} \qquad [S, HL] \times [HL, D] \to [S, D]"
+)
+st.markdown(
+    """
+The second form is the essay's point: rows $hL \\dots hL+L-1$ of $W_O$ only ever meet head $h$'s
+numbers, so the product splits into one $[S, L] \\times [L, D]$ product per head, and the layer's
+output is the sum of what the heads write (this layer has no output bias $b_O$).
+"""
+)
+if av:
+    (S_, HL), D_ = sh["z_concat"], sh["out"][1]
+    code(
+        (f"z_concat = z.permute(1, 0, 2).reshape({S_}, {HL})", f"{shape(sh['z'])} → {shape(sh['z_concat'])}  [S, H*L]"),
+        (f"out = z_concat @ W_O.reshape({HL}, {D_})", f"{shape(sh['z_concat'])} × [{HL}, {D_}] → {shape(sh['out'])}"),
+        ('per_head = torch.einsum("hil,hld->ihd", z, W_O)', f"{shape(sh['z'])} × {shape(sh['W_O'])} → {shape(sh['per_head'])}"),
+        ("out_sum = per_head.sum(dim=1)", f"{shape(sh['out'])}: the same output, head by head"),
+    )
+    chart(
+        av["out_spec"],
+        f"The layer's output {shape(sh['out'])} = [S, D], one row per token; blue negative, orange "
+        "positive (`core.toy.run_toy`: `out`).",
+    )
+    with st.expander("The numbers behind this figure"):
+        table(av["out"])
+        csv_download(av["out"].reset_index(), "output.csv", key="out_csv")
+    cvs = av["concat_vs_sum"]
+    k1, k2 = st.columns(2)
+    k1.metric("Concat-then-project vs sum of heads, max |diff|", f"{cvs['max_abs']:.1e}",
+              help="out and out_sum above, both float64.")
+    k2.metric("This page vs `core.attention.multi_head_attention`, max |diff|",
+              f"{av['vs_reference']:.1e}", help="Same embeddings and weights, the essay's shared implementation.")
+    st.caption(
+        f"{cvs['bitwise_equal']:.0%} of the outputs are bitwise identical between the two endings; the "
+        f"largest gap is {cvs['eps_units']:.1f} times float64's rounding unit at the output's scale "
+        "(`core.compare.compare`). The next page measures the same gap in float32, float16 and bfloat16."
+    )
+else:
+    waiting(blocked)
+
+link_query = {"d_model": d_model, "heads": heads, "seed": seed, "causal": str(causal).lower()}
+if tokens:
+    link_query["seq"] = len(tokens)
+try:
+    st.page_link(CONCAT_VS_SUM, label="Concat versus sum, with these settings",
+                 icon=":material/arrow_forward:", query_params=link_query)
+except StreamlitAPIException:  # not registered (the page runs on its own, or that page is absent)
+    st.markdown(f"[→ Concat versus sum, with these settings](concat-vs-sum?{urlencode(link_query)})")
+st.caption(
+    "Opens the concat-versus-sum page with the same width, heads, seed, mask and sequence length, on "
+    "random inputs instead of this sentence, in several precisions."
+)
+
+with notice_box:
+    controls.show_notices()
+show_link(controls.values)

@@ -1,0 +1,178 @@
+"""A class on one server: N sessions open a link at once (a measurement, not a test).
+
+    .venv/bin/python scripts/load_test.py [--pages concat-vs-sum,shapes] [--sessions 30]
+        [--distinct] [--server-arg=--runner.postScriptGC=false] [--url http://127.0.0.1:8501]
+
+Each simulated student speaks Streamlit's own websocket protocol (`/_stcore/stream`), as the
+browser does, with no browser on the same cores: it connects, sends one `BackMsg.rerun_script`
+(the link's query string and page name), and reads `ForwardMsg`s until the run reports
+`script_finished`. Nothing is rendered, so the figures are the server's share of a view.
+
+For every page: one warm-up session (so cached computations are warm, as when a teacher has
+opened the link first), then ``--sessions`` connections opened together. Printed per page: the
+time until the last session's run finished, the median, how many runs showed an exception or
+"page not found", and the server's resident memory (with its children) afterwards. With
+``--distinct`` every session gets its own link (seed and heads varied), so nothing is cached.
+
+Without ``--url`` the script starts its own `streamlit run` on a free localhost port (and passes
+``--server-arg`` options to it), so each configuration is measured on a fresh server.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import statistics
+import sys
+import time
+from pathlib import Path
+from urllib.parse import urlencode
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+# The sessions of one link; the second entry builds the i-th distinct link.
+LINKS = {
+    "": ({}, lambda i: {}),
+    "shapes": ({}, lambda i: {"seq": str(8 + i), "heads": str([1, 2, 4, 8, 16][i % 5])}),
+    "toy-sentence": ({}, lambda i: {"sentence": f"student {i} reads this sentence", "seed": str(i)}),
+    "concat-vs-sum": ({}, lambda i: {"seed": str(i), "heads": str([1, 2, 4, 8, 16][i % 5])}),
+    "induction": ({}, lambda i: {"seed": str(i)}),
+    "timing": ({}, lambda i: {"seq": str(8 * (1 + i % 8)), "batch": str(1 + i % 4)}),
+}
+
+
+def rss_mib(pid: int, with_children: bool = True) -> float:
+    """Resident memory of a process (and, recursively, its children) in MiB, from /proc."""
+    total = 0
+    pids = [pid]
+    while pids:
+        p = pids.pop()
+        try:
+            for line in Path(f"/proc/{p}/status").read_text().splitlines():
+                if line.startswith("VmRSS:"):
+                    total += int(line.split()[1])
+            if with_children:
+                for task in Path(f"/proc/{p}/task").iterdir():
+                    children = (task / "children").read_text().split()
+                    pids += [int(c) for c in children]
+        except (FileNotFoundError, ProcessLookupError):
+            continue
+    return total / 1024
+
+
+async def one_session(ws_url: str, page: str, query: dict, timeout_s: float) -> dict:
+    """Open a session, ask for one run of ``page?query``, wait for it to finish."""
+    import websockets
+    from streamlit.proto.BackMsg_pb2 import BackMsg
+    from streamlit.proto.ForwardMsg_pb2 import ForwardMsg
+
+    start = time.perf_counter()
+    result = {"done_s": None, "exceptions": 0, "page_not_found": False, "elements": 0, "error": None}
+    try:
+        async with websockets.connect(ws_url, subprotocols=["streamlit"], max_size=2**27,
+                                      open_timeout=timeout_s) as ws:
+            msg = BackMsg()
+            msg.rerun_script.query_string = urlencode(query)
+            msg.rerun_script.page_name = page
+            await ws.send(msg.SerializeToString())
+            deadline = start + timeout_s
+            while True:
+                raw = await asyncio.wait_for(ws.recv(), timeout=max(0.1, deadline - time.perf_counter()))
+                fwd = ForwardMsg()
+                fwd.ParseFromString(raw)
+                kind = fwd.WhichOneof("type")
+                if kind == "delta":
+                    result["elements"] += 1
+                    if fwd.delta.WhichOneof("type") == "new_element" and \
+                            fwd.delta.new_element.WhichOneof("type") == "exception":
+                        result["exceptions"] += 1
+                elif kind == "page_not_found":
+                    result["page_not_found"] = True
+                elif kind == "script_finished":
+                    if fwd.script_finished in (ForwardMsg.FINISHED_SUCCESSFULLY,
+                                               ForwardMsg.FINISHED_WITH_COMPILE_ERROR):
+                        result["done_s"] = time.perf_counter() - start
+                        return result
+                    # FINISHED_EARLY_FOR_RERUN: the page asked for a rerun (e.g. the app shell); wait on
+    except Exception as exc:  # noqa: BLE001 - a measurement reports every failure, it does not stop
+        result["error"] = f"{type(exc).__name__}: {exc}"
+    return result
+
+
+async def class_of(ws_url: str, page: str, queries: list[dict], timeout_s: float) -> list[dict]:
+    return await asyncio.gather(*(one_session(ws_url, page, q, timeout_s) for q in queries))
+
+
+def measure(url: str, pid: int | None, pages: list[str], sessions: int, distinct: bool,
+            timeout_s: float) -> list[dict]:
+    ws_url = url.replace("http", "ws", 1) + "/_stcore/stream"
+    rows = []
+    for page in pages:
+        default, nth = LINKS.get(page, ({}, lambda i: {}))
+        asyncio.run(class_of(ws_url, page, [default], timeout_s))  # the teacher opens it first
+        queries = [nth(i) for i in range(sessions)] if distinct else [default] * sessions
+        start = time.perf_counter()
+        results = asyncio.run(class_of(ws_url, page, queries, timeout_s))
+        wall = time.perf_counter() - start
+        done = [r["done_s"] for r in results if r["done_s"] is not None]
+        rows.append({
+            "page": page or "home",
+            "sessions": sessions,
+            "distinct": distinct,
+            "last_done_s": round(max(done), 2) if done else None,
+            "median_done_s": round(statistics.median(done), 2) if done else None,
+            "wall_s": round(wall, 2),
+            "finished": len(done),
+            "exceptions": sum(r["exceptions"] for r in results),
+            "page_not_found": sum(r["page_not_found"] for r in results),
+            "errors": sorted({r["error"] for r in results if r["error"]}),
+            "rss_mib": round(rss_mib(pid), 1) if pid else None,
+        })
+    return rows
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--pages", default="home,shapes,toy-sentence,concat-vs-sum,induction,timing",
+                        help="comma-separated URL paths ('home' for /)")
+    parser.add_argument("--sessions", type=int, default=30)
+    parser.add_argument("--distinct", action="store_true", help="a different link for every session")
+    parser.add_argument("--rounds", type=int, default=1, help="repeat the whole class this many times")
+    parser.add_argument("--url", help="an already running server (else one is started here)")
+    parser.add_argument("--server-arg", action="append", default=[],
+                        help="extra `streamlit run` option, e.g. --server-arg=--runner.postScriptGC=false")
+    parser.add_argument("--timeout", type=float, default=120.0)
+    args = parser.parse_args()
+
+    pages = ["" if p == "home" else p for p in args.pages.split(",") if p]
+    server = None
+    if args.url:
+        url, pid = args.url.rstrip("/"), None
+    else:
+        from tests.browser.harness import Server
+
+        log = ROOT / "artifacts" / "load-server.log"
+        log.parent.mkdir(exist_ok=True)
+        server = Server(log, extra_args=args.server_arg)
+        url, pid = server.url, server.proc.pid
+        print(f"server healthy after {server.startup_s:.1f} s, RSS {rss_mib(pid):.0f} MiB "
+              f"({' '.join(args.server_arg) or 'default settings'})")
+    try:
+        print(f"{'page':<15}{'sessions':>9}{'last done':>11}{'median':>9}{'finished':>10}"
+              f"{'exceptions':>12}{'not found':>11}{'RSS MiB':>9}")
+        for round_ in range(args.rounds):
+            for row in measure(url, pid, pages, args.sessions, args.distinct, args.timeout):
+                print(f"{row['page']:<15}{row['sessions']:>9}{row['last_done_s'] or float('nan'):>9} s"
+                      f"{row['median_done_s'] or float('nan'):>7} s{row['finished']:>10}{row['exceptions']:>12}"
+                      f"{row['page_not_found']:>11}{row['rss_mib'] or float('nan'):>9}"
+                      + (f"  errors: {row['errors']}" if row["errors"] else ""))
+    finally:
+        if server is not None:
+            if "Traceback" in server.log():
+                print("the server logged a traceback; see", server.log_path)
+            server.stop()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,230 @@
+"""Figures and cached core calls of the *Concat versus sum* page (pages/concat-vs-sum.py).
+
+Every number comes from ``core.concat_sum``: ``concat_sum_report`` (the precision table),
+``head_terms`` + ``waterfall`` (one output number head by head), ``reshape_pitfall`` (the
+reshape that runs and is wrong), ``w_o_layouts`` (W_O three ways), ``torch_check`` (PyTorch).
+The ``cached_*`` functions take plain arguments and return plain data; each figure is one
+function, plain data in and a Vega-Lite dict out, built once per input inside ``st.cache_data``
+(``ui.charts.chart_spec``), so a rerun skips Altair's validation.
+"""
+
+from __future__ import annotations
+
+import altair as alt
+import pandas as pd
+import streamlit as st
+
+from core.concat_sum import (
+    concat_sum_report,
+    head_terms,
+    reshape_pitfall,
+    rounding_example,
+    torch_check,
+    w_o_layouts,
+    waterfall,
+)
+from ui.charts import DIVERGING, OKABE_ITO, chart_spec, head_colors
+
+# W_O is D×D: 262,144 cells at D = 512, too many for a browser chart. Show an even sample.
+W_O_ROWS_PER_HEAD = 6
+W_O_MAX_COLS = 48
+RESHAPE_TOKENS = 4  # tokens of the first sequence shown in the reshape picture
+
+# ---- cached calls into core (plain arguments in, plain data out) ------------------------------
+
+
+@st.cache_data(show_spinner="Running the layer in every precision…", max_entries=32)
+def cached_report(batch: int, seq: int, d_model: int, heads: int, seed: int, device: str, causal: bool) -> dict:
+    report = concat_sum_report(batch, seq, d_model, heads, seed=seed, device=device, causal=causal)
+    return {"table": pd.DataFrame(report["rows"]), "shapes": report["shapes"]}
+
+
+@st.cache_data(show_spinner="Splitting one output coordinate into its heads…", max_entries=32)
+def cached_terms(batch: int, seq: int, d_model: int, heads: int, seed: int, dtype: str, device: str,
+                 causal: bool, coord: int) -> dict:
+    return head_terms(batch, seq, d_model, heads, coord=coord, seed=seed, dtype=dtype, device=device,
+                      causal=causal)
+
+
+@st.cache_data(show_spinner=False, max_entries=64)
+def cached_waterfall(batch: int, seq: int, d_model: int, heads: int, seed: int, dtype: str, device: str,
+                     causal: bool, token: int, coord: int) -> dict:
+    """``core.concat_sum.waterfall`` for one (s, j), and its chart."""
+    t = cached_terms(batch, seq, d_model, heads, seed, dtype, device, causal, coord)
+    wf = waterfall(t["terms"][token], t["float64_terms"][token], t["out_concat"][token], t["out_sum"][token],
+                   dtype)
+    return {"wf": wf, "spec": waterfall_chart(wf["table"], wf["concat"], wf["sum"], heads, token, coord)}
+
+
+@st.cache_data(show_spinner="Building the concatenation twice…", max_entries=32)
+def cached_reshape(batch: int, seq: int, d_model: int, heads: int, seed: int, dtype: str, device: str,
+                   causal: bool) -> dict:
+    pit = reshape_pitfall(batch, seq, d_model, heads, seed=seed, dtype=dtype, device=device, causal=causal,
+                          max_tokens=RESHAPE_TOKENS)
+    return {**pit, "spec": reshape_chart(pit["origin"], heads)}
+
+
+@st.cache_data(show_spinner="Laying out W_O…", max_entries=32)
+def cached_layouts(d_model: int, heads: int, seed: int, dtype: str, device: str) -> dict:
+    lay = w_o_layouts(d_model, heads, seed=seed, dtype=dtype, device=device,
+                      rows_per_head=W_O_ROWS_PER_HEAD, max_cols=W_O_MAX_COLS)
+    return {**lay, "tl": w_o_chart(lay["cells"], heads, transposed=False),
+            "linear": w_o_chart(lay["cells"], heads, transposed=True)}
+
+
+@st.cache_data(show_spinner="Running torch.nn.MultiheadAttention…", max_entries=32)
+def cached_torch(batch: int, seq: int, d_model: int, heads: int, seed: int, dtype: str, device: str,
+                 causal: bool) -> dict:
+    return torch_check(batch, seq, d_model, heads, seed=seed, dtype=dtype, device=device, causal=causal)
+
+
+@st.cache_data(show_spinner=False, max_entries=1)
+def cached_rounding() -> pd.DataFrame:
+    return rounding_example()
+
+
+# ---- figures ------------------------------------------------------------------------------------
+
+MEASURES = {
+    "eps": "ε (one rounding step)",
+    "max_rel": "concat vs sum (max rel diff)",
+    "concat_err_rel": "concat vs float64 product",
+    "sum_err_rel": "sum vs float64 product",
+    "layer_err_rel": "whole layer vs float64 run",
+}
+
+
+@st.cache_data(show_spinner=False, max_entries=32)
+def precision_chart(table: pd.DataFrame) -> dict:
+    """Log-scale dot chart of the precision table (``concat_sum_report`` rows): a column per dtype."""
+    order = list(table["dtype"])
+    long = table.melt(id_vars="dtype", value_vars=list(MEASURES), var_name="key", value_name="value")
+    long["measure"] = long["key"].map(MEASURES)
+    long["value"] = pd.to_numeric(long["value"], errors="coerce")
+    long = long.dropna(subset=["value"])
+    long = long[long["value"] > 0][["dtype", "measure", "value"]]  # log axis: zeros live in the table
+    names = list(MEASURES.values())
+    chart = (
+        alt.Chart(long)
+        .mark_point(filled=True, size=110, opacity=0.9)
+        .encode(
+            x=alt.X("dtype:N", sort=order, title=None, axis=alt.Axis(labelAngle=0)),
+            xOffset=alt.XOffset("measure:N", sort=names),
+            y=alt.Y("value:Q", scale=alt.Scale(type="log"), title="relative size (log scale)",
+                    axis=alt.Axis(format=".0e")),
+            color=alt.Color("measure:N", sort=names, title=None,
+                            scale=alt.Scale(domain=names, range=[OKABE_ITO[i] for i in (0, 1, 2, 5, 4)]),
+                            legend=alt.Legend(orient="bottom", columns=3)),
+            shape=alt.Shape("measure:N", sort=names, title=None,
+                            scale=alt.Scale(domain=names, range=["diamond", "circle", "triangle-up",
+                                                                 "triangle-down", "square"])),
+            tooltip=[alt.Tooltip("dtype:N"), alt.Tooltip("measure:N"), alt.Tooltip("value:Q", format=".3e")],
+        )
+        .properties(height=320)
+    )
+    return chart_spec(chart)
+
+
+def waterfall_chart(steps: pd.DataFrame, concat: float, sum_: float, heads: int, token: int, coord: int) -> dict:
+    """Head terms stacked into the total (``waterfall``'s table), then the two paths' results.
+
+    Called inside ``cached_waterfall``, whose cache key already fixes every input.
+    """
+    totals = pd.DataFrame({"head": ["sum path", "concat path"], "value": [sum_, concat]})
+    x = alt.X("head:N", sort=list(steps["head"]) + list(totals["head"]), title=None, axis=alt.Axis(labelAngle=0))
+    bars = alt.Chart(steps).mark_bar(size=26).encode(
+        x=x,
+        y=alt.Y("running total before:Q", title=f"out[s={token}, j={coord}]"),
+        y2="running total after:Q",
+        color=alt.Color("head:N", scale=head_colors(heads), legend=None),
+        tooltip=[alt.Tooltip("head:N"), alt.Tooltip("term:Q", format=".6e"),
+                 alt.Tooltip("running total before:Q", format=".6e"),
+                 alt.Tooltip("running total after:Q", format=".6e")],
+    )
+    # Dashed connectors carry the running total from each bar to the next, as in any waterfall.
+    links = steps.assign(next=list(steps["head"][1:]) + ["sum path"])
+    path = alt.Chart(links).mark_rule(strokeDash=[4, 3], color=OKABE_ITO[7], strokeWidth=1.5).encode(
+        x=x, x2="next:N", y="running total after:Q",
+        tooltip=[alt.Tooltip("head:N", title="after"), alt.Tooltip("running total after:Q", format=".6e")],
+    )
+    finals = alt.Chart(totals).mark_bar(size=26, filled=False, strokeWidth=2.5).encode(
+        x=x, y=alt.Y("value:Q"), y2=alt.datum(0),
+        tooltip=[alt.Tooltip("head:N", title="result"), alt.Tooltip("value:Q", format=".9e")],
+    )
+    zero = alt.Chart(pd.DataFrame({"y": [0.0]})).mark_rule(color=OKABE_ITO[7], opacity=0.6).encode(y="y:Q")
+    return chart_spec((zero + bars + path + finals).properties(height=340))
+
+
+def reshape_chart(origin: pd.DataFrame, heads: int) -> dict:
+    """The first tokens' concatenated vectors as rows of L-wide blocks, built right and wrong.
+
+    Colour = the head a block came from, label = the token it came from (``reshape_origin``):
+    right, every row is one token in all H colours; wrong, one colour runs across tokens.
+    """
+    long = pd.concat([
+        pd.DataFrame({"build": version, "token s": origin["token s"], "block c": origin["block c"],
+                      "head": "h" + origin[f"{version}: head"].astype(str),
+                      "from token": origin[f"{version}: token"],
+                      "first number": origin[f"{version}: first number"]})
+        for version in ("right", "wrong")
+    ], ignore_index=True)
+    long["build"] = long["build"].map({"right": "z.transpose(1, 2).reshape(B, S, H*L)",
+                                       "wrong": "z.reshape(B, S, H*L)"})
+    long["label"] = "s" + long["from token"].astype(str)
+    base = alt.Chart(long).encode(
+        x=alt.X("block c:O", title="block c of the concatenated vector (entries c·L … c·L+L−1)",
+                axis=alt.Axis(labelAngle=0)),
+        y=alt.Y("token s:O", title="row = token s"),
+    )
+    tips = [alt.Tooltip("build:N"), alt.Tooltip("token s:Q", title="row (token s)"), alt.Tooltip("block c:Q"),
+            alt.Tooltip("head:N", title="came from head"), alt.Tooltip("from token:Q", title="came from token"),
+            alt.Tooltip("first number:Q", format=".6f")]
+    legend = alt.Legend(orient="bottom", columns=min(heads, 8), symbolType="square") if heads <= 16 else None
+    rect = base.mark_rect(stroke="white", strokeWidth=1).encode(
+        color=alt.Color("head:N", scale=head_colors(heads), title="came from head", legend=legend), tooltip=tips,
+    )
+    text = base.mark_text(fontSize=11, color="black").encode(text="label:N", tooltip=tips)
+    chart = (rect + text).properties(height=30 * int(origin["token s"].nunique()) + 20).facet(
+        row=alt.Row("build:N", title=None, sort=["z.transpose(1, 2).reshape(B, S, H*L)", "z.reshape(B, S, H*L)"],
+                    header=alt.Header(labelAngle=0, labelAlign="left", labelOrient="top", labelFontSize=13)),
+    )
+    return chart_spec(chart)
+
+
+def w_o_chart(cells: pd.DataFrame, heads: int, *, transposed: bool) -> dict:
+    """W_O's sampled entries (``w_o_layouts``) as a heatmap with a strip coloured by head.
+
+    Rows i = h·L + l down and output coordinates j across (TransformerLens, ``transposed=False``),
+    or the transpose (``out_proj.weight`` of nn.Linear, and the paper). Called inside
+    ``cached_layouts``.
+    """
+    cells = cells.assign(row=lambda d: d["i"].astype(str), col=lambda d: d["j"].astype(str))
+    rows = [str(i) for i in sorted(cells["i"].unique())]
+    cols = [str(j) for j in sorted(cells["j"].unique())]
+    head_starts = [str(i) for i in cells.groupby("head", sort=False)["i"].min()]
+    col_ticks = cols[:: max(1, len(cols) // 6)]
+    strip = cells.drop_duplicates("i")[["head", "l", "i", "row"]].assign(col="head")
+    value_color = alt.Color("value:Q", scale=alt.Scale(scheme=DIVERGING, domainMid=0), title="weight",
+                            legend=alt.Legend(orient="right", gradientLength=120))
+    legend = alt.Legend(orient="bottom", columns=min(heads, 4), symbolType="square") if heads <= 16 else None
+    head_color = alt.Color("head:N", scale=head_colors(heads), title="head", legend=legend)
+    tips = [alt.Tooltip("head:N"), alt.Tooltip("l:Q", title="row within the head, l"),
+            alt.Tooltip("i:Q", title="i = h·L + l (row of W_O flat, column of out_proj.weight)"),
+            alt.Tooltip("j:Q", title="output coordinate j"), alt.Tooltip("value:Q", format=".6f")]
+    strip_tips = [alt.Tooltip("head:N"), alt.Tooltip("l:Q"), alt.Tooltip("i:Q")]
+    height = max(240, min(520, 9 * len(rows)))
+    j_domain = ["head"] + cols  # output coordinates, with the head strip as one extra band
+    i_enc = dict(shorthand="row:O", sort=rows, scale=alt.Scale(domain=rows))
+    j_enc = dict(shorthand="col:O", sort=j_domain, scale=alt.Scale(domain=j_domain))
+    i_axis = dict(title="column i = h·L + l" if transposed else "row i = h·L + l",
+                  axis=alt.Axis(values=head_starts, **({"labelAngle": 0} if transposed else {})))
+    j_axis = dict(title="output coordinate j",
+                  axis=alt.Axis(values=["head"] + col_ticks, **({} if transposed else {"labelAngle": 0})))
+    i_ch, j_ch = (alt.X, alt.Y) if transposed else (alt.Y, alt.X)
+    chart = alt.layer(
+        alt.Chart(cells[["head", "l", "i", "j", "value", "row", "col"]]).mark_rect().encode(
+            i_ch(**i_enc, **i_axis), j_ch(**j_enc, **j_axis), color=value_color, tooltip=tips,
+        ),
+        alt.Chart(strip).mark_rect().encode(i_ch(**i_enc), j_ch(**j_enc), color=head_color, tooltip=strip_tips),
+    ).resolve_scale(color="independent").properties(height=height)
+    return chart_spec(chart)

@@ -1,0 +1,307 @@
+"""Figures, number formats and cached core calls of the shape-table page (pages/shapes.py).
+
+Every number comes from ``core.shapes``: ``shape_table`` (the table), ``path_summary`` (its
+totals), ``flow_edges`` (the picture's arrows), ``step_values`` (real values of one step). Each
+figure is one function: plain arguments in, a Vega-Lite dict out, built once per argument set
+inside ``st.cache_data`` (``ui.charts.chart_spec``), so a rerun skips Altair's validation.
+"""
+
+from __future__ import annotations
+
+import altair as alt
+import numpy as np
+import pandas as pd
+import streamlit as st
+
+from core.shapes import (
+    PathError,
+    flat_table,
+    flow_edges,
+    numeric_columns,
+    op_trace,
+    path_summary,
+    seed_slips,
+    shape_table,
+    step_values,
+    tensor_numel,
+)
+from ui.charts import DIVERGING, SEQUENTIAL, chart_spec
+
+# Okabe–Ito grey, blue and vermillion, named rather than indexed: distinct under every common
+# colour-vision deficiency and solid enough to carry text on either theme.
+ENDING_COLORS = {"shared": "#999999", "concat": "#0072B2", "additive": "#D55E00"}
+INK = {"shared": "black", "concat": "white", "additive": "black"}  # legible on each box colour
+LABEL_GREY = "#808080"  # about 4.3:1 against both the light and the dark background
+ENDING_NAMES = {"shared": "shared", "concat": "concatenate, then project", "additive": "project, then add"}
+
+
+# ---- cached calls into core (plain arguments in, plain data out) ------------------------------
+
+
+@st.cache_data(show_spinner=False, max_entries=256)
+def traced_table(batch: int, seq: int, vocab: int, d_model: int, heads: int, dtype: str) -> dict:
+    """core.shapes.shape_table and what the page derives from it, or torch's refusal in words."""
+    try:
+        table = shape_table(batch, seq, vocab, d_model, heads, dtype=dtype)
+    except PathError as err:
+        return {"error": str(err), "where": err.where, "code": err.code}
+    return {
+        "table": table,
+        "numeric": flat_table(table),  # int64/float64 columns: sorts and copies as numbers
+        "exact": flat_table(table, exact=True),  # Python ints: the CSV holds every digit
+        "summary": path_summary(table, heads),
+        "edges": flow_edges(table),
+        "slips": seed_slips(batch, seq, d_model, heads),
+    }
+
+
+@st.cache_data(show_spinner=False, max_entries=64)
+def traced_ops(batch: int, seq: int, vocab: int, d_model: int, heads: int) -> pd.DataFrame:
+    return op_trace(batch, seq, vocab, d_model, heads)
+
+
+@st.cache_data(show_spinner=False, max_entries=256)
+def walk_numel(batch: int, seq: int, vocab: int, d_model: int, heads: int) -> dict[str, int]:
+    return tensor_numel(batch, seq, vocab, d_model, heads)
+
+
+@st.cache_data(show_spinner=False, max_entries=64)
+def live_panels(step: str, batch: int, seq: int, vocab: int, d_model: int, heads: int, seed: int,
+                dtype: str, causal: bool, scale: bool, at_batch: int, at_head: int) -> list[dict]:
+    return step_values(step, batch, seq, vocab, d_model, heads, seed=seed, dtype=dtype, causal=causal,
+                       scale=scale, at_batch=at_batch, at_head=at_head)
+
+
+# ---- number formats (core computes, the page formats) ----------------------------------------
+
+
+def n(x: int) -> str:
+    return f"{int(x):,}"
+
+
+def shape_md(sym: str | None, shape: tuple | None, contracted_at: int | None = None) -> str:
+    """"B×S×*V* = 1×20×*50,000*": letters and numbers, the summed-away axis in italics."""
+    if sym is None or shape is None:
+        return "–"
+    letters, numbers = sym.split("×"), [n(v) for v in shape]
+    if contracted_at is not None:
+        i = int(contracted_at)
+        letters[i], numbers[i] = f"*{letters[i]}*", f"*{numbers[i]}*"
+    return f"{'×'.join(letters)} = {'×'.join(numbers)}"
+
+
+def plain_shape(shape: tuple | None) -> str:
+    return "" if shape is None else "×".join(map(str, shape))
+
+
+def size_bytes(x: int) -> str:
+    x = int(x)
+    for unit in ("bytes", "KiB", "MiB", "GiB", "TiB", "PiB", "EiB", "ZiB"):
+        if x < 1024 or unit == "ZiB":
+            return f"{x:,} bytes" if unit == "bytes" else f"{x:.3g} {unit}"
+        x /= 1024
+    raise AssertionError
+
+
+def flops(x: int) -> str:
+    x = int(x)
+    if x < 1000:
+        return str(x)
+    for unit, scale in (("Y", 1e24), ("Z", 1e21), ("E", 1e18), ("P", 1e15), ("T", 1e12), ("G", 1e9),
+                        ("M", 1e6), ("k", 1e3)):
+        if x >= scale:
+            return f"{x / scale:.3g} {unit}"
+    raise AssertionError
+
+
+def step_table_md(table: pd.DataFrame) -> str:
+    """The eleven steps as one Markdown table, the contracted axis in italics."""
+    lines = [
+        "| step | operation | input 1 | input 2 | output | sums over | FLOPs | output memory |",
+        "|:--|:--|:--|:--|:--|:-:|--:|--:|",
+    ]
+    for _, r in table.iterrows():
+        out = shape_md(r["output_sym"], r["output"]) + (" (three: q, k, v)" if r["n_outputs"] == 3 else "")
+        lines.append(
+            f"| **{r['step']}** | {r['operation']} "
+            f"| {shape_md(r['input_1_sym'], r['input_1'], r['contracted_in_1'])} "
+            f"| {shape_md(r['input_2_sym'], r['input_2'], r['contracted_in_2'])} "
+            f"| {out} | {'–' if r['contracted'] is None else '*' + r['contracted'] + '*'} "
+            f"| {flops(r['flops'])} | {size_bytes(r['output_bytes'])} |"
+        )
+    return "\n".join(lines)
+
+
+# ---- the path as a picture -------------------------------------------------------------------
+
+# Where each step's box sits (x across, y down); edges bend at right angles. "@" is a matrix
+# product, as in the code; "×" only ever separates the axes of a shape.
+NODES = {
+    "ids": (0.0, 0, "token ids"), "1": (0.0, 1, "① one-hot"), "2": (0.0, 2, "② @ W_E"),
+    "3": (0.0, 3, "③ + W_pos"), "4": (0.0, 4, "④ x to q, k, v"),
+    "5Q": (-1.0, 5, "⑤ x @ W_Q"), "5K": (0.0, 5, "⑤ x @ W_K"), "5V": (1.0, 5, "⑤ x @ W_V"),
+    "6": (-0.5, 6, "⑥ q @ kᵀ / √L"), "7": (0.0, 7, "⑦ pattern @ v"),
+    "8": (-0.8, 8, "⑧ concatenate"), "9": (-0.8, 9, "⑨ @ W_O"),
+    "8′": (0.8, 8, "⑧′ z[h] @ W_O[h]"), "9′": (0.8, 9, "⑨′ Σ over heads"), "out": (0.0, 10, "output"),
+}
+NODE_STEP = {"5Q": "5", "5K": "5", "5V": "5", "ids": None, "out": None}
+INTO = {("5Q", "6"): -0.15, ("5K", "6"): 0.15, ("6", "7"): -0.15, ("5V", "7"): 0.15,
+        ("9", "out"): -0.15, ("9′", "out"): 0.15}
+HALF_W, HALF_H = 0.42, 0.21
+
+
+def _flow_chart(edges: pd.DataFrame, table: pd.DataFrame) -> alt.LayerChart:
+    by = table.set_index("step")
+    node_rows = []
+    for key, (x, y, label) in NODES.items():
+        step = NODE_STEP.get(key, key)
+        r = by.loc[step] if step is not None else None
+        node_rows.append({
+            "node": key, "label": label, "x": x - HALF_W, "x2": x + HALF_W, "y": y - HALF_H, "y2": y + HALF_H,
+            "cx": x, "cy": y, "ending": "shared" if r is None else r["ending"],
+            "operation": "input" if r is None and key == "ids" else ("result" if r is None else r["operation"]),
+            "code": "" if r is None else r["code"], "FLOPs": "" if r is None else n(r["flops"]),
+        })
+    nodes = pd.DataFrame(node_rows)
+    points, labels = [], []
+    seen = set()
+    for i, e in edges.iterrows():
+        (x1, y1, _), (x2, y2, _) = NODES[e["from"]], NODES[e["to"]]
+        x2 += INTO.get((e["from"], e["to"]), 0.0)
+        bend = y2 - 0.32  # turn corners low, so the shape label above stays clear of lines
+        path = [(x1, y1 + HALF_H), (x1, bend), (x2, bend), (x2, y2 - HALF_H - 0.07)]
+        info = {"edge": i, "tensor": e["tensor"], "shape": f"{e['shape_sym']} = {plain_shape(e['shape'])}",
+                "elements": int(e["elements"]), "memory": size_bytes(e["bytes"]), "bytes": int(e["bytes"]),
+                "ending": e["ending"]}
+        points += [{**info, "corner": k, "x": px, "y": py} for k, (px, py) in enumerate(path)]
+        if (e["from"], e["tensor"]) not in seen:  # one label per tensor leaving a box
+            seen.add((e["from"], e["tensor"]))
+            labels.append({**info, "x": x1, "y": y1 + HALF_H + 0.17,
+                           "text": f"{e['shape_sym']} = {'×'.join(n(v) for v in e['shape'])}"})
+    points, labels = pd.DataFrame(points), pd.DataFrame(labels)
+    heads = points[points["corner"] == 3]
+
+    x_scale = alt.Scale(domain=[-1.5, 2.3])
+    y_scale = alt.Scale(domain=[-0.5, 10.5], reverse=True)
+    c_scale = alt.Scale(domain=list(ENDING_COLORS), range=list(ENDING_COLORS.values()))
+    x, y = alt.X("x:Q", axis=None, scale=x_scale), alt.Y("y:Q", axis=None, scale=y_scale)
+    color = alt.Color("ending:N", title="ending", scale=c_scale, legend=alt.Legend(orient="top", labelExpr=(
+        "datum.label == 'concat' ? 'concatenate, then project' : datum.label == 'additive' ? "
+        "'project, then add' : 'shared'")))
+    tip = [alt.Tooltip("tensor:N"), alt.Tooltip("shape:N"), alt.Tooltip("elements:Q", format=","),
+           alt.Tooltip("memory:N"), alt.Tooltip("bytes:Q", format=",")]
+    lines = alt.Chart(points).mark_line(strokeCap="round", strokeJoin="round").encode(
+        x=x, y=y, detail="edge:N", order="corner:O", color=color, tooltip=tip,
+        strokeWidth=alt.StrokeWidth("bytes:Q", scale=alt.Scale(type="log", range=[1.2, 9]), legend=None),
+    )
+    arrows = alt.Chart(heads).mark_point(shape="triangle-down", filled=True, size=70, opacity=1).encode(
+        x=x, y=y, color=alt.Color("ending:N", scale=c_scale, legend=None), tooltip=tip)
+    # Solid boxes with ink chosen per colour, and grey shape labels: readable on light and dark themes.
+    box_tip = ["label:N", "operation:N", "code:N", "FLOPs:N"]
+    boxes = alt.Chart(nodes).mark_rect(cornerRadius=5).encode(
+        x=alt.X("x:Q", axis=None, scale=x_scale), x2="x2:Q",
+        y=alt.Y("y:Q", axis=None, scale=y_scale), y2="y2:Q",
+        fill=alt.Fill("ending:N", scale=c_scale, legend=None), tooltip=box_tip,
+    )
+    names = alt.Chart(nodes).mark_text(fontSize=13, fontWeight="bold").encode(
+        x=alt.X("cx:Q", axis=None, scale=x_scale), y=alt.Y("cy:Q", axis=None, scale=y_scale), text="label:N",
+        color=alt.condition("datum.ending == 'concat'", alt.value(INK["concat"]), alt.value(INK["shared"])),
+        tooltip=box_tip)
+    shapes = alt.Chart(labels).mark_text(align="left", dx=7, fontSize=11, fontWeight=500, color=LABEL_GREY).encode(
+        x=x, y=y, text="text:N", tooltip=tip)
+    return alt.layer(lines, arrows, boxes, names, shapes).properties(height=720).configure_view(stroke=None)
+
+
+@st.cache_data(show_spinner=False, max_entries=64)
+def flow_spec(batch: int, seq: int, vocab: int, d_model: int, heads: int, dtype: str) -> dict:
+    """The path as boxes and arrows (core.shapes.flow_edges): a Vega-Lite dict, once per size."""
+    traced = traced_table(batch, seq, vocab, d_model, heads, dtype)
+    return chart_spec(_flow_chart(traced["edges"], traced["table"]))
+
+
+def flow_numbers(edges: pd.DataFrame) -> pd.DataFrame:
+    """The picture's arrows as a numeric table (shapes as labels, counts as int64)."""
+    flat = edges.assign(shape=edges["shape"].map(plain_shape))
+    return numeric_columns(flat, ["elements", "bytes"])
+
+
+# ---- the two endings -------------------------------------------------------------------------
+
+
+@st.cache_data(show_spinner=False, max_entries=64)
+def endings_numbers(batch: int, seq: int, vocab: int, d_model: int, heads: int, dtype: str) -> pd.DataFrame:
+    """Steps 7–9 and 7–8′–9′ side by side: output shape, elements, bytes and FLOPs, as numbers."""
+    by = traced_table(batch, seq, vocab, d_model, heads, dtype)["table"].set_index("step")
+    rows = pd.DataFrame([
+        {"ending": ENDING_NAMES[e], "step": s, "tensor": f"{s}: {by.loc[s, 'output_sym']}",
+         "shape": plain_shape(by.loc[s, "output"]), "elements": int(by.loc[s, "output_elements"]),
+         "bytes": int(by.loc[s, "output_bytes"]), "FLOPs": int(by.loc[s, "flops"])}
+        for e, steps in (("concat", ("7", "8", "9")), ("additive", ("7", "8′", "9′"))) for s in steps
+    ], dtype=object)
+    return numeric_columns(rows, ["elements", "bytes", "FLOPs"])
+
+
+@st.cache_data(show_spinner=False, max_entries=64)
+def endings_spec(batch: int, seq: int, vocab: int, d_model: int, heads: int, dtype: str) -> dict:
+    """What each ending keeps in memory, step by step: bars of output bytes, one row per ending."""
+    mem = endings_numbers(batch, seq, vocab, d_model, heads, dtype)
+    mem = mem.assign(memory=mem["bytes"].map(size_bytes), bytes=mem["bytes"].astype(float),
+                     key=mem["ending"].map({v: k for k, v in ENDING_NAMES.items()}))
+    bars = alt.Chart(mem).mark_bar().encode(
+        x=alt.X("bytes:Q", title=f"bytes at {dtype}"),
+        y=alt.Y("tensor:N", title=None, sort=None),
+        row=alt.Row("ending:N", title=None, sort=[ENDING_NAMES["concat"], ENDING_NAMES["additive"]],
+                    header=alt.Header(labelAngle=0, labelAlign="left", labelFontWeight="bold")),
+        color=alt.Color("key:N", legend=None, scale=alt.Scale(
+            domain=["concat", "additive"], range=[ENDING_COLORS["concat"], ENDING_COLORS["additive"]])),
+        tooltip=["ending:N", "tensor:N", "memory:N", alt.Tooltip("bytes:Q", format=",")],
+    ).properties(height=80).resolve_scale(y="independent")
+    return chart_spec(bars)
+
+
+# ---- one step's real values ------------------------------------------------------------------
+
+
+@st.cache_data(show_spinner=False, max_entries=64)
+def step_heatmap_spec(step: str, batch: int, seq: int, vocab: int, d_model: int, heads: int, seed: int,
+                      dtype: str, causal: bool, scale: bool, at_batch: int, at_head: int, panel: int) -> dict:
+    """Panel ``panel`` of core.shapes.step_values as a heatmap: exact values in tooltips, masked
+    entries (−∞ before the softmax) left blank, dashed lines between heads at step 8."""
+    p = live_panels(step, batch, seq, vocab, d_model, heads, seed, dtype, causal, scale, at_batch, at_head)[panel]
+    values = p["values"]  # [rows, cols], −inf where masked
+    r, c = (a.ravel() for a in np.indices(values.shape))
+    cells = pd.DataFrame({"r": r, "c": c, "value": np.where(np.isneginf(values), np.nan, values).ravel()})
+    colors = (alt.Scale(scheme=SEQUENTIAL, domain=[0, 1]) if step == "1"  # one-hot: 0 or 1
+              else alt.Scale(scheme=DIVERGING, domainMid=0))
+    ticks = alt.Axis(tickMinStep=1, format="d", grid=False)
+    # cell (r, c) spans r ± ½ and c ± ½, so integer ticks fall on cell centres
+    rect = alt.Chart(cells).transform_calculate(
+        r0="datum.r - 0.5", r1="datum.r + 0.5", c0="datum.c - 0.5", c1="datum.c + 0.5",
+        note="isValid(datum.value) ? '' : '−∞ (masked)'",
+    ).mark_rect().encode(
+        x=alt.X("c0:Q", title=p["cols"], axis=ticks,
+                scale=alt.Scale(domain=[-0.5, values.shape[1] - 0.5], nice=False, zero=False)),
+        x2="c1:Q",
+        y=alt.Y("r0:Q", title=p["rows"], axis=ticks,
+                scale=alt.Scale(domain=[-0.5, values.shape[0] - 0.5], nice=False, zero=False, reverse=True)),
+        y2="r1:Q",
+        color=alt.Color("value:Q", scale=colors, legend=alt.Legend(title="value")),
+        tooltip=[alt.Tooltip("r:Q", title=p["rows"]), alt.Tooltip("c:Q", title=p["cols"]),
+                 alt.Tooltip("value:Q", format=".5f"), alt.Tooltip("note:N", title="note")],
+    )
+    layers = [rect]
+    width = d_model // heads
+    if step == "8" and heads > 1:  # head h owns columns hL … hL+L−1
+        bounds = pd.DataFrame({"c": np.arange(width, values.shape[1], width) - 0.5})
+        layers.append(alt.Chart(bounds).mark_rule(strokeDash=[5, 3], strokeWidth=2, color=LABEL_GREY).encode(x="c:Q"))
+    chart = alt.layer(*layers, title=f"{p['title']}: {p['code']}").properties(
+        height=min(560, 130 + 26 * values.shape[0]))  # the height includes the title and axes
+    return chart_spec(chart)
+
+
+def panel_numbers(panel: dict) -> pd.DataFrame:
+    """One panel's values as a numeric table: a row per row of the slice, −inf where masked."""
+    values = panel["values"]  # [rows, cols]
+    wide = pd.DataFrame(values, columns=[str(j) for j in range(values.shape[1])])
+    wide.insert(0, panel["rows"], np.arange(values.shape[0]))
+    return wide
