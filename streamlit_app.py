@@ -21,6 +21,7 @@ PAGES = [
     ("pages/shapes.py", "The shape table", "shapes", ":material/table_chart:"),
     ("pages/toy-sentence.py", "Attention on a sentence", "toy-sentence", ":material/chat:"),
     ("pages/concat-vs-sum.py", "Concat versus sum", "concat-vs-sum", ":material/functions:"),
+    ("pages/induction.py", "The sum at work", "induction", ":material/psychology:"),
     ("pages/timing.py", "Timing", "timing", ":material/timer:"),
 ]
 

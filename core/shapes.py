@@ -53,6 +53,7 @@ __all__ = [
     "seed_slips",
     "shape_table",
     "step_values",
+    "step_words",
     "tensor_numel",
     "trace_path",
 ]
@@ -599,6 +600,16 @@ def position_mixing() -> dict:
     summed = [s.step for s in STEPS if s.contracted == "S"]
     return {"first_meet": twice[0], "sums_positions": summed[0],
             "steps": sorted({*twice, *summed}, key=STEP_IDS.index)}
+
+
+def step_words(step: str, *, scale: bool = True) -> tuple[str, str]:
+    """(operation, note) of a step as a run with these settings made it: the table is traced with
+    the scores divided by √L, and a run without the scale must not be described as dividing."""
+    spec = _SPEC[step]
+    if step == "6" and not scale:
+        return ("scores q·kᵀ, not divided by √L (the scale is off)",
+                spec.note + " Without the scale, the scores are the raw dot products.")
+    return spec.operation, spec.note
 
 
 _INT64_MAX = 2**63 - 1

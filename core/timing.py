@@ -18,7 +18,8 @@ against torch.nn.MultiheadAttention and F.scaled_dot_product_attention.
 Method (run_benchmark): every variant is first checked against a float64 reference of the same
 inputs, to a tolerance set per dtype (check_tolerance; a wrong variant is never timed). Then the
 variants are timed in interleaved rounds: each round times one block of calls of every variant,
-in a fresh random order, on torch.utils.benchmark's clock (which synchronizes CUDA). A slow
+in a fresh random order, and keeps the block's fastest call (clock_for: with one CPU thread, that
+thread's CPU time; otherwise torch.utils.benchmark's wall clock, which synchronizes CUDA). A slow
 spell of a shared machine then lands on every variant alike; each variant's ratio to the bare
 GEMM is taken within a round and reported as the median over rounds with a distribution-free
 interval (median_interval), and the page's headlines follow the interval (verdict), saying
@@ -79,7 +80,7 @@ __all__ = [
     "flops", "extra_bytes", "estimated_bytes", "element_size", "memory_table",
     "projection_inputs", "make_variant", "forward_inputs", "make_forward", "check_tolerance", "rel_error",
     "float64_reference", "first_call", "count_allocations", "median_interval", "verdict", "interleave",
-    "paired_fractions", "round_times", "run_benchmark", "paired", "summarize", "growth",
+    "paired_fractions", "round_times", "CLOCKS", "clock_for", "run_benchmark", "paired", "summarize", "growth",
     "parse_sweep", "sweep_sizes", "environment", "malloc_setting", "run_in_fresh_process", "peak_rss_bytes",
     "available_memory", "fresh_process_bytes", "fresh_process_problem",
     "ResultStore", "exclusive", "Busy", "main",
@@ -149,7 +150,9 @@ MIN_ROUNDS = 6  # the fewest rounds whose order statistics give a 95 % interval 
 TARGET_ROUNDS = 15  # blocks are sized so that about this many rounds fill a size's share
 MAX_ROUNDS = 60
 BLOCK_MIN_S = 0.002  # a block shorter than this is mostly clock and loop overhead
-BASE_SHARE = 2.0  # the base size, which the headlines are about, gets this many shares of the budget
+PER_CALL_MIN_S = 20e-6  # calls shorter than this are timed as a block, not one by one
+BLOCK_MAX_S = 0.025  # longer blocks would pair a variant with gemm across a longer spell: more rounds instead
+BASE_SHARE = 3.0  # the base size, which the headlines are about, gets this many shares of the budget
 NOISY_WIDTH = 0.2  # a ratio whose interval spans more than this fraction of its median is flagged
 
 # The page's default run, which scripts/timing_repeatability.py repeats in fresh processes.
@@ -170,7 +173,7 @@ CSV_COLUMNS = [
     # beyond the issue's required columns:
     "kind", "d_head", "threads", "q1_ms", "q3_ms", "runs", "calls", "gflop", "extra_bytes_from", "alloc_bytes",
     "peak_bytes", "cuda_peak_bytes", "page_faults_per_call", "rel_error", "tolerance", "status", "note",
-    "malloc", "device_name", "torch", "peak_rss_bytes", "round_ms",
+    "malloc", "device_name", "torch", "clock", "peak_rss_bytes", "round_ms",
 ]
 
 
@@ -330,7 +333,7 @@ def forward_inputs(size: Size, dtype: torch.dtype, device: str = "cpu", seed: in
 
 
 def make_forward(name: str, x: Tensor, weights: AttentionWeights) -> Callable[[], Tensor]:
-    """A zero-argument callable computing the attention output [B, S, D] (no mask, scaled by √L)."""
+    """A zero-argument callable computing the attention output [B, S, D] (no mask, scores divided by √L)."""
     B, S, D = x.shape
     H, L = weights.n_heads, weights.d_head
     if name == "forward_trace":
@@ -668,12 +671,47 @@ def round_times(row: pd.Series | dict) -> list[float]:
     return [float(v) for v in text.split()]
 
 
-def _time_one_block(fn: Callable[[], object], number: int) -> float:
-    """Seconds per call over ``number`` calls, on torch.utils.benchmark's clock (it syncs CUDA)."""
-    start = bench_clock()
-    for _ in range(number):
+CLOCKS = {
+    "wall": "wall time, torch.utils.benchmark's clock (synchronizes CUDA)",
+    "thread cpu": "CPU time of the one thread doing the work (time.thread_time)",
+}
+
+
+def clock_for(device: str, threads: int) -> str:
+    """Which clock times the blocks: the work's own CPU time where that is the whole call.
+
+    With one intra-op thread on the CPU, torch runs every op in the calling thread, so that
+    thread's CPU time (user + kernel, page faults included) is the call's cost, and time spent
+    waiting for a core that another process holds is not in it: on a shared machine, the
+    difference between a ratio of the code and a ratio of the neighbours. With more threads, or
+    on a GPU, part of the work happens elsewhere, and only wall time on torch.utils.benchmark's
+    clock (which synchronizes CUDA first) covers it.
+    """
+    return "thread cpu" if str(device) == "cpu" and threads == 1 else "wall"
+
+
+def _time_one_block(fn: Callable[[], object], number: int, clock_name: str = "wall") -> float:
+    """Seconds per call of ``fn`` in one block of ``number`` calls: the fastest call of the block.
+
+    Each call is timed on its own (clock_for says which clock). The fastest is the cost of the
+    code while it has the processor; on a shared machine a slower call is mostly a preemption
+    or another process evicting caches. Calls under PER_CALL_MIN_S are too short to time one by
+    one against the clock's own overhead: their block is timed whole and divided.
+    """
+    read = time.thread_time if clock_name == "thread cpu" else bench_clock
+    start = read()
+    fn()
+    best = read() - start
+    if best < PER_CALL_MIN_S and number > 1:
+        start = read()
+        for _ in range(number - 1):
+            fn()
+        return max(min(best, (read() - start) / (number - 1)), 1e-9)
+    for _ in range(number - 1):
+        start = read()
         fn()
-    return max(bench_clock() - start, 1e-9) / number
+        best = min(best, read() - start)
+    return max(best, 1e-9)
 
 
 def _calibrate(device: str, dtype: torch.dtype, threads: int) -> float:
@@ -732,9 +770,10 @@ def run_benchmark(
     torch_dtype = dtype_from_name(dtype)
     element_size_ = torch.empty((), dtype=torch_dtype).element_size()
     threads = int(threads or torch.get_num_threads())
-    timer = time_block or (lambda name, fn, number: _time_one_block(fn, number))
+    clock_name = clock_for(device, threads)
+    timer = time_block or (lambda name, fn, number: _time_one_block(fn, number, clock_name))
     order = [v for v in ("gemm",) if v in variants] + [v for v in variants if v != "gemm"]  # the reference first
-    env = environment(device, threads)
+    env = {**environment(device, threads), "clock": CLOCKS[clock_for(device, threads)]}
     reduced = _reduced_accumulation(device, torch_dtype)
     deadline = clock() + budget_s
     rng = random.Random(order_seed)
@@ -843,7 +882,7 @@ def run_benchmark(
                 by_name[name].update(status="skipped", note=f"time budget of {budget_s:g} s used up")
             continue
         names = list(known)
-        block = max(share / (TARGET_ROUNDS * len(names)), BLOCK_MIN_S)
+        block = min(max(share / (TARGET_ROUNDS * len(names)), BLOCK_MIN_S), BLOCK_MAX_S)
         number = {n: max(1, int(block / max(known[n], 1e-9))) for n in names}
         faults = {n: 0 for n in names}
         counting = _minor_faults() is not None
@@ -1005,6 +1044,7 @@ def _empty_row(name: str, size: Size, dtype: str, device: str, threads: int, env
         "alloc_bytes": nan, "peak_bytes": nan, "cuda_peak_bytes": nan, "page_faults_per_call": nan,
         "rel_error": nan, "tolerance": nan, "status": "skipped", "note": "", "malloc": env["malloc"],
         "device_name": env.get("name", ""), "torch": env["torch"], "peak_rss_bytes": nan, "round_ms": "",
+        "clock": env.get("clock", ""),
     }
 
 

@@ -591,19 +591,17 @@ def weights_table(trace: ToyTrace, head: int) -> pd.DataFrame:
 
 
 def terms_frame(trace: ToyTrace, i: int) -> pd.DataFrame:
-    """Query ``i``, every head: per head one row per key j with a_ij, v_j and a_ij·v_j, then the
-    sum row z_i (its v columns empty: NaN). Numbers stay numbers; ``masked`` marks hidden keys,
-    whose a_ij and terms are the 0 they are."""
+    """Query ``i``, every head: per head one row per key j with a_ij and the term a_ij·v_j, then
+    the sum row: Σ_j a_ij (= 1) and z_i. Every cell a number (v_j itself is in ``qkv_frame``);
+    ``masked`` marks hidden keys, whose a_ij and terms are the 0 they are."""
     terms, z_i = context_terms(trace, i)  # [H, S, L], [H, L]
     H, S, L = terms.shape
     parts = []
     for h in range(H):
         a = trace.pattern[h, i].numpy()  # [S]
         columns = {"head": h, "key": trace.labels, "masked": trace.mask[i].numpy(), "a_ij": a}
-        columns.update({f"v_j[{l}]": trace.v[h, :, l].numpy() for l in range(L)})
         columns.update({f"a·v[{l}]": terms[h, :, l].numpy() + 0.0 for l in range(L)})  # + 0.0: 0·(−v) is −0.0
         total = {"head": h, "key": f"z_{i} = Σ", "masked": False, "a_ij": float(a.sum())}
-        total.update({f"v_j[{l}]": np.nan for l in range(L)})
         total.update({f"a·v[{l}]": float(z_i[h, l]) for l in range(L)})
         parts += [pd.DataFrame(columns), pd.DataFrame([total])]
     return pd.concat(parts, ignore_index=True)

@@ -30,7 +30,6 @@ from ui.figures.concat_vs_sum import (
     cached_rounding,
     cached_torch,
     cached_waterfall,
-    precision_chart,
 )
 from ui.shell import ensure_app_shell
 
@@ -49,6 +48,11 @@ CUDA_ABSENT = "not available on this server (no GPU found)"
 def sci(x: float | None, digits: int = 2) -> str:
     """A readout in scientific notation; '—' where there is nothing to show."""
     return "—" if x is None or pd.isna(x) else f"{x:.{digits}e}"
+
+
+def count(n: int, noun: str) -> str:
+    """'1 head', '8 heads': a number with its noun, singular or plural."""
+    return f"{n:,} {noun}" + ("" if n == 1 else "s")
 
 
 def shape(dims: list[int]) -> str:
@@ -156,9 +160,10 @@ if ok:
 
 # ---- side by side --------------------------------------------------------------------------------
 
-st.header("Two endings, side by side")
 st.markdown(
     r"""
+## Two endings, side by side
+
 Both endings start from the same place: the heads' outputs `z`, shaped $[B, H, S, L]$, and the
 output weights `W_O`, stored per head as $[H, L, D]$ (the TransformerLens layout, where head $h$'s
 slice `W_O[h]` is $L \times D$). In PyTorch each ending is one line (the einsum's letters name the
@@ -185,16 +190,17 @@ The shapes along each path, read off the tensors this page just computed
 
 The concat path is one matrix product of {shapes['macs']:,} multiply-adds, and each output adds up
 its D = {d_model:,} products in one go (`core.attention.concat_then_project`). The sum path does the
-same {shapes['macs']:,} multiply-adds as H = {heads} products of L = {L:,} terms each, then
+same {shapes['macs']:,} multiply-adds as H = {count(heads, 'product')} of L = {count(L, 'term')} each, then
 {shapes['extra_adds']:,} additions across the heads (`core.attention.project_then_sum`). Written this
 way it also materializes `per_head`, {shapes['per_head_numel']:,} numbers, H times the output; written
 as one contraction over `h` and `l` together it would not (the *Timing* page measures both).
 """
     )
 
-st.subheader("Why transpose before the reshape")
 st.markdown(
     r"""
+### Why transpose before the reshape
+
 The one line of the concat path hides the commonest bug in attention code. `z` is stored head by
 head, $[B, H, S, L]$; the concatenation wants, for every token, its $H$ head vectors side by side.
 `z.reshape(B, S, H * L)` also produces a $[B, S, H{\cdot}L]$ tensor, runs without a complaint, and is
@@ -207,7 +213,7 @@ Here are both, built from this page's `z`, for the first tokens of the first seq
 if ok:
     chart(
         pit["spec"],
-        f"Row s is token s's concatenated vector, cut into its H = {heads} blocks of L = {L:,} numbers; "
+        f"Row s is token s's concatenated vector, cut into its H = {count(heads, 'block')} of L = {count(L, 'number')}; "
         "colour = the head a block was read from, label = the token it was read from. Blocks from "
         "`core.concat_sum.reshape_origin`, numbers (in the tooltips) from `reshape_pitfall`.",
     )
@@ -234,9 +240,10 @@ the outputs by a few ε; a mistake moves them by about their own size.
                        "wrong: first number": st.column_config.NumberColumn(format="%.6f")},
     )
 
-st.subheader("TransformerLens in one line")
 st.markdown(
     """
+### TransformerLens in one line
+
 TransformerLens, the usual library for taking trained transformers apart, names the page's
 `per_head` tensor **`result`**: the hook `blocks.{layer}.attn.hook_result`, shaped
 [batch, pos, head_index, d_model], one full-width vector per head. It exists only when the model
@@ -284,11 +291,14 @@ if ok:
     m[3].metric(f"allclose at {dtype} tolerance", "yes" if row["allclose"] else "no",
                 help=f"torch.testing.assert_close with its default rtol = {row['rtol']:g}, atol = {row['atol']:g}.")
     b, s, j = row["elementwise_at"]
+    scale_note = f"(they reach about {row['output_scale']:.3g} here)"
+    mistake = (f"the wrong reshape above, a real mistake, is off by {sci(pit['out_max_rel'])} of the outputs' "
+               f"scale {scale_note}." if pit["out_max_rel"] > 0 else
+               f"a real mistake is off by something like the outputs themselves {scale_note}.")
     text = f"""
 In units that mean something: the largest gap is **{row['eps_units']:.2f} ε** at the outputs' scale,
 where ε = {sci(row['eps'])} is {dtype}'s machine epsilon, the relative size of one rounding step.
-A difference of a few ε is rounding; the wrong reshape above, a real mistake, is off by
-{sci(pit['out_max_rel'])} of the outputs' scale (they reach about {row['output_scale']:.3g} here).
+A difference of a few ε is rounding; {mistake}
 
 *Why norm-wise?* The relative readout divides by the **largest** output, not by each output. Among
 {batch * seq * d_model:,} sums of signed terms some land near zero, and dividing by those makes
@@ -307,9 +317,10 @@ tolerance, not about the identity.
 """
     st.markdown(text)
 
-    st.subheader("Which ending is more accurate?")
     st.markdown(
         """
+### Which ending is more accurate?
+
 Being close to each other is not the same as being right. Both paths start from the same rounded
 `z` and `W_O`, so the fair judge is the exact product of those very numbers: computed in float64
 for the lower precisions, and for float64 itself in 80-bit extended precision and rounded once.
@@ -352,10 +363,11 @@ path closer on average is, per precision: {verdicts}.
 
 # ---- every precision at once ---------------------------------------------------------------------
 
-st.header("Every precision at once")
 rounding = cached_rounding()
 eps_of = dict(zip(rounding["dtype"], rounding["ε"]))
 intro = f"""
+## Every precision at once
+
 The same layer, the same input, four number formats. Each format has a machine epsilon ε, the gap
 between 1 and the next number it can represent: {sci(eps_of['float64'])} for float64,
 {sci(eps_of['float32'])} for float32, {sci(eps_of['float16'])} for float16 and {sci(eps_of['bfloat16'])}
@@ -363,18 +375,19 @@ for bfloat16, which keeps float32's range with far fewer significant bits.
 """
 if ok:
     lower = table[table["layer_err_rel"].notna()]
-    ratios = ", ".join(f"{d} {g / e:.2g}×" for d, g, e in zip(lower["dtype"], lower["max_rel"], lower["layer_err_rel"]))
+    ratios = ", ".join(f"{g / e:.2g}× in {d}" for d, g, e in zip(lower["dtype"], lower["max_rel"],
+                                                                 lower["layer_err_rel"]))
     intro += (
-        f" Measured in its own ε, the gap between the endings stays between {table['eps_units'].min():.2f} ε "
-        f"and {table['eps_units'].max():.2f} ε in every format. Next to the error the whole layer carries "
-        f"from running in that format instead of float64, the gap is: {ratios}"
+        f"Measured in its own ε, the gap between the endings stays between {table['eps_units'].min():.2f} ε "
+        f"and {table['eps_units'].max():.2f} ε in every format. Divided by the error the whole layer carries "
+        f"from running in that format instead of float64, the gap between the endings is {ratios}"
         + (" — smaller in every format, so picking an ending is not where precision is lost."
            if (lower["max_rel"] < lower["layer_err_rel"]).all() else ".")
     )
 st.markdown(intro)
 if ok:
     chart(
-        precision_chart(table[["dtype", "eps", "max_rel", "concat_err_rel", "sum_err_rel", "layer_err_rel"]]),
+        report["spec"],
         f"Relative sizes at B = {batch}, S = {seq}, D = {d_model:,}, H = {heads}, seed {seed}, on a log "
         "scale: machine epsilon, the gap between the two endings, each ending's error against the "
         "float64 product of its own inputs, and the whole layer's error against a float64 run. "
@@ -411,9 +424,10 @@ if ok:
         "extended precision). CSV: every column at full precision."
     )
 
-st.subheader("Why the order of additions changes the last bits")
 st.markdown(
     r"""
+### Why the order of additions changes the last bits
+
 A float keeps a fixed number of significant bits. Add a small number to a large one and the small
 one's low bits fall off the end; add two small numbers first and they can grow big enough to
 survive. The smallest demonstration takes three numbers, $1$ and two halves of $\varepsilon$:
@@ -443,9 +457,10 @@ differ, so the last bit or two may too.
 
 # ---- one number, head by head (its own fragment: its pickers rerun only this section) ---------
 
-st.header("One output number, head by head")
 st.markdown(
     r"""
+## One output number, head by head
+
 Take a single number of the output, coordinate $j$ of token $s$ (of the first sequence in the batch).
 The concat path computes it in one sum. The sum path says it is made of $H$ contributions, one per
 head $h = 0 \dots H{-}1$: $\;\sum_{l=0}^{L-1} z^{h}_{s,l}\,(W_O^{h})_{l,j}$. Here are those
@@ -456,9 +471,10 @@ one_number = st.container()  # filled last (see below), so the link box exists w
 
 # ---- W_O three ways ------------------------------------------------------------------------------
 
-st.header("W_O, three ways")
 st.markdown(
     r"""
+## W_O, three ways
+
 The whole identity is a statement about how $W_O$ is cut up, and different sources cut it along
 different sides. It is worth seeing once, because the same matrix turns up in three layouts:
 
@@ -484,12 +500,15 @@ Checked on this page's weights (`core.concat_sum.w_o_layouts`, exact `torch.equa
 **{'yes' if chk['paper_blocks_are_linear_columns'] else 'NO'}**.
 """
     )
-    sample_note = (
-        f"{lay['rows_shown']:,} of the {heads * L:,} rows (l = "
-        f"{', '.join(map(str, sorted(cells['l'].unique())))} of each head) and {lay['cols_shown']} of the "
-        f"{d_model:,} columns, evenly spaced: the full matrix has {heads * L * d_model:,} entries, "
-        "too many to draw. Hover for any entry's coordinates in every layout."
-    )
+    if lay["rows_shown"] * lay["cols_shown"] == heads * L * d_model:
+        sample_note = f"All {heads * L * d_model:,} entries. "
+    else:
+        sample_note = (
+            f"{lay['rows_shown']:,} of the {heads * L:,} rows (l = "
+            f"{', '.join(map(str, sorted(cells['l'].unique())))} of each head) and {lay['cols_shown']} of the "
+            f"{d_model:,} columns, evenly spaced, out of {heads * L * d_model:,} entries. "
+        )
+    sample_note += "Hover for any entry's coordinates in every layout."
     left, right = st.columns(2, gap="large")
     with left:
         st.markdown(f"**TransformerLens: `W_O.reshape(H * L, D)`** {shape(sh['W_O_flat'])}, heads are row bands")
@@ -503,9 +522,10 @@ Checked on this page's weights (`core.concat_sum.w_o_layouts`, exact `torch.equa
 
 # ---- same as PyTorch -----------------------------------------------------------------------------
 
-st.header("Same as PyTorch")
 st.markdown(
     """
+## Same as PyTorch
+
 A from-scratch implementation is only worth trusting if it matches the reference one. Below, the
 page's weights are loaded into `torch.nn.MultiheadAttention` (via `AttentionWeights.to_torch()`,
 which packs W_Q, W_K, W_V into `in_proj_weight` and W_O into `out_proj`), the module is run on the
@@ -542,9 +562,10 @@ if ok:
     st.markdown(
         f"""
 What the module actually ran, recorded live by `core.concat_sum.torch_calls` while it ran: it
-{route}.{steps} Its attention kernel rounds in other places than this page's step-by-step code, which
-is why it lands {tc['concat']['eps_units']:.2f} ε from the concat path and {tc['sum']['eps_units']:.2f} ε
-from the sum path in {dtype}, rather than on either bit for bit.
+{route}.{steps} Its attention kernel is free to round in other places than this page's step-by-step
+code. Measured in {dtype}, it lands {tc['concat']['eps_units']:.2f} ε from the concat path and
+{tc['sum']['eps_units']:.2f} ε from the sum path, and {tc['concat']['bitwise_equal']:.0%} and
+{tc['sum']['bitwise_equal']:.0%} of its outputs match them bit for bit.
 """
     )
     numbers_table(calls, key="torch_calls", csv_name="multihead_attention_calls.csv",
@@ -553,9 +574,10 @@ from the sum path in {dtype}, rather than on either bit for bit.
 
 # ---- what it means -------------------------------------------------------------------------------
 
-st.header("Heads are channels that get added up")
 st.markdown(
     """
+## Heads are channels that get added up
+
 If you have met convolutional networks, the sum view will feel familiar. A convolution layer runs
 many filters over its input, each producing its own channel, and the next layer mixes channels by
 adding weighted copies of them. Multi-head attention ends the same way: each head is a channel
@@ -626,14 +648,14 @@ def one_number_section() -> None:
         "(dashed). The hollow bars are what the two paths actually computed. Terms from "
         "`core.concat_sum.head_terms` (the trace's `per_head`), totals from `waterfall`.",
     )
-    m = st.columns(4)
-    m[0].metric("Rounded head terms, summed in float64", f"{wf['rounded_terms_summed']:.9g}",
+    left, right = st.columns(2)
+    left.metric("Concat path computed", f"{wf['concat']:.9g}", help=f"out_concat[0, {token}, {coord}], in {dtype}.")
+    right.metric("Sum path computed", f"{wf['sum']:.9g}", help=f"out_sum[0, {token}, {coord}], in {dtype}.")
+    left.metric("Rounded head terms, summed in float64", f"{wf['rounded_terms_summed']:.9g}",
                 help=f"The H terms as the layer computed them (each rounded to {dtype}), added in float64.")
-    m[1].metric("Float64 product of the same inputs", f"{wf['float64_product']:.9g}",
-                help=f"Σ_h Σ_l z × W_O recomputed in float64 from the same {dtype} z and W_O: no rounding to "
-                     f"{dtype} anywhere. What both paths aim at.")
-    m[2].metric("Concat path computed", f"{wf['concat']:.9g}")
-    m[3].metric("Sum path computed", f"{wf['sum']:.9g}")
+    right.metric("Float64 product of the same inputs", f"{wf['float64_product']:.9g}",
+                 help=f"Σ_h Σ_l z × W_O recomputed in float64 from the same {dtype} z and W_O: no rounding to "
+                      f"{dtype} anywhere. What both paths aim at.")
     if wf["concat_minus_sum"] == 0:
         apart = "the same number, bit for bit"
     else:
@@ -641,12 +663,13 @@ def one_number_section() -> None:
                  f"spacing of {dtype} numbers near this value, is {sci(wf['ulp'])})")
     st.markdown(
         f"""
-That is the identity with real numbers. The {heads} head terms, each already rounded to {dtype} by
+That is the identity with real numbers. The {count(heads, 'head term')}, each already rounded to {dtype} by
 the layer and then added in float64, make {wf['rounded_terms_summed']:.9g}; recomputing the whole sum
 in float64 from the same inputs gives {wf['float64_product']:.9g}, so rounding the terms moved it by
-{sci(wf['rounding_in_terms'])}. The two paths computed {apart}. Here {wf['heads_up']} of the heads
-push this number up and {wf['heads_down']} pull it down. Nothing inside the layer makes the heads
-agree, and each one's contribution can be read off on its own.
+{sci(abs(wf['rounding_in_terms']))}. The two paths computed {apart}. Of the {count(heads, 'head')},
+{wf['heads_up']} {'pushes' if wf['heads_up'] == 1 else 'push'} this number up and {wf['heads_down']}
+{'pulls' if wf['heads_down'] == 1 else 'pull'} it down. Nothing inside the layer makes the heads agree,
+and each one's contribution can be read off on its own.
 """
     )
     numbers_table(

@@ -11,7 +11,7 @@ import pandas as pd
 import streamlit as st
 
 from core.device import DTYPE_NAMES, DTYPES
-from core.shapes import AXIS_NAMES, STEP_IDS, Sizes, panel_shape, position_mixing
+from core.shapes import AXIS_NAMES, STEP_IDS, Sizes, panel_shape, position_mixing, step_words
 from ui.charts import csv_download, figure
 from ui.controls import (
     MAX_SEED,
@@ -120,12 +120,14 @@ ok = bool(traced)
 
 # ---- the table --------------------------------------------------------------------------------
 
-st.markdown("### Eleven steps from token ids to the output")
-if ok:
+TABLE_HEADING = "### Eleven steps from token ids to the output"
+if not ok:
+    st.markdown(TABLE_HEADING)
+else:
     table: pd.DataFrame = traced["table"]
     summary: dict = traced["summary"]
     by_step = table.set_index("step")
-    st.markdown(step_table_md(table))
+    st.markdown(f"{TABLE_HEADING}\n\n{step_table_md(table)}")
     st.caption(
         f"Traced by `core.shapes.shape_table` on the meta device. *Italics* mark the axis a product "
         "sums away: it appears in both inputs and not in the output ("
@@ -175,8 +177,8 @@ step 2: each token keeps one row of $W_E$. $D$ goes at step 5: every head reads 
 every token. $L$ goes at step 6: a query and a key are compared coordinate by coordinate.
 
 Step {mixing['first_meet']} is also where positions first meet: its output carries the position
-axis twice, S×S, and entry $(s, t)$ is $q_s \cdot k_t$, position $s$'s query against position
-$t$'s key. Step {mixing['sums_positions']} finishes what it began: the softmax turns each row into
+axis twice, S×S, and entry $(s, t)$ is $q_s \cdot k_t$: the query of position $s$ against the
+key of position $t$. Step {mixing['sums_positions']} finishes what it began: the softmax turns each row into
 weights, and the product sums the key axis $S$ away, so each position's output is a weighted
 average of the values of the positions it looked at. Steps {' and '.join(mixing['steps'])} are
 the only steps where one position reads another; everywhere else, tokens are processed one at a
@@ -234,8 +236,10 @@ if ok:
 
 # ---- the source's two slips -------------------------------------------------------------------
 
-st.markdown("### Two slips in the printed table")
-if ok:
+SLIPS_HEADING = "### Two slips in the printed table"
+if not ok:
+    st.markdown(SLIPS_HEADING)
+else:
     slips = traced["slips"]
     shown = lambda t: "×".join(n(v) for v in t)  # noqa: E731
     if slips["reversed_error"]:
@@ -245,6 +249,8 @@ if ok:
                    f"{shown(slips['reversed_result'])} tensor that is not the scores at all, a silent bug.")
     st.markdown(
         f"""
+{SLIPS_HEADING}
+
 The post's table is right about the mathematics and loose in two places of notation. Both are the
 kind of slip that costs a student an afternoon, so here they are, checked by torch at your sizes
 (`core.shapes.seed_slips`).
@@ -290,7 +296,9 @@ if ok:
 {n(summary['additive_adds'])} additions: every output number is $D$ products and $D - 1$ additions
 either way. The FLOP column seems to charge the additive ending extra
 ({flops(summary['additive_flops'])} against {flops(summary['concat_flops'])}), but that is the
-2-per-multiply-add convention counting step 9′'s additions a second time. Step 9 does all of them
+2-per-multiply-add convention: it charges every dot product one addition more than it makes, and
+8′ has $H$ times as many dot products as step 9, each $H$ times shorter. The surplus is exactly
+step 9′'s additions, counted twice. Step 9 does all of them
 inside one large product, which is why it is the fast way to run the layer; 8′ and 9′ do the last
 $H - 1$ additions of each sum outside, which is why they are the clear way to read it.
 
@@ -391,8 +399,8 @@ def look_inside(live: bool, seed: int) -> None:
         else:
             args = (step, B, S, V, D, H, seed, dtype, causal, scale, at_batch, at_head)
             panels = live_panels(*args)
-            st.markdown(f"**Step {step}: {row['operation']}.** Output {shape_md(row['output_sym'], row['output'])}. "
-                        f"{row['note']}")
+            operation, note = step_words(step, scale=scale)
+            st.markdown(f"**Step {step}: {operation}.** Output {shape_md(row['output_sym'], row['output'])}. {note}")
             for i, col in enumerate(st.columns(len(panels))):
                 col.vega_lite_chart(spec=step_heatmap_spec(*args, i), width="stretch", theme="streamlit",
                                     alt=f"Heatmap of {panels[i]['code']}")

@@ -1,286 +1,48 @@
 """Timing: what the additive view of attention costs on the machine running this page, and why.
 
-Every number comes from core.timing: run_benchmark (the measured table), memory_table (bytes from
-shapes), summarize (the headline ratios), flops, environment and run_in_fresh_process.
+Every number comes from core.timing: memory_table (bytes from shapes), run_benchmark (medians and
+intervals over interleaved rounds), summarize (the headlines and their verdicts), growth (the
+sweep), flops, environment, run_in_fresh_process and fresh_process_problem. The figures are built
+in ui.figures.timing, so this script is the essay: prose, controls and calls. The measurement
+section is one fragment: its controls and buttons rerun that section only.
 """
 
+from __future__ import annotations
+
+import math
 import os
 import time
 
-import altair as alt
 import pandas as pd
 import streamlit as st
 
 from core import timing
-from core.device import DTYPE_NAMES, available_devices, supported_dtypes
-from ui.charts import OKABE_ITO, chart_spec, csv_download, figure
-from ui.controls import (
-    MAX_BATCH, MAX_D_MODEL, MAX_HEADS, MAX_SEQ, MAX_TENSOR_ELEMENTS, MAX_TRACE_BYTES, Controls,
-    budget_problem, heads_problem, show_link,
+from core.device import DTYPE_NAMES, available_devices, dtype_from_name, supported_dtypes
+from ui.charts import csv_download, figure
+from ui.controls import MAX_BATCH, MAX_D_MODEL, MAX_HEADS, MAX_SEQ, MAX_TRACE_BYTES, Controls, budget_problem, heads_problem, show_link
+from ui.figures.timing import (
+    MAX_SWEEP_VALUES, MEASURED_COLUMNS, SWEEP_COLUMN, SWEEP_DEFAULTS, allocation_sentence, flop_text, fmt, fresh_spec,
+    growth_sentence, memory_spec, mib, per_head_sentence, plan_sizes, ratio_sentence, ratio_spec, shown_columns, sweep_spec,
 )
 from ui.shell import ensure_app_shell
 
 ensure_app_shell()
 
-# ---- this page's caps -------------------------------------------------------------------------
-DEFAULT_BUDGET_S = 6  # the default run (6 sizes × 7 variants) ends within about 7 s on 2 cores
-MAX_BUDGET_S = 20  # total wall time of one run: checks, warm-up and timing
-MAX_VARIANT_BYTES = MAX_TRACE_BYTES  # a variant whose intermediates need more is skipped, saying so
-MAX_SWEEP_VALUES = 6
-MAX_SWEEP_CHARS = 60
-FRESH_BUDGET_S = 3  # per fresh process, on top of ~2 s to start Python and import torch
-FRESH_VARIANTS = ("gemm", "concat", "per_head_sum", "per_head_sum_out")
-MAX_THREADS = max(os.cpu_count() or 1, 1)
-STORED_RUNS = 32  # finished runs kept per server process, least recently viewed dropped first
-
-SWEEP_DEFAULTS = {"seq": "16,32,64,128,256,512", "heads": "1,2,4,8,16,32", "batch": "1,2,4,8,16,32",
-                  "d_model": "64,128,256,512,1024,2048"}
-SWEEP_CAPS = {"seq": MAX_SEQ, "heads": MAX_HEADS, "batch": MAX_BATCH, "d_model": MAX_D_MODEL}
-SWEEP_COLUMN = {"seq": "seq", "heads": "n_heads", "batch": "batch", "d_model": "d_model"}
-
-# One colour per variant on every chart, from the Okabe–Ito palette (ui.charts keeps its order):
-# blues for the one-GEMM forms, warm colours for the materialized sums, grey (and a dashed line)
-# for the reference; yellow is left out (faint on the light theme).
-ORANGE, SKY, GREEN, _YELLOW, BLUE, VERMILLION, PINK, GREY = OKABE_ITO
-VARIANT_COLORS = {
-    "gemm": GREY, "concat": BLUE, "einsum": SKY, "per_head_sum": VERMILLION, "per_head_sum_out": ORANGE,
-    "head_loop": PINK, "broadcast": GREEN, "forward_trace": VERMILLION, "forward_mha": BLUE, "forward_sdpa": GREEN,
-}
-NEUTRAL = "#808495"  # whiskers and labels: a mid grey that reads on the light and the dark theme alike
-SHAPES = ["circle", "square", "diamond", "triangle-up", "triangle-down", "cross", "triangle-right"]
-
-
-@st.cache_resource(show_spinner=False)
-def result_store() -> timing.ResultStore:
-    """Finished runs shared by every session of this server (see ResultStore for why not cache_data)."""
-    return timing.ResultStore(capacity=STORED_RUNS)
-
-
-@st.cache_data(show_spinner=False, max_entries=64)
-def memory_numbers(batch: int, seq: int, d_model: int, heads: int, dtype: str) -> pd.DataFrame:
-    return timing.memory_table(timing.Size(batch, seq, d_model, heads), dtype)
-
-
-@st.cache_data(show_spinner=False, max_entries=64)
-def memory_spec(batch: int, seq: int, d_model: int, heads: int, dtype: str) -> dict:
-    return chart_spec(memory_chart(memory_numbers(batch, seq, d_model, heads, dtype)))
-
-
-@st.cache_data(show_spinner=False, max_entries=4)
-def machine(device: str) -> dict:
-    return timing.environment(device)
-
-
-def flop_text(n: float) -> str:
-    for unit, scale in (("TFLOP", 1e12), ("GFLOP", 1e9), ("MFLOP", 1e6), ("kFLOP", 1e3)):
-        if n >= scale:
-            return f"{n / scale:,.3g} {unit}"
-    return f"{n:,.0f} FLOP"
-
-
-def fmt(x: float, spec: str, suffix: str = "") -> str:
-    """A measured number for a metric, or a dash where the run has none (a variant skipped)."""
-    return "—" if x is None or x != x else f"{x:{spec}}{suffix}"
-
-
-def mib(n: float) -> str:
-    return f"{n / 2**30:,.2f} GiB" if n >= 2**30 else f"{n / 2**20:,.1f} MiB" if n >= 2**20 else f"{n / 2**10:,.1f} KiB"
-
-
-def color_scale(names) -> alt.Scale:
-    names = list(names)
-    return alt.Scale(domain=names, range=[VARIANT_COLORS[n] for n in names])
-
-
-def short_number(v: int) -> str:
-    text = str(v)
-    return text if len(text) <= 12 else f"{text[:6]}… (a {len(text)}-digit number)"
-
-
-def plan_sizes(base: timing.Size, axis: str, text: str, bytes_per: int) -> tuple[list[timing.Size], list[str]]:
-    """The sizes to measure (base first) and a readable note for every sweep value left out."""
-    notes: list[str] = []
-    if axis == "none":
-        return [base], notes
-    try:
-        _, values = timing.parse_sweep(f"{axis}={text}")
-    except ValueError:
-        values = []
-        shown = text if len(text) <= 40 else text[:40] + "…"
-        notes.append(f"The sweep values `{shown.replace('`', '')}` could not be read (write whole numbers "
-                     f"separated by commas); sweeping {axis} over {SWEEP_DEFAULTS[axis]} instead.")
-        _, values = timing.parse_sweep(f"{axis}={SWEEP_DEFAULTS[axis]}")
-    too_big = [v for v in values if v > SWEEP_CAPS[axis]]
-    if too_big:
-        notes.append(f"Left out {axis} = {', '.join(map(short_number, too_big))}: this page goes up to {SWEEP_CAPS[axis]:,}.")
-    values = [v for v in values if v <= SWEEP_CAPS[axis]]
-    if len(values) > MAX_SWEEP_VALUES:
-        notes.append(f"A sweep has at most {MAX_SWEEP_VALUES} values; kept {', '.join(map(str, values[:MAX_SWEEP_VALUES]))}.")
-        values = values[:MAX_SWEEP_VALUES]
-    if axis in ("heads", "d_model"):
-        bad = [v for v in values if (base.d_model % v if axis == "heads" else v % base.n_heads)]
-        if bad:
-            what = f"don't divide d_model = {base.d_model}" if axis == "heads" else f"aren't divisible by heads = {base.n_heads}"
-            notes.append(f"Left out {axis} = {', '.join(map(str, bad))}: they {what}.")
-        values = [v for v in values if v not in bad]
-    sizes = timing.sweep_sizes(base, axis, values)
-    kept = [sizes[0]]
-    for size in sizes[1:]:
-        problem = budget_problem({"z": size.bsd, "W_O": size.d_model**2}, bytes_per)
-        if problem:
-            notes.append(f"Left out B={size.batch} S={size.seq} D={size.d_model}: its inputs alone are over "
-                         f"this server's cap of {MAX_TENSOR_ELEMENTS:,} numbers per tensor.")
-        else:
-            kept.append(size)
-    return kept, notes
-
-
-# ---- charts -----------------------------------------------------------------------------------
-
-
-def memory_chart(df: pd.DataFrame) -> alt.Chart:
-    order = list(df["variant"])
-    return alt.Chart(df).mark_bar().encode(
-        x=alt.X("times_output:Q", title="extra memory, in multiples of the [B, S, D] output (symlog)",
-                scale=alt.Scale(type="symlog")),
-        y=alt.Y("variant:N", sort=order, title=None),
-        color=alt.Color("variant:N", scale=color_scale(order), legend=None),
-        tooltip=[alt.Tooltip("variant:N"), alt.Tooltip("holds:N", title="holds"),
-                 alt.Tooltip("extra_mib:Q", title="extra MiB", format=",.2f"),
-                 alt.Tooltip("times_output:Q", title="× output", format=",.0f")],
-    ).properties(height=230)
-
-
-def bar_chart(df: pd.DataFrame) -> alt.LayerChart:
-    order = list(df["variant"])
-    df = df[["variant", "median_ms", "q1_ms", "q3_ms", "gflop_per_s", "fraction_of_gemm", "page_faults_per_call"]].assign(
-        label=[f"{f:.2f} of gemm" for f in df["fraction_of_gemm"]])
-    base = alt.Chart(df).encode(y=alt.Y("variant:N", sort=order, title=None))
-    tips = [alt.Tooltip("variant:N"), alt.Tooltip("median_ms:Q", title="median ms", format=",.4f"),
-            alt.Tooltip("q1_ms:Q", title="25th pct ms", format=",.4f"), alt.Tooltip("q3_ms:Q", title="75th pct ms", format=",.4f"),
-            alt.Tooltip("gflop_per_s:Q", title="GFLOP/s", format=",.1f"),
-            alt.Tooltip("fraction_of_gemm:Q", title="fraction of gemm", format=".2f"),
-            alt.Tooltip("page_faults_per_call:Q", title="page faults / call", format=",.0f")]
-    bars = base.mark_bar().encode(
-        x=alt.X("median_ms:Q", title="median time per call (ms); whiskers: 25th–75th percentile"),
-        color=alt.Color("variant:N", scale=color_scale(order), legend=None),
-        tooltip=tips,
-    )
-    whiskers = base.mark_rule(strokeWidth=2, color=NEUTRAL).encode(x="q1_ms:Q", x2="q3_ms:Q")
-    labels = base.mark_text(align="left", dx=4, color=NEUTRAL).encode(x="q3_ms:Q", text="label:N")
-    return (bars + whiskers + labels).properties(height=32 * len(df) + 40)
-
-
-def sweep_chart(df: pd.DataFrame, axis: str) -> alt.Chart:
-    order = [v for v in timing.VARIANTS if v in set(df["variant"])]
-    col = SWEEP_COLUMN[axis]
-    tips = [alt.Tooltip("variant:N"), alt.Tooltip(f"{col}:Q", title=axis),
-            alt.Tooltip("median_ms:Q", title="median ms", format=",.4f"), alt.Tooltip("iqr_ms:Q", title="IQR ms", format=",.4f"),
-            alt.Tooltip("gflop_per_s:Q", title="GFLOP/s", format=",.1f"),
-            alt.Tooltip("fraction_of_gemm:Q", title="fraction of gemm", format=".2f")]
-    df = df[["variant", col, "median_ms", "iqr_ms", "gflop_per_s", "fraction_of_gemm"]]
-    return alt.Chart(df).mark_line(point=alt.OverlayMarkDef(size=60, filled=True)).encode(
-        x=alt.X(f"{col}:Q", scale=alt.Scale(type="log", base=2), title=f"{axis} (log scale)",
-                axis=alt.Axis(values=sorted(set(df[col])), format="d")),
-        y=alt.Y("median_ms:Q", scale=alt.Scale(type="log"), title="median time per call, ms (log scale)"),
-        color=alt.Color("variant:N", scale=color_scale(order), sort=order, title="variant"),
-        shape=alt.Shape("variant:N", scale=alt.Scale(domain=order, range=SHAPES[: len(order)]), sort=order, title="variant"),
-        strokeDash=alt.condition(alt.datum.variant == "gemm", alt.value([6, 4]), alt.value([1, 0])),
-        tooltip=tips,
-    ).properties(height=380)
-
-
-def fresh_chart(df: pd.DataFrame) -> alt.Chart:
-    settings = list(dict.fromkeys(df["process"]))
-    return alt.Chart(df).mark_bar().encode(
-        x=alt.X("median_ms:Q", title="median time per call (ms)"),
-        y=alt.Y("variant:N", sort=list(FRESH_VARIANTS), title=None),
-        yOffset=alt.YOffset("process:N", sort=settings),
-        color=alt.Color("process:N", sort=settings, title="where it ran",
-                        scale=alt.Scale(domain=settings, range=[BLUE, ORANGE, GREEN][: len(settings)])),
-        tooltip=[alt.Tooltip("variant:N"), alt.Tooltip("process:N", title="where"),
-                 alt.Tooltip("median_ms:Q", title="median ms", format=",.3f"), alt.Tooltip("iqr_ms:Q", title="IQR ms", format=",.3f"),
-                 alt.Tooltip("page_faults_per_call:Q", title="page faults / call", format=",.0f")],
-    ).properties(height=60 * len(FRESH_VARIANTS) + 40)
-
-
-@st.cache_data(show_spinner=False, max_entries=64)
-def result_specs(key: tuple, finished: float, axis: str, base: tuple) -> dict[str, dict]:
-    """The result charts as Vega-Lite specs, built once per finished run (validation is the slow part).
-
-    The table is looked up by the run's key rather than passed in, so the cache sees only plain
-    values; ``finished`` tells two runs with the same settings apart.
-    """
-    result = result_store().get(key)
-    if result is None:
-        return {}
-    table = result["table"]
-    ok = table[table["status"] == "ok"]
-    batch, seq, d_model, heads = base
-    at_base = ok[(ok["batch"] == batch) & (ok["seq"] == seq) & (ok["d_model"] == d_model) & (ok["n_heads"] == heads)]
-    specs = {}
-    if not at_base.empty:
-        specs["bars"] = chart_spec(bar_chart(at_base))
-    if axis != "none":
-        col = SWEEP_COLUMN[axis]
-        proj, fwd = ok[ok["kind"] != "forward"], ok[ok["kind"] == "forward"]
-        if proj[col].nunique() > 1:
-            specs["sweep"] = chart_spec(sweep_chart(proj, axis))
-        if fwd[col].nunique() > 1:
-            specs["forward"] = chart_spec(sweep_chart(pd.concat([fwd, ok[ok["variant"] == "gemm"]]), axis))
-    return specs
-
-
-@st.cache_data(show_spinner=False, max_entries=32)
-def fresh_numbers(fresh_key: tuple, fresh_finished: float, main_finished: float, base: tuple) -> pd.DataFrame:
-    """The fresh-process table, with this server process's own numbers at the same size first."""
-    fresh = result_store().get(fresh_key)
-    if fresh is None:
-        return pd.DataFrame(columns=["process", "variant", "median_ms", "iqr_ms", "page_faults_per_call", "status"])
-    parts = [fresh["table"]]
-    main = result_store().get(fresh_key[:-1])
-    if main is not None:
-        t = main["table"]
-        batch, seq, d_model, heads = base
-        mine = t[(t["batch"] == batch) & (t["seq"] == seq) & (t["d_model"] == d_model) & (t["n_heads"] == heads)
-                 & t["variant"].isin(FRESH_VARIANTS)]
-        parts.insert(0, mine.assign(process="this server process"))
-    both = pd.concat(parts, ignore_index=True)
-    return both[both["status"] == "ok"].reset_index(drop=True)
-
-
-@st.cache_data(show_spinner=False, max_entries=32)
-def fresh_spec(fresh_key: tuple, fresh_finished: float, main_finished: float, base: tuple) -> dict:
-    return chart_spec(fresh_chart(fresh_numbers(fresh_key, fresh_finished, main_finished, base)))
-
-
-def shown_columns(df: pd.DataFrame) -> pd.DataFrame:
-    """The measured table for reading: times in ms, bytes in MiB; the CSV keeps every raw column."""
-    out = df[["variant", "batch", "seq", "d_model", "n_heads", "median_ms", "iqr_ms", "gflop_per_s",
-              "fraction_of_gemm", "extra_bytes", "alloc_bytes", "page_faults_per_call", "max_rel_error",
-              "status", "note"]].copy()
-    for col in ("extra_bytes", "alloc_bytes"):
-        out[col.replace("_bytes", "_MiB")] = out.pop(col) / 2**20
-    return out
-
-
-# ---- the essay --------------------------------------------------------------------------------
-
 # How many projection variants core.timing times (the gemm reference included), as a word.
-N_WAYS = ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten"][
-    len(timing.PROJECTION_VARIANTS)
-]
+N_WAYS = ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten"][len(timing.PROJECTION_VARIANTS)]
 
 st.title("What the sum costs")
 
 st.markdown(
     r"""
-The identity at the heart of this essay says that two programs compute the same numbers:
+The identity at the heart of this essay says that two programs compute the same numbers. With
+$z^h$ the output of head $h$ (heads $0, \dots, H-1$) and $W_O^h$ the rows $hL, \dots, hL+L-1$ of
+$W_O$, the $L$ rows that head $h$ owns:
 
 $$
-\underbrace{\big[\,z^{1}\;\cdots\;z^{H}\,\big]\,W_O}_{\text{concatenate, then project}}
+\underbrace{\big[\,z^{0}\;\cdots\;z^{H-1}\,\big]\,W_O}_{\text{concatenate, then project}}
 \;=\;
-\underbrace{\sum_{h=1}^{H} z^{h}\,W_O^{h}}_{\text{project each head, then add}}
+\underbrace{\sum_{h=0}^{H-1} z^{h}\,W_O^{h}}_{\text{project each head, then add}}
 $$
 
 Equal arithmetic does not mean equal cost. A processor's speed depends on how the arithmetic is
@@ -292,20 +54,17 @@ of exactly the same sum on the machine that is serving it to you, and explains t
 
 st.markdown(f"### {N_WAYS.capitalize()} ways to write one sum")
 
+controls = Controls()  # one per page: a restart keeps every notice
 sizes_row = st.columns([1, 1, 1, 1])
-size_controls = Controls()
-batch = size_controls.integer("batch", "Batch B", default=8, lo=1, hi=MAX_BATCH, where=sizes_row[0])
-seq = size_controls.integer("seq", "Sequence S", default=128, lo=1, hi=MAX_SEQ, where=sizes_row[1])
-d_model = size_controls.integer("d_model", "Width D", default=512, lo=1, hi=MAX_D_MODEL, where=sizes_row[2])
-heads = size_controls.integer("heads", "Heads H", default=8, lo=1, hi=MAX_HEADS, where=sizes_row[3])
+batch = controls.integer("batch", "Batch B", default=timing.DEFAULT_RUN["batch"], lo=1, hi=MAX_BATCH, where=sizes_row[0])
+seq = controls.integer("seq", "Sequence S", default=timing.DEFAULT_RUN["seq"], lo=1, hi=MAX_SEQ, where=sizes_row[1])
+d_model = controls.integer("d_model", "Width D", default=timing.DEFAULT_RUN["d_model"], lo=1, hi=MAX_D_MODEL, where=sizes_row[2])
+heads = controls.integer("heads", "Heads H", default=timing.DEFAULT_RUN["heads"], lo=1, hi=MAX_HEADS, where=sizes_row[3])
 kind_row = st.columns([1, 2])
-devices = available_devices()
-device = size_controls.choice(
-    "device", "Device", devices, default="cpu", where=kind_row[0],
-    unavailable={"cuda": "not available: torch sees no GPU on this server"},
-)
-dtype = size_controls.choice("dtype", "Precision", DTYPE_NAMES, default="float32", where=kind_row[1])
-size_controls.show_notices()
+device = controls.choice("device", "Device", available_devices(), default="cpu", where=kind_row[0],
+                         unavailable={"cuda": "not available: torch sees no GPU on this server"})
+dtype = controls.choice("dtype", "Precision", DTYPE_NAMES, default="float32", where=kind_row[1])
+controls.show_notices()
 
 size_error = heads_problem(d_model, heads)
 if size_error is None and dtype not in supported_dtypes(device):
@@ -320,10 +79,10 @@ if base is None:
 else:
     st.markdown(
         f"""
-All {N_WAYS} compute $\\mathrm{{out}}_{{b,s,:}} = \\sum_h \\sum_l z_{{b,h,s,l}}\\,(W_O)_{{h,l,:}}$ from the same
-`z` $[B, H, S, L]$ and `W_O` $[H, L, D]$: $B \\cdot S \\cdot D \\cdot D$ multiply-adds, which at
-this size is **{flop_text(timing.flops("concat", timing.Size(batch, seq, d_model, heads)))}** (`core.timing.flops`),
-the same for every one of them. They differ only in what they put in memory on the way.
+All {N_WAYS} compute $\\mathrm{{out}}_{{b,s,:}} = \\sum_{{h=0}}^{{H-1}} \\sum_{{l=0}}^{{L-1}} z_{{b,h,s,l}}\\,(W_O)_{{h,l,:}}$
+from the same `z` $[B, H, S, L]$ and `W_O` $[H, L, D]$: $B \\times S \\times D \\times D$ multiply-adds, which at
+this size is **{flop_text(timing.flops("concat", base))}** (`core.timing.flops`), the same for every one of
+them. They differ only in what they put in memory on the way.
 """
     )
 
@@ -338,7 +97,7 @@ st.markdown(
                ("per_head_sum", "all H per-head results, $[B, S, H, D]$"),
                ("per_head_sum_out", "the same, in buffers allocated once and reused"),
                ("head_loop", "one head's result at a time"),
-               ("broadcast", "every single product, $[B, S, H, L, D]$"),
+               ("broadcast", "every single product, $[B, S, H, L, D]$, then $[B, S, H, D]$"),
            )]
     )
 )
@@ -347,152 +106,184 @@ st.markdown(
     r"""
 `concat` and `per_head_sum` are `core.attention.concat_then_project` and
 `core.attention.project_then_sum`, the two functions the rest of the essay compares. `broadcast`
-is how TransformerLens has computed each head's result when asked to keep it (multiply with
-broadcasting, then sum over $L$); `head_loop` is how most people first write the sum.
+is how TransformerLens has computed each head's `result` when asked to keep it (multiply with
+broadcasting, then sum over $l$); `head_loop` is how most people first write the sum.
 
 #### Memory, before anything runs
 
 The memory each arrangement needs follows from the shapes alone. Counting in units of the output
-($B \cdot S \cdot D$ numbers): `concat` and `einsum` need one extra unit, for the side-by-side copy;
-`per_head_sum` needs $H$, because it writes every head's full-width result before adding them;
-`broadcast` needs $D + H - 1$, because it keeps every product $z_{b,h,s,l}\,(W_O)_{h,l,d}$
-separately before summing over $l$, and $H \cdot L = D$.
+($B \times S \times D$ numbers), beyond the inputs and the result that every arrangement must hold:
+`concat` and `einsum` need one unit, for the side-by-side copy; `per_head_sum` needs $H$, because
+it writes every head's full-width result before adding them. `broadcast` needs $D + H - 1$, for
+two tensors alive at once: every product $z_{b,h,s,l}\,(W_O)_{h,l,d}$ kept separately,
+$[B, S, H, L, D]$, which is $H \times L = D$ units; and, while the sum over $l$ runs, its result, the
+per-head partial sums $[B, S, H, D]$, $H$ units. Their peak, $D + H$, comes before the result exists,
+so one unit (the result's own) is subtracted.
+
+So the price of the additive view is not the sum: it is **materializing** the per-head results.
+Written as one contraction (`einsum`), the sum over heads becomes the same single product as
+`concat`, and no per-head array ever exists; written as "compute every head, then add", it costs
+$H$ output-sized arrays.
 """
 )
 
 if base is not None:
-    mem = memory_numbers(batch, seq, d_model, heads, dtype)
+    mem = timing.memory_table(base, dtype)
     figure(
-        memory_spec(batch, seq, d_model, heads, dtype),
+        memory_spec(mem),
         caption=(f"Extra memory per variant at B={batch}, S={seq}, D={d_model}, H={heads}, {dtype}, in multiples "
                  f"of the {mib(mem['output_bytes'].iloc[0])} output (symmetric-log axis, so 0 can show). From "
-                 "core.timing.extra_bytes; the measured allocations below agree with it."),
-        table=mem[["variant", "holds", "extra_bytes", "extra_mib", "times_output"]],
-        csv_name="timing_memory.csv", key="memory", table_label="The numbers behind this figure",
+                 "core.timing.memory_table (extra_bytes); the measured allocations below agree with it."),
+        table=mem[["variant", "holds", "extra_bytes", "extra_mib", "times_output", "pages"]],
+        csv_name="timing_memory.csv", key="memory",
+        column_config={"extra_mib": st.column_config.NumberColumn("extra MiB", format="%.2f"),
+                       "times_output": st.column_config.NumberColumn("× output", format="%.0f")},
     )
-    over = mem[mem["needs_bytes"] > MAX_VARIANT_BYTES]
+    over = mem[mem["needs_bytes"] > MAX_TRACE_BYTES]
     if not over.empty:
         st.caption(
-            f"This shared server skips a variant whose intermediates would need more than {mib(MAX_VARIANT_BYTES)}: "
+            f"This shared server skips a variant whose intermediates would need more than {mib(MAX_TRACE_BYTES)}: "
             + ", ".join(f"`{r.variant}` ({mib(r.needs_bytes)})" for r in over.itertuples())
             + " at this size. Shrink the batch or the sequence to see it run."
         )
 
 st.markdown(
-    r"""
+    rf"""
 ### Timing them
 
-Press the button and each variant is first **checked**: its result must match `concat`'s to within a
-few rounding steps (a wrong variant is never timed). Then it is **timed**: a couple of warm-up calls,
-then blocks of calls timed with `torch.utils.benchmark`'s clock (which waits for a GPU to finish),
-until its share of the time budget is spent. You see the **median** time per call and the
-interquartile range (the middle half of the blocks). Throughput is $2BSD^2$ divided by the time,
-and the **fraction of gemm** compares it with the bare matrix product measured in the same run.
+Press the button and each variant is first **checked**: its result is compared with the same sum
+computed in float64 from the same inputs, and must agree to within a tolerance set per precision
+(`core.timing.check_tolerance`: four rounding steps of the dtype plus $\sqrt{{D}}$ steps of the
+precision it accumulates in). A variant outside it is reported as wrong and never timed. Heads add
+independent terms, so a head left out changes the output by about $1/\sqrt{{H}}$ of its size:
+{1 / math.sqrt(MAX_HEADS):.3f} with {MAX_HEADS} heads, against a bfloat16 tolerance of
+{timing.check_tolerance(dtype_from_name("bfloat16"), MAX_D_MODEL):.3f} even at $D = {MAX_D_MODEL}$. A head's
+slice of $W_O$ swapped, or a transpose missing, moves it much more.
+
+Then they are **timed in rounds**. Each round times one block of calls of every variant, in a
+fresh random order, and keeps the fastest call of each block: the code's cost while it has the
+processor. A slow spell of a shared machine then lands on all of them alike, and each variant's
+throughput is divided by the bare GEMM's *from the same round*. The clock (`core.timing.clock_for`):
+with one thread on the CPU every operation runs in the measuring thread, so its CPU time is the
+call's whole cost and waiting for a core held by another program is left out; with more threads, or
+on a GPU, `torch.utils.benchmark`'s wall clock, which first waits for the GPU to finish. You see the median of those per-round ratios with a 95 %
+interval: the $k$-th smallest and $k$-th largest of the rounds, with $k$ chosen so that the interval
+holds the true median at least 95 % of the time whatever the distribution
+(`core.timing.median_interval`; it needs {timing.MIN_ROUNDS} rounds). A headline says "slower" or
+"faster" only when the whole interval is on one side of 1, and that it could not tell otherwise.
 """
 )
 
-run_controls = size_controls  # one Controls per page: a restart keeps every notice
-axis = run_controls.choice("sweep", "Also sweep one size over several values", ["none", "seq", "heads", "batch", "d_model"],
+
+@st.fragment
+def measurements(base: timing.Size | None, dtype: str, device: str) -> None:
+    """The run controls, the button, the results and the fresh-process repeat: reruns on its own."""
+    for key in ("sweep", "sweep_values", "budget", "threads", "forward"):
+        controls.values.pop(key, None)  # re-read this section's values on every rerun of it
+    axis = controls.choice("sweep", "Also sweep one size over several values", ["none", "seq", "heads", "batch", "d_model"],
                            default="seq", help="Every variant is timed at each value, with the other sizes as above.")
-run_row = st.columns([2, 1, 1])
-sweep_text = run_controls.text(
-    "sweep_values", "Sweep values (blank: a default range for the axis)", default="", max_chars=MAX_SWEEP_CHARS,
-    where=run_row[0], help=f"Whole numbers separated by commas, at most {MAX_SWEEP_VALUES}.",
-)
-budget = run_controls.integer("budget", "Time budget (s)", default=DEFAULT_BUDGET_S, lo=1, hi=MAX_BUDGET_S, where=run_row[1],
-                              help="Total seconds for checks and timing; what doesn't fit is skipped, saying so.")
-threads = run_controls.integer("threads", "Threads", default=min(int(machine("cpu")["threads"]), MAX_THREADS),
-                               lo=1, hi=MAX_THREADS, where=run_row[2], help="Intra-op threads torch may use.")
-forward = run_controls.flag("forward", "Also time the whole attention forward (core, nn.MultiheadAttention, SDPA)")
-run_controls.show_notices()
-
-sizes: list[timing.Size] = []
-if base is not None:
-    sizes, sweep_notes = plan_sizes(base, axis, sweep_text.strip() or SWEEP_DEFAULTS.get(axis, ""), bytes_per)
-    for note in sweep_notes:
-        st.warning(note, icon=":material/link:")
-
-variants = list(timing.PROJECTION_VARIANTS) + (list(timing.FORWARD_VARIANTS) if forward else [])
-key = (device, dtype, batch, seq, d_model, heads, axis, tuple((s.batch, s.seq, s.d_model, s.n_heads) for s in sizes),
-       budget, threads, forward)
-store = result_store()
-
-pressed = st.button("Run benchmark", type="primary", key="run", disabled=base is None, icon=":material/timer:")
-sweep_desc = (f" ({axis} = {', '.join(str(v) for v in sorted(getattr(s, SWEEP_COLUMN[axis]) for s in sizes))})"
-              if axis != "none" and len(sizes) > 1 else "")
-st.caption(f"{len(sizes)} size{'s' if len(sizes) != 1 else ''}{sweep_desc} × {len(variants)} variants, within "
-           f"{budget} s. Nothing is timed until you press the button; finished runs are kept on this "
-           "server, so a shared link shows them without running again.")
-if pressed and base is not None:
-    bar = st.progress(0.0, text="Waiting for the machine…")
-    try:
-        with timing.exclusive(timeout_s=2.0):
-            started = time.time()
-            table = timing.run_benchmark(
-                sizes, dtype=dtype, device=device, variants=variants, budget_s=budget,
-                max_bytes=MAX_VARIANT_BYTES, threads=threads,
-                progress=lambda fraction, message: bar.progress(fraction, text=f"Timing {message}"),
-            )
-            store.put(key, {"table": table, "env": timing.environment(device, threads),
-                            "finished": time.time(), "wall_s": time.time() - started})
-    except timing.Busy:
-        st.warning("Another reader's benchmark is running on this server right now, and two at once would "
-                   "time each other. Press the button again in a few seconds.", icon=":material/hourglass_top:")
-    bar.empty()
-
-result = store.get(key)
-table = result["table"] if result else None
-at_base = None
-if table is not None:
-    at_base = table[(table["batch"] == batch) & (table["seq"] == seq) & (table["d_model"] == d_model)
-                    & (table["n_heads"] == heads)]
-    head = timing.summarize(table)
-    env = result["env"]
-    ago = time.time() - result["finished"]
-    st.success(
-        f"Measured {'just now' if ago < 60 else f'{ago / 60:.0f} min ago'} on this server "
-        f"({env.get('name', '')}, {env['threads']} thread{'s' if env['threads'] != '1' else ''}, torch {env['torch']}), "
-        f"in {result['wall_s']:.1f} s.", icon=":material/timer:",
+    run_row = st.columns([2, 1, 1])
+    sweep_text = controls.text(
+        "sweep_values", "Sweep values (blank: a default range for the axis)", default="", max_chars=MAX_SWEEP_CHARS,
+        where=run_row[0], help=f"Whole numbers separated by commas, at most {MAX_SWEEP_VALUES}.",
     )
-    m1, m2, m3 = st.columns(3)
-    m1.metric("concat ÷ gemm, throughput", fmt(head.get("concat_fraction_of_gemm"), ".2f"),
-              help="concat's GFLOP/s as a fraction of the bare GEMM's: 1.00 means gluing the heads together costs nothing.")
-    m2.metric("per_head_sum ÷ concat, time", fmt(head.get("per_head_sum_over_concat"), ".2f", "×"),
-              help="How many times longer the materialized per-head sum takes than concat.")
-    m3.metric("allocation in per_head_sum", fmt(head.get("allocation_ms"), ".3f", " ms"),
-              help="per_head_sum's median minus per_head_sum_out's: the same arithmetic into buffers allocated once.")
-    specs = result_specs(key, result["finished"], axis, (batch, seq, d_model, heads))
-    if "bars" in specs:
-        figure(
-            specs["bars"],
-            caption=(f"Median time per call of each variant at B={batch}, S={seq}, D={d_model}, H={heads}, {dtype} on "
-                     f"{device}; whiskers span the middle half of the timed blocks, and the number is the fraction "
-                     "of the bare GEMM's throughput. Measured by core.timing.run_benchmark."),
-            table=shown_columns(at_base), csv_name="timing_base.csv", key="bars",
-        )
-    noisy = table[table["note"].fillna("").str.startswith("noisy")]
-    if len(noisy):
-        st.warning(
-            f"{len(noisy)} of the {int((table['status'] == 'ok').sum())} timings are noisy (their middle half spans more "
-            f"than {timing.NOISY_IQR:.0%} of the median): something else was using this machine's cores. Compare "
-            "ratios rather than times, try 1 thread, or run again.", icon=":material/warning:")
-    not_run = at_base[at_base["status"] != "ok"]
-    for r in not_run.itertuples():
-        st.caption(f"`{r.variant}` {r.status}: {r.note}")
-    csv_download(table[timing.CSV_COLUMNS], "timing.csv", key="all_csv", label="Download every measurement (CSV)")
-    with st.expander("The machine these numbers come from"):
-        st.dataframe(pd.DataFrame({"property": list(env), "value": list(env.values())}), hide_index=True, width="stretch")
-elif base is not None:
-    st.info("No measurement for these settings on this server yet. Press **Run benchmark**.", icon=":material/timer:")
+    budget = controls.integer("budget", "Time budget (s)", default=timing.DEFAULT_RUN["budget_s"], lo=1, hi=MAX_BUDGET_S,
+                              where=run_row[1], help="Total seconds for checks and timing; what doesn't fit is skipped, saying so.")
+    threads = controls.integer("threads", "Threads", default=min(timing.DEFAULT_RUN["threads"], MAX_THREADS), lo=1,
+                               hi=MAX_THREADS, where=run_row[2],
+                               help="Intra-op threads torch may use. One is the steadier on a shared 2-core server.")
+    forward = controls.flag("forward", "Also time the whole attention forward (core, nn.MultiheadAttention, SDPA)")
+    controls.show_notices()
 
-st.markdown(
-    r"""
+    sizes: list[timing.Size] = []
+    if base is not None:
+        sizes, sweep_notes = plan_sizes(base, axis, sweep_text.strip() or SWEEP_DEFAULTS.get(axis, ""), bytes_per)
+        for note in sweep_notes:
+            st.warning(note, icon=":material/link:")
+    variants = list(timing.PROJECTION_VARIANTS) + (list(timing.FORWARD_VARIANTS) if forward else [])
+    key = (device, dtype, batch, seq, d_model, heads, axis, tuple((s.batch, s.seq, s.d_model, s.n_heads) for s in sizes),
+           budget, threads, forward)
+    store = result_store()
+
+    pressed = st.button("Run benchmark", type="primary", key="run", disabled=base is None, icon=":material/timer:")
+    sweep_desc = (f" ({axis} = {', '.join(str(v) for v in sorted(getattr(s, SWEEP_COLUMN[axis]) for s in sizes))})"
+                  if axis != "none" and len(sizes) > 1 else "")
+    st.caption(f"{len(sizes)} size{'s' if len(sizes) != 1 else ''}{sweep_desc} × {len(variants)} variants, within "
+               f"{budget} s. Nothing is timed until you press the button; finished runs are kept on this "
+               "server, so a shared link shows them without running again.")
+    if pressed and base is not None:
+        bar = st.progress(0.0, text="Waiting for the machine…")
+        try:
+            with timing.exclusive(timeout_s=2.0):
+                started = time.time()
+                table = timing.run_benchmark(
+                    sizes, dtype=dtype, device=device, variants=variants, budget_s=budget,
+                    max_bytes=MAX_TRACE_BYTES, threads=threads,
+                    progress=lambda fraction, message: bar.progress(fraction, text=message[:1].upper() + message[1:]),
+                )
+                env = {**timing.environment(device, threads), "clock": timing.CLOCKS[timing.clock_for(device, threads)]}
+                store.put(key, {"table": table, "env": env,
+                                "finished": time.time(), "wall_s": time.time() - started})
+        except timing.Busy:
+            st.warning("Another reader's benchmark is running on this server right now, and two at once would "
+                       "time each other. Press the button again in a few seconds.", icon=":material/hourglass_top:")
+        bar.empty()
+
+    result = store.get(key)
+    table = result["table"] if result else None
+    at_base = None
+    if table is not None:
+        at_base = table[(table["batch"] == batch) & (table["seq"] == seq) & (table["d_model"] == d_model)
+                        & (table["n_heads"] == heads)]
+        facts = timing.summarize(table)
+        env = result["env"]
+        ago = time.time() - result["finished"]
+        rounds = int(at_base["runs"].max()) if len(at_base) else 0
+        st.success(
+            f"Measured {'just now' if ago < 60 else f'{ago / 60:.0f} min ago'} on this server "
+            f"({env.get('name', '')}, {env['threads']} thread{'s' if env['threads'] != '1' else ''}, torch {env['torch']}), "
+            f"in {result['wall_s']:.1f} s; {rounds} rounds at the size above.", icon=":material/timer:",
+        )
+        st.markdown("\n".join(f"- {line}" for line in (
+            ratio_sentence("concat", facts), ratio_sentence("einsum", facts),
+            per_head_sentence(facts), allocation_sentence(facts)) if line))
+        ok = at_base[at_base["status"] == "ok"]
+        if len(ok):
+            figure(
+                ratio_spec(ok.reset_index(drop=True)),
+                caption=(f"Each variant's throughput as a fraction of the bare GEMM's at B={batch}, S={seq}, D={d_model}, "
+                         f"H={heads}, {dtype} on {device}: the median over rounds of the ratio within each round, and its "
+                         "95 % interval (whiskers). The dashed line is 1, the GEMM itself. Measured by "
+                         "core.timing.run_benchmark; intervals from core.timing.median_interval."),
+                table=shown_columns(at_base), csv_name="timing_base.csv", key="bars", column_config=MEASURED_COLUMNS,
+            )
+        above = [v for v in str(facts.get("above_gemm", "")).split(", ") if v]
+        if above:
+            st.warning(f"{', '.join(f'`{v}`' for v in above)} measured faster than the bare GEMM, whose work "
+                       f"{'it contains' if len(above) == 1 else 'each contains'}, with the whole interval above 1: that "
+                       "is noise from this machine, not a property of the code. Run again, or try 1 thread.",
+                       icon=":material/warning:")
+        noisy = table[table["note"].fillna("").str.startswith("noisy")]
+        if len(noisy):
+            st.caption(f"{len(noisy)} of the {int((table['status'] == 'ok').sum())} ratios have an interval wider than "
+                       f"{timing.NOISY_WIDTH:.0%} of their median: something else was using this machine's cores. "
+                       "Their headlines say so where it matters.")
+        for r in at_base[at_base["status"] != "ok"].itertuples():
+            st.caption(f"`{r.variant}` {r.status}: {r.note}")
+        csv_download(table[timing.CSV_COLUMNS], "timing.csv", key="all_csv", label="Download every measurement (CSV)")
+        with st.expander("The machine these numbers come from"):
+            st.dataframe(pd.DataFrame({"property": list(env), "value": list(env.values())}), hide_index=True, width="stretch")
+    elif base is not None:
+        st.info("No measurement for these settings on this server yet. Press **Run benchmark**.", icon=":material/timer:")
+
+    st.markdown(
+        r"""
 #### Why one big product wins
 
 A matrix product $[M, K] \times [K, N]$ does $2MKN$ operations on $MK + KN + MN$ numbers. When all
 three sizes are large, every number fetched from memory takes part in many multiply-adds, so the
-arithmetic units, not memory, set the pace. `concat` is one such product with $M = B\cdot S$ and
-$K = N = D$; the copy that puts the heads side by side touches each of the $B \cdot S \cdot D$
+arithmetic units, not memory, set the pace. `concat` is one such product with $M = B \times S$ and
+$K = N = D$; the copy that puts the heads side by side touches each of the $B \times S \times D$
 inputs once, a small cost next to $2BSD^2$ operations, and shrinking relative to them as $D$ grows.
 
 `einsum` shows that **the additive view is free when it is written as one contraction**: asked to sum
@@ -500,50 +291,59 @@ over $h$ and $l$ together, `torch.einsum` makes the same side-by-side copy and c
 product. The sum over heads is still there; it has simply been folded into the product's inner loop.
 
 The **materialized** sum pays twice. `per_head_sum` runs $H$ products with inner size $K = L = D/H$
-instead of $D$, so each number it fetches takes part in fewer multiply-adds; and it writes $H$ full-width results,
-$H \cdot B \cdot S \cdot D$ numbers, to memory, only to read them back and add them up. `broadcast`
-goes further: it writes every one of the $B \cdot S \cdot D^2$ products before adding any, turning a
-compute-bound problem into a memory-bound one. `head_loop` keeps memory small but pays for $H$
-separate calls and $H$ passes over the running sum.
+instead of $D$, so each number it fetches takes part in fewer multiply-adds; and it writes $H$
+full-width results, $H \times B \times S \times D$ numbers, to memory, only to read them back and add
+them up. `broadcast` goes further: it writes every one of the $B \times S \times D^2$ products before
+adding any, turning a compute-bound problem into a memory-bound one. `head_loop` keeps memory small
+(one head's result at a time) but makes $H$ separate calls, each a thin product of inner size $L$,
+and passes over the $[B, S, D]$ running sum $H$ times.
 """
-)
+    )
 
-st.markdown("### How the cost grows")
-if table is not None and axis != "none":
-    if "sweep" in specs:
-        figure(
-            specs["sweep"],
-            caption=(f"Median time per call against {axis}, both axes logarithmic; the dashed grey line is the bare "
-                     "GEMM measured in the same run. A variant's line stops where it was skipped (memory cap or "
-                     "time budget; see the table)."),
-            table=shown_columns(table[table["kind"] != "forward"]), csv_name="timing_sweep.csv", key="sweep",
-        )
-    if forward and "forward" in specs:
-        figure(
-            specs["forward"],
-            caption=(f"The whole attention forward against {axis}: core's instrumented forward (every intermediate "
-                     "kept), torch.nn.MultiheadAttention and F.scaled_dot_product_attention, with the bare GEMM "
-                     "for scale."),
-            table=shown_columns(table[table["kind"] == "forward"]), csv_name="timing_forward.csv", key="forward",
-        )
-elif table is not None:
-    st.caption("Pick a sweep axis above and run again to see how the times grow.")
-st.markdown(
-    r"""
+    st.markdown("### How the cost grows")
+    if table is not None and axis != "none":
+        proj = table[(table["kind"] != "forward") & (table["status"] == "ok")]
+        if proj[SWEEP_COLUMN[axis]].nunique() > 1:
+            figure(
+                sweep_spec(proj.reset_index(drop=True), axis),
+                caption=(f"Median time per call against {axis}, both axes logarithmic; the dashed grey line is the bare "
+                         "GEMM measured in the same rounds. A variant's line stops where it was skipped (memory cap or "
+                         "time budget; see the table). Measured by core.timing.run_benchmark."),
+                table=shown_columns(table[table["kind"] != "forward"]), csv_name="timing_sweep.csv", key="sweep",
+                column_config=MEASURED_COLUMNS,
+            )
+            st.markdown(growth_sentence(timing.growth(table, axis), axis))
+        fwd = table[(table["status"] == "ok") & ((table["kind"] == "forward") | (table["variant"] == "gemm"))]
+        if forward and fwd[fwd["kind"] == "forward"][SWEEP_COLUMN[axis]].nunique() > 1:
+            figure(
+                sweep_spec(fwd.reset_index(drop=True), axis),
+                caption=(f"The whole attention forward against {axis}: core's instrumented forward (every intermediate "
+                         "kept), torch.nn.MultiheadAttention and F.scaled_dot_product_attention, with the bare GEMM "
+                         "for scale. Measured by core.timing.run_benchmark."),
+                table=shown_columns(table[table["kind"] == "forward"]), csv_name="timing_forward.csv", key="forward",
+                column_config=MEASURED_COLUMNS,
+            )
+    elif table is not None:
+        st.caption("Pick a sweep axis above and run again to see how the times grow.")
+    st.markdown(
+        r"""
 On a log–log chart a cost proportional to a size is a line of slope 1. Every variant's work grows
-in proportion to $B \cdot S$ (each token is projected on its own), so along `seq` or `batch` the lines
-run parallel once the sizes are large; at small sizes they flatten, because a call has a fixed
+in proportion to $B \times S$ (each token is projected on its own), so along `seq` or `batch` the
+lines run parallel once the sizes are large; at small sizes they flatten, because a call has a fixed
 price (Python, dispatch, waking threads) of some microseconds whatever its size. Along `d_model` the
-work grows as $D^2$, slope 2. Along `heads` the work does not change at all: `concat`, `einsum` and
-`gemm` stay flat, while `per_head_sum` rises (its memory grows as $H$ and its products thin out to
-$K = D/H$) and `head_loop` rises fastest (one more call per head). With the forward variants
-switched on, the attention scores add a term in $S^2 D$ that overtakes the projections at long
-sequences.
+work grows as $D^2$, slope 2. Along `heads` the work does not change at all, and neither should
+`concat`, `einsum` and `gemm`. What the mechanism predicts for the other two: `per_head_sum` writes
+$H$ output-sized results, so its memory traffic grows in proportion to $H$ while its products thin
+out to inner size $L = D/H$; `head_loop` writes one result at a time, but pays one more call and one
+more pass over the running sum per head. Which of the two grows faster depends on whether this
+machine is slower at moving memory or at making calls; the sentence under the chart says what this
+run measured. With the forward variants switched on, the attention scores add a term in $S^2 D$ that
+overtakes the projections at long sequences.
 """
-)
+    )
 
-st.markdown(
-    rf"""
+    st.markdown(
+        rf"""
 ### The hidden part of the cost: allocation
 
 Part of what the materialized sum costs is not arithmetic at all. Each call of `per_head_sum`
@@ -564,82 +364,129 @@ column shows where it goes. A GPU is different: PyTorch's caching allocator keep
 never returns them between calls, so there the materialized sum costs memory and bandwidth, not
 page faults.
 """
-)
-if table is not None and at_base is not None and base is not None:
-    faults = at_base.set_index("variant")["page_faults_per_call"]
-    per_head_mem = memory_numbers(batch, seq, d_model, heads, dtype).set_index("variant").loc["per_head_sum"]
-    if "per_head_sum" in faults.index and pd.notna(faults["per_head_sum"]):
-        st.markdown(
-            f"In the run above, `per_head_sum` took **{faults['per_head_sum']:,.0f}** page faults per call and "
-            f"`per_head_sum_out` **{faults.get('per_head_sum_out', float('nan')):,.0f}**. Its "
-            f"{mib(per_head_mem['extra_bytes'])} of per-head results span **{per_head_mem['pages']:,.0f}** pages of "
-            f"{timing.PAGE_BYTES // 1024} KiB: a count near that means they are faulted in afresh on every call, "
-            "a count near zero that the memory was reused."
-        )
-
-st.markdown(
-    "To see allocation history at work, repeat the measurement in **fresh processes**: one with glibc's "
-    "defaults and one with both thresholds raised ("
-    + ", ".join(f"`{k}={v}`" for k, v in timing.MALLOC_SETTINGS["thresholds raised"].items())
-    + "). Each starts Python and torch from scratch, then times "
-    f"{', '.join(f'`{v}`' for v in FRESH_VARIANTS)} at the size above for {FRESH_BUDGET_S} s."
-)
-fresh_key = key + ("fresh",)
-if st.button("Repeat in two fresh processes", key="fresh", disabled=base is None, icon=":material/restart_alt:"):
-    bar = st.progress(0.0, text="Starting a fresh process…")
-    try:
-        with timing.exclusive(timeout_s=2.0):
-            parts = []
-            for i, setting in enumerate(timing.MALLOC_SETTINGS):
-                bar.progress(i / len(timing.MALLOC_SETTINGS), text=f"Fresh process, malloc {setting}…")
-                part = timing.run_in_fresh_process(
-                    base, dtype=dtype, device=device, variants=FRESH_VARIANTS, budget_s=FRESH_BUDGET_S,
-                    max_bytes=MAX_VARIANT_BYTES, threads=threads, malloc=setting, timeout_s=FRESH_BUDGET_S + 30,
-                )
-                parts.append(part.assign(process=f"fresh process, malloc {setting}"))
-            store.put(fresh_key, {"table": pd.concat(parts, ignore_index=True), "finished": time.time()})
-    except timing.Busy:
-        st.warning("Another reader's benchmark is running on this server right now. Try again in a few seconds.",
-                   icon=":material/hourglass_top:")
-    except (RuntimeError, OSError) as exc:  # run_in_fresh_process says why in one line
-        st.error(f"The repeat in a fresh process did not work out: {str(exc)[:300]}")
-    bar.empty()
-fresh = store.get(fresh_key)
-if fresh is not None:
-    both = fresh_numbers(fresh_key, fresh["finished"], result["finished"] if result else 0.0, (batch, seq, d_model, heads))
-    figure(
-        fresh_spec(fresh_key, fresh["finished"], result["finished"] if result else 0.0, (batch, seq, d_model, heads)),
-        caption=("The same variants at the same size in this long-running server process and in two fresh "
-                 "processes that differ only in glibc malloc's thresholds. Hover for page faults per call. "
-                 "Measured by core.timing.run_in_fresh_process (the command line, in a subprocess)."),
-        table=both[["process", "variant", "median_ms", "iqr_ms", "page_faults_per_call", "alloc_bytes", "malloc"]],
-        csv_name="timing_fresh.csv", key="fresh_fig",
     )
+    if table is not None and at_base is not None and base is not None:
+        faults = at_base.set_index("variant")["page_faults_per_call"]
+        per_head_mem = timing.memory_table(base, dtype).set_index("variant").loc["per_head_sum"]
+        if "per_head_sum" in faults.index and pd.notna(faults["per_head_sum"]):
+            st.markdown(
+                f"In the run above, `per_head_sum` took **{faults['per_head_sum']:,.0f}** page faults per call and "
+                f"`per_head_sum_out` **{fmt(faults.get('per_head_sum_out'), ',.0f')}**. Its "
+                f"{mib(per_head_mem['extra_bytes'])} of per-head results span **{per_head_mem['pages']:,.0f}** pages of "
+                f"{timing.PAGE_BYTES // 1024} KiB: a count near that means they are faulted in afresh on every call, "
+                "a count near zero that the memory was reused."
+            )
 
-st.markdown(
-    r"""
+    fresh_section(base, dtype, device, threads, key, result)
+
+    st.markdown(
+        rf"""
 ### Reading these numbers honestly
 
 - **They are this machine's.** A public server shares its cores with other readers and other
-  programs; when another process holds a core, a multi-threaded product can wait for a whole
-  scheduler tick (milliseconds) for its second thread. Wide whiskers are the sign. One thread is
-  slower but steadier on a busy machine.
-- **Medians, not means.** One slow block (a page fault storm, a preempted thread) moves a mean a lot
-  and a median hardly at all. The first call of each variant is never timed.
+  programs; when another process holds a core, a two-threaded product can wait a whole scheduler
+  tick (milliseconds) for its second thread, and a wall clock counts the wait. That is why this page
+  starts with one thread, timed by its own CPU time: on the 2-core shared machine it was written on,
+  five fresh runs that way gave steadier ratios than two threads did (the figures are in
+  `docs/timing.md`).
+- **Ratios within a round, medians over rounds.** A slow spell moves every variant of a round
+  together, and one slow round moves a median hardly at all. The interval says how sure the run is;
+  the first call of each variant is never timed.
 - **Ratios travel better than times.** How close `concat` comes to a bare GEMM on the same machine
   says more about another machine than any time in milliseconds does.
 - **Run it where you work.** The same measurement runs from a terminal, on a GPU too, with only torch,
   numpy and pandas installed; this page's settings as a command:
 """
-)
-if base is not None:
-    sweep_arg = (f" --sweep {axis}={','.join(str(v) for v in sorted(getattr(s, SWEEP_COLUMN[axis]) for s in sizes))}"
-                 if axis != "none" and len(sizes) > 1 else "")
-    st.code(
-        f"python -m core.timing --device {device} --dtype {dtype} --batch {batch} --seq {seq} "
-        f"--d-model {d_model} --heads {heads} --threads {threads}{sweep_arg}{' --forward' if forward else ''} "
-        "--csv timing.csv",
-        language="bash", wrap_lines=True,
     )
+    if base is not None:
+        sweep_arg = (f" --sweep {axis}={','.join(str(v) for v in sorted(getattr(s, SWEEP_COLUMN[axis]) for s in sizes))}"
+                     if axis != "none" and len(sizes) > 1 else "")
+        st.code(
+            f"python -m core.timing --device {device} --dtype {dtype} --batch {batch} --seq {seq} "
+            f"--d-model {d_model} --heads {heads} --threads {threads} --budget {budget}{sweep_arg}"
+            f"{' --forward' if forward else ''} --csv timing.csv",
+            language="bash", wrap_lines=True,
+        )
+    show_link(controls.values)
 
-show_link(size_controls.values)
+
+def fresh_section(base: timing.Size | None, dtype: str, device: str, threads: int, key: tuple, result: dict | None) -> None:
+    """The repeat in fresh processes: refused, with a message, when the memory for one isn't free."""
+    st.markdown(
+        "To see allocation history at work, repeat the measurement in **fresh processes**: one with glibc's "
+        "defaults and one with both thresholds raised ("
+        + ", ".join(f"`{k}={v}`" for k, v in timing.MALLOC_SETTINGS["thresholds raised"].items())
+        + "). Each starts Python and torch from scratch, then times "
+        f"{', '.join(f'`{v}`' for v in FRESH_VARIANTS)} at the size above for {FRESH_BUDGET_S} s. They run one at "
+        "a time, and only when this server has the memory for one more Python with torch "
+        "(`core.timing.fresh_process_problem`)."
+    )
+    store = result_store()
+    fresh_key = key + ("fresh",)
+    if st.button("Repeat in two fresh processes", key="fresh", disabled=base is None, icon=":material/restart_alt:"):
+        problem = timing.fresh_process_problem(base, dtype, FRESH_VARIANTS)
+        if problem:
+            st.warning(problem, icon=":material/memory:")
+        else:
+            bar = st.progress(0.0, text="Starting a fresh process…")
+            try:
+                with timing.exclusive(timeout_s=2.0):
+                    parts = []
+                    for i, setting in enumerate(timing.MALLOC_SETTINGS):
+                        bar.progress(i / len(timing.MALLOC_SETTINGS), text=f"Fresh process, malloc {setting}…")
+                        part = timing.run_in_fresh_process(
+                            base, dtype=dtype, device=device, variants=FRESH_VARIANTS, budget_s=FRESH_BUDGET_S,
+                            max_bytes=MAX_TRACE_BYTES, threads=threads, malloc=setting, timeout_s=FRESH_BUDGET_S + 30,
+                        )
+                        parts.append(part.assign(process=f"fresh process, malloc {setting}"))
+                    store.put(fresh_key, {"table": pd.concat(parts, ignore_index=True), "finished": time.time()})
+            except timing.Busy:
+                st.warning("Another reader's benchmark is running on this server right now. Try again in a few seconds.",
+                           icon=":material/hourglass_top:")
+            except (RuntimeError, OSError) as exc:  # run_in_fresh_process says why in one line
+                st.error(f"The repeat in a fresh process did not work out: {str(exc)[:300]}")
+            bar.empty()
+    fresh = store.get(fresh_key)
+    if fresh is None:
+        return
+    parts = [fresh["table"]]
+    if result is not None and base is not None:
+        t = result["table"]
+        mine = t[(t["batch"] == base.batch) & (t["seq"] == base.seq) & (t["d_model"] == base.d_model)
+                 & (t["n_heads"] == base.n_heads) & t["variant"].isin(FRESH_VARIANTS)]
+        parts.insert(0, mine.assign(process="this server process"))
+    both = pd.concat(parts, ignore_index=True)
+    both = both[both["status"] == "ok"].reset_index(drop=True)
+    if both.empty:
+        return
+    figure(
+        fresh_spec(both[["process", "variant", "median_ms", "iqr_ms", "page_faults_per_call"]]),
+        caption=("The same variants at the same size in this long-running server process and in two fresh "
+                 "processes that differ only in glibc malloc's thresholds. Hover for page faults per call. "
+                 "Measured by core.timing.run_in_fresh_process (the command line, in a subprocess)."),
+        table=both[["process", "variant", "median_ms", "iqr_ms", "fraction_of_gemm", "page_faults_per_call",
+                    "alloc_bytes", "peak_rss_bytes", "malloc"]],
+        csv_name="timing_fresh.csv", key="fresh_fig", column_config=MEASURED_COLUMNS,
+    )
+    peaks = fresh["table"].groupby("process", sort=False)["peak_rss_bytes"].max()
+    if peaks.notna().any():
+        st.caption("Peak resident memory of each fresh process, as it measured itself (`core.timing.peak_rss_bytes`): "
+                   + "; ".join(f"{mib(v)} ({k})" for k, v in peaks.items() if pd.notna(v)) + ".")
+
+
+# ---- this page's caps and its store of finished runs ----------------------------------------------
+MAX_BUDGET_S = 20  # total wall time of one run: checks, warm-up and rounds
+MAX_SWEEP_CHARS = 60
+FRESH_BUDGET_S = 3  # per fresh process, on top of ~2 s to start Python and import torch
+FRESH_VARIANTS = ("gemm", "concat", "per_head_sum", "per_head_sum_out")
+MAX_THREADS = max(os.cpu_count() or 1, 1)
+STORED_RUNS = 32  # finished runs kept per server process, least recently viewed dropped first
+
+
+@st.cache_resource(show_spinner=False)
+def result_store() -> timing.ResultStore:
+    """Finished runs shared by every session of this server (see ResultStore for why not cache_data)."""
+    return timing.ResultStore(capacity=STORED_RUNS)
+
+
+measurements(base, dtype, device)

@@ -7,18 +7,16 @@ The token and head pickers are fragments: moving one reruns its own section only
 
 from __future__ import annotations
 
-import string
 from urllib.parse import urlencode
 
 import numpy as np
-import pandas as pd
 import streamlit as st
 from streamlit.errors import StreamlitAPIException
 
 from core import toy
-from ui.charts import csv_download
 from ui.controls import MAX_SEED, MAX_SENTENCE_CHARS, MAX_TOKENS, Controls, heads_problem, show_link
 from ui.figures import toy_sentence as fig
+from ui.figures.toy_sentence import chart, code, download, md, shape, table, waiting
 from ui.shell import ensure_app_shell
 
 ensure_app_shell()
@@ -26,49 +24,10 @@ ensure_app_shell()
 # ---- page caps: a toy is for reading every number, so it stays small ---------------------------
 MAX_TOY_D_MODEL = 64  # 64 columns is about as wide as a table anyone reads
 MAX_TOY_HEADS = 16
-FOCUS_HIGHLIGHT = "background-color: rgba(230, 159, 0, 0.30)"  # Okabe–Ito orange, see-through
 MASKED_STYLE = "background-color: rgba(128, 128, 128, 0.28); color: rgba(128, 128, 128, 0.95)"
 SUM_STYLE = "font-weight: 700; border-top: 2px solid rgba(128, 128, 128, 0.8)"
 CONCAT_VS_SUM = "pages/concat-vs-sum.py"  # registered at the URL path "concat-vs-sum"
 
-
-def md(text: str) -> str:
-    """User text made inert for st.markdown: every ASCII punctuation mark backslash-escaped
-    (so no emphasis, links, HTML, LaTeX `$` or `:color[...]` directives), newlines flattened."""
-    return "".join("\\" + ch if ch in string.punctuation else ch for ch in " ".join(text.split()))
-
-
-def shape(t: tuple[int, ...]) -> str:
-    return "[" + ", ".join(map(str, t)) + "]"
-
-
-def code(*lines: tuple[str, str]) -> None:
-    """A Python block of (statement, comment) pairs with the comments aligned."""
-    width = max((len(stmt) for stmt, note in lines if note), default=0)
-    st.code("\n".join(f"{stmt.ljust(width)}  # {note}" if note else stmt for stmt, note in lines), language="python")
-
-
-def chart(spec: dict, caption: str, *, width: str = "stretch") -> None:
-    """A cached Vega-Lite spec, in Streamlit's theme (light or dark), with its caption."""
-    st.vega_lite_chart(spec, width=width, theme="streamlit", alt=caption)
-    st.caption(caption)
-
-
-def table(data: pd.DataFrame, *, hide_index: bool = False, pinned: tuple[str, ...] = (), styler=None) -> None:
-    """A numeric table: floats stay floats (4 decimals on screen, every digit on copy and in the
-    CSVs). ``styler`` (a function of the DataFrame's Styler) marks cells without touching values."""
-    floats = [c for c in data.columns if pd.api.types.is_float_dtype(data[c])]
-    config = {c: st.column_config.NumberColumn(format="%.4f", pinned=c in pinned or None) for c in floats}
-    shown = data if styler is None else styler(data.style.format("{:.4f}", subset=floats, na_rep=""))
-    st.dataframe(shown, hide_index=hide_index, column_config=config)
-
-
-def waiting(why: str) -> None:
-    """Stands where a figure would be when the settings above make it impossible."""
-    st.info(f"{why} This figure appears once that is fixed; the controls keep working.", icon=":material/pending:")
-
-
-# =================================================================================================
 
 st.title("Attention on a sentence")
 st.markdown(
@@ -139,7 +98,7 @@ else:
             f"The sentence as {len(tokens)} tokens: position in the sentence, the token, its id "
             "(`core.toy.read_sentence`)."
         )
-        csv_download(sv["tokens_table"], "tokens.csv", key="tokens_csv")
+        download(sv["tokens_csv"], "tokens.csv", key="tokens_csv")
     with right:
         st.dataframe(sv["vocab_table"], hide_index=True, width="stretch")
         st.caption(f"The vocabulary: V = {len(sv['vocab_table'])} distinct tokens, sorted (`core.toy.build_vocab`).")
@@ -189,7 +148,7 @@ with figure_area:
         )
         with st.expander("The numbers behind this figure"):
             table(ev["wide"])
-            csv_download(ev["wide"].reset_index(), "embeddings.csv", key="embeddings_csv")
+            download(ev["csv"], "embeddings.csv", key="embeddings_csv")
     else:
         waiting("There is no sentence to embed yet (see section 1).")
 
@@ -236,11 +195,11 @@ if ready:
     )
     table(pv["qkv"], hide_index=True, pinned=())
     st.caption(
-        "q, k and v for every token (rows) and head (`core.toy.run_toy`): column `h2 l0` is head 2, "
-        "coordinate l = 0. Laid side by side the heads' blocks make one [S, D] matrix, x times a single "
+        f"q, k and v for every token (rows) and head (`core.toy.run_toy`): column `h{heads - 1} l0` is head "
+        f"{heads - 1}, coordinate l = 0. Laid side by side the heads' blocks make one [S, D] matrix, x times a single "
         "D×D matrix: the heads are column blocks of one projection."
     )
-    csv_download(pv["qkv_long"], "queries_keys_values.csv", key="qkv_csv", label="Download q, k, v as CSV")
+    download(pv["qkv_csv"], "queries_keys_values.csv", key="qkv_csv", label="Download q, k, v as CSV")
 elif not tokens:
     waiting(blocked)
 
@@ -325,8 +284,9 @@ if av:
     )
     st.caption(
         f"Measured q and k spreads: {sp['q_std']:.3f} and {sp['k_std']:.3f} (`core.toy.score_spread`); "
-        f"the sentence above is `core.toy.scale_effect` (verdict “{effect['verdict']}”: under 10 % lower "
-        f"entropy is slight, 40 % or more strong).{suggestion}"
+        f"the sentence above is `core.toy.scale_effect` (verdict “{effect['verdict']}”: a mean row entropy "
+        f"under {toy.SCALE_SLIGHT_BELOW:.0%} lower is slight, {toy.SCALE_STRONG_FROM:.0%} or more strong, "
+        f"clear in between).{suggestion}"
     )
     chart(
         av["entropy_spec"],
@@ -335,7 +295,7 @@ if av:
     )
     with st.expander("The numbers behind this figure: every row's entropy"):
         table(av["entropy_table"], hide_index=True)
-        csv_download(av["entropy_table"], "row_entropy.csv", key="entropy_csv")
+        download(av["entropy_csv"], "row_entropy.csv", key="entropy_csv")
 else:
     waiting(blocked)
 
@@ -345,36 +305,45 @@ st.markdown(
     """
 Each map is one head's weights $a^h$: a row per query token $i$ (who is looking), a column per
 key token $j$ (who is looked at). The colour scale is fixed from 0 to 1 in every head, so colours
-compare across heads and settings: heads that read the same embeddings still look at different
-tokens, because each has its own $W_Q^h$ and $W_K^h$.
+compare across heads and settings. Every head reads the same embeddings, but each scores them
+with its own $W_Q^h$ and $W_K^h$.
 """
 )
 if av:
     chart(
         av["overview_spec"],
-        f"The weights of all {av['n_heads']} heads, heads 0 to {av['n_heads'] - 1}; hover a cell for its "
-        "weight and score" + (" (grey × cells are masked: weight 0)." if causal else ".")
+        (f"The weights of all {av['n_heads']} heads, heads 0 to {av['n_heads'] - 1}" if av["n_heads"] > 1
+         else "The weights of the layer's one head, head 0") + "; hover a cell for its weight and score" + (" (grey × cells are masked: weight 0)." if causal else ".")
         + " `core.toy.run_toy`: `pattern = scores.softmax(dim=-1)`.",
         width="content",
     )
-    csv_download(av["weights_long"], "attention_weights.csv", key="weights_csv",
-                 label="Download every weight and score as CSV")
+    download(av["weights_csv"], "attention_weights.csv", key="weights_csv",
+             label="Download every weight and score as CSV")
 else:
     waiting(blocked)
+head_slot = st.container()  # filled by the fragment one_head, called at the end of the script
+
+
+def section_control(name: str, label: str, help: str):
+    """A fragment's own URL-bound number (0 … its cap): its notice shows in the fragment, and its
+    value joins the page's link, which every fragment run rewrites (link_slot, at the bottom)."""
+    local = Controls()
+    hi = MAX_TOY_HEADS - 1 if name == "head" else MAX_TOKENS - 1
+    ctl, info = st.columns([1, 3])
+    value = local.integer(name, label, default=0, lo=0, hi=hi, where=ctl, help=help)
+    local.show_notices()
+    controls.values.update(local.values)
+    with link_slot.container():
+        show_link(controls.values)
+    return value, info
 
 
 @st.fragment
-def one_head(ready: bool, blocked: str) -> None:
-    """Section 5's close-up: the head picker reruns only this."""
+def one_head() -> None:
+    """Section 5's close-up. A fragment: the head picker reruns only this (with the page-level
+    values of the last full run: tokens, d_model, heads, seed, causal, scale)."""
     st.markdown("**Read one head closely.** Pick a head for its map with every weight printed, and its table:")
-    local = Controls()
-    ctl, info = st.columns([1, 3])
-    head = local.integer(
-        "head", "Head h", default=0, lo=0, hi=MAX_TOY_HEADS - 1, where=ctl,
-        help=f"Counting from 0: heads 0 to H − 1 (at most {MAX_TOY_HEADS - 1}).",
-    )
-    local.show_notices()
-    controls.values.update(local.values)
+    head, info = section_control("head", "Head h", f"Counting from 0: heads 0 to H − 1 (at most {MAX_TOY_HEADS - 1}).")
     if not ready:
         waiting(blocked)
         return
@@ -405,8 +374,6 @@ def one_head(ready: bool, blocked: str) -> None:
         )
 
 
-one_head(ready, blocked)
-
 # ---- 6 · one query token ------------------------------------------------------------------------
 st.header("6 · One token's context vector", divider="gray")
 st.markdown(
@@ -416,20 +383,19 @@ of weights as the weights:
 """
 )
 st.latex(r"z^h_i = \sum_{j} a^h_{ij}\, v^h_j \qquad [S] \text{ weights} \times [S, L] \text{ values} \to [L]")
+token_slot = st.container()  # filled by the fragment one_token, called at the end of the script
+if av:
+    table(av["z_concat"])
+    st.caption(f"z for every token and head (`core.toy.run_toy`), heads side by side: column `h{heads - 1} l0` "
+               f"is head {heads - 1}, coordinate l = 0. Row i is what the picker above takes apart for token i.")
+    download(av["z_csv"], "z_all_tokens.csv", key="z_csv")
 
 
 @st.fragment
-def one_token(ready: bool, blocked: str) -> None:
-    """Section 6: the token picker reruns only this."""
+def one_token() -> None:
+    """Section 6. A fragment: the token picker reruns only this (page-level values as above)."""
     st.markdown("Pick a token and take its sum apart, term by term, as the hand computation does first:")
-    local = Controls()
-    ctl, info = st.columns([1, 3])
-    token = local.integer(
-        "token", "Query token i (position)", default=0, lo=0, hi=MAX_TOKENS - 1, where=ctl,
-        help="Position in the sentence, counting from 0.",
-    )
-    local.show_notices()
-    controls.values.update(local.values)
+    token, info = section_control("token", "Query token i (position)", "Position in the sentence, counting from 0.")
     i = token
     if tokens and token >= len(tokens):
         i = len(tokens) - 1
@@ -455,8 +421,8 @@ def one_token(ready: bool, blocked: str) -> None:
     st.latex(r"\begin{aligned}" + r" \\ ".join(rows) + r"\end{aligned}")
     chart(
         fv["spec"],
-        f"Query {i}, a panel per head: row j is the term a_ij·v_j, what key j adds; the outlined last row "
-        "is their sum z_i" + (" (grey × rows are masked keys: a_ij = 0)." if fv["masked"].any() else ".")
+        f"Query {i}, a panel per head: row j is the term a_ij·v_j, what key j adds, across the head's "
+        "coordinates l; the outlined last row is their sum z_i" + (" (grey × rows are masked keys: a_ij = 0)." if fv["masked"].any() else ".")
         + " `core.toy.context_terms`.",
         width="content",
     )
@@ -469,11 +435,12 @@ def one_token(ready: bool, blocked: str) -> None:
 
     table(fv["table"], hide_index=True, pinned=("head", "key"), styler=mark_rows)
     st.caption(
-        "Every head's terms for this token: each key's weight a_ij, its value vector v_j and the product; "
-        "the bold row of each head adds them up to z_i (`core.toy.context_terms`). Masked keys are greyed "
-        "and ticked in `masked`: their weight, and so their term, is 0."
+        "Every head's terms for this token: each key's weight a_ij and the product a_ij·v_j (the value "
+        "vectors v_j are the rows `v` of section 3's table); the bold row of each head adds them up to z_i "
+        "(`core.toy.context_terms`). Masked keys are greyed and ticked in `masked`: their weight, and so "
+        "their term, is 0."
     )
-    csv_download(fv["long"], f"context_terms_token{i}.csv", key="terms_csv", label="Download every term as CSV")
+    download(fv["csv"], f"context_terms_token{i}.csv", key="terms_csv", label="Download every term as CSV")
 
     st.markdown(
         """
@@ -492,18 +459,10 @@ $[S, S]$ times the values $[S, L]$. As an einsum, the key position $j$ is summed
     )
     st.caption(
         f"{d['bitwise_equal']:.0%} of the numbers are bit-for-bit identical (`core.compare.compare`). "
-        "The highlighted row of the table below is the token you picked; its blocks are the bold rows of "
-        "the table above."
+        f"In the table below, row `{fv['labels'][i]}` is this token's z: its blocks are the bold rows of the "
+        "table above."
     )
-    z_table = fv["z_concat"]
-    labels = fv["labels"]
-    table(z_table, styler=lambda s: s.apply(
-        lambda row: [FOCUS_HIGHLIGHT if row.name == labels[i] else "" for _ in row], axis=1))
-    st.caption("z for every token and head, heads side by side: column `h2 l0` is head 2, coordinate l = 0.")
-    csv_download(z_table.reset_index(), "z_all_tokens.csv", key="z_csv")
 
-
-one_token(ready, blocked)
 
 # ---- 7 · concatenate and project --------------------------------------------------------------
 st.header("7 · Concatenate the heads, then project with $W_O$", divider="gray")
@@ -539,7 +498,7 @@ if av:
     )
     with st.expander("The numbers behind this figure"):
         table(av["out"])
-        csv_download(av["out"].reset_index(), "output.csv", key="out_csv")
+        download(av["out_csv"], "output.csv", key="out_csv")
     cvs = av["concat_vs_sum"]
     k1, k2 = st.columns(2)
     k1.metric("Concat-then-project vs sum of heads, max |diff|", f"{cvs['max_abs']:.1e}",
@@ -569,4 +528,8 @@ st.caption(
 
 with notice_box:
     controls.show_notices()
-show_link(controls.values)
+link_slot = st.empty()  # "Link to this view": written by each fragment run, so it follows its picker
+with head_slot:
+    one_head()
+with token_slot:
+    one_token()

@@ -140,6 +140,7 @@ def main() -> None:
     parser.add_argument("--distinct", action="store_true", help="a different link for every session")
     parser.add_argument("--rounds", type=int, default=1, help="repeat the whole class this many times")
     parser.add_argument("--url", help="an already running server (else one is started here)")
+    parser.add_argument("--pid", type=int, help="with --url: the server's process id, for its memory")
     parser.add_argument("--server-arg", action="append", default=[],
                         help="extra `streamlit run` option, e.g. --server-arg=--runner.postScriptGC=false")
     parser.add_argument("--timeout", type=float, default=120.0)
@@ -148,7 +149,7 @@ def main() -> None:
     pages = ["" if p == "home" else p for p in args.pages.split(",") if p]
     server = None
     if args.url:
-        url, pid = args.url.rstrip("/"), None
+        url, pid = args.url.rstrip("/"), args.pid
     else:
         from tests.browser.harness import Server
 

@@ -96,6 +96,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"command ({args.runs} fresh processes, one after another, from {args.tree}):")
     print("  " + " ".join(command(run, args.threads, Path("run.csv"))[1:]).replace("run.csv", "<csv>"))
     fractions: dict[str, list[float]] = {}
+    faults: dict[str, list[str]] = {}
     intervals: dict[str, list[str]] = {}
     worst_by_size: dict[tuple, dict[str, list[float]]] = {}
     walls, peaks, loads = [], [], [os.getloadavg()[0]]
@@ -112,6 +113,8 @@ def main(argv: list[str] | None = None) -> int:
             loads.append(os.getloadavg()[0])
             for name, row in at_base.items():
                 fractions.setdefault(name, []).append(float(row["fraction_of_gemm"]))
+                if row.get("page_faults_per_call"):
+                    faults.setdefault(name, []).append(f"{float(row['page_faults_per_call']):,.0f}")
                 if row.get("fraction_lo"):
                     intervals.setdefault(name, []).append(f"{float(row['fraction_lo']):.2f}–{float(row['fraction_hi']):.2f}")
             for size, values in per_size.items():
@@ -138,6 +141,10 @@ def main(argv: list[str] | None = None) -> int:
         for name, spans in intervals.items():
             if name != "gemm":
                 print(f"  {name:<18}" + "  ".join(spans))
+    if "per_head_sum" in faults:
+        # glibc either reuses the freed per-head block or maps it afresh on every call, depending
+        # on the process's allocation history: a real difference between processes, shown here.
+        print("\npage faults per call of per_head_sum, run by run: " + ", ".join(faults["per_head_sum"]))
     print("\nworst max/min over all sizes of the sweep:")
     for size, per_variant in sorted(worst_by_size.items(), key=lambda kv: [int(x) for x in kv[0]]):
         spreads = {n: max(v) / min(v) for n, v in per_variant.items() if n != "gemm" and len(v) == args.runs and min(v) > 0}

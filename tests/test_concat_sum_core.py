@@ -6,6 +6,7 @@ import dataclasses
 from fractions import Fraction
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 from hypothesis import given, settings
@@ -177,8 +178,8 @@ def test_head_terms_add_up_to_the_concat_value(dtype):
     terms = cs.head_terms(**SMALL, coord=7, seed=1, dtype=dtype)
     assert terms["terms"].shape == (5, 4) and terms["out_concat"].shape == (5,)
     tol = 64 * eps(dtype_from_name(dtype))
-    np.testing.assert_allclose(terms["exact_terms"].sum(axis=1), terms["out_concat"], rtol=tol, atol=tol)
-    np.testing.assert_allclose(terms["terms"], terms["exact_terms"], rtol=tol, atol=tol)
+    np.testing.assert_allclose(terms["float64_terms"].sum(axis=1), terms["out_concat"], rtol=tol, atol=tol)
+    np.testing.assert_allclose(terms["terms"], terms["float64_terms"], rtol=tol, atol=tol)
 
 
 def test_head_term_is_z_times_the_heads_slice_of_w_o():
@@ -186,7 +187,7 @@ def test_head_term_is_z_times_the_heads_slice_of_w_o():
     terms = cs.head_terms(**SMALL, coord=3, seed=2, dtype="float64")
     s, h = 4, 2
     by_hand = float(trace.z[0, h, s] @ weights.W_O[h, :, 3])  # [L] · [L]
-    assert terms["exact_terms"][s, h] == pytest.approx(by_hand, rel=1e-15, abs=1e-15)
+    assert terms["float64_terms"][s, h] == pytest.approx(by_hand, rel=1e-15, abs=1e-15)
 
 
 def test_waterfall_running_total():
@@ -195,9 +196,20 @@ def test_waterfall_running_total():
     assert list(table["head"]) == ["h0", "h1", "h2"]
     assert list(table["running total before"]) == [0.0, 1.0, 0.5]
     assert list(table["running total after"]) == [1.0, 0.5, 2.5]
-    assert wf["sum_of_terms"] == 2.5 and wf["exact"] == 2.5
+    assert wf["rounded_terms_summed"] == 2.5 and wf["float64_product"] == 2.5 and wf["rounding_in_terms"] == 0
     assert wf["concat_minus_sum"] == pytest.approx(-1e-7)
     assert wf["heads_up"] == 2 and wf["heads_down"] == 1
+
+
+def test_waterfall_keeps_the_two_reference_numbers_apart():
+    """Rounded terms summed in float64 versus the float64 product: different numbers, different names."""
+    rounded, float64 = np.array([0.5, 0.25 + 2**-20]), np.array([0.5, 0.25])
+    wf = cs.waterfall(rounded, float64, 0.75, 0.75, "float32")
+    assert wf["rounded_terms_summed"] == 0.75 + 2**-20 and wf["float64_product"] == 0.75
+    assert wf["rounding_in_terms"] == 2**-20
+    assert list(wf["table"].columns) == ["head", "term", "term in float64", "running total before",
+                                         "running total after"]
+    assert all(pd.api.types.is_numeric_dtype(wf["table"][c]) for c in wf["table"].columns[1:])
 
 
 @pytest.mark.parametrize("value, dtype, ulp", [
@@ -293,3 +305,71 @@ def test_cuda_matches_cpu():
     assert tc["concat"]["max_rel"] < 1e-3  # TF32 may be on for matmuls on Ampere and newer
     lay = cs.w_o_layouts(16, 4, device="cuda")
     assert all(lay["checks"].values())
+
+
+# ---- the reshape that runs and is wrong ------------------------------------------------------------
+
+
+@settings(max_examples=40, deadline=None)
+@given(b=st.integers(1, 3), s=st.integers(1, 6), h=st.integers(1, 6), l=st.integers(1, 4),
+       seed=st.integers(0, 1000), causal=st.booleans())
+def test_wrong_reshape_differs_exactly_when_there_are_two_axes_to_mix(b, s, h, l, seed, causal):
+    pit = cs.reshape_pitfall(b, s, h * l, h, seed=seed, dtype="float64", causal=causal)
+    assert pit["shape_right"] == pit["shape_wrong"] == [b, s, h * l]  # same shape: nothing complains
+    if s > 1 and h > 1:
+        assert pit["concat_max_rel"] > 0 and pit["out_max_rel"] > 0 and pit["rows_differ"] > 0
+    else:  # the transpose moves an axis of length 1: memory order is already right
+        assert pit["concat_max_rel"] == 0 and pit["out_max_rel"] == 0 and pit["rows_differ"] == 0
+
+
+def test_right_reshape_is_the_traces_concat_and_the_wrong_one_mixes_tokens():
+    weights, trace = run_seeded(**SMALL, seed=5)
+    z = trace.z  # [B, H, S, L]
+    B, H, S, L = z.shape
+    right = z.transpose(1, 2).reshape(B, S, H * L)  # [B, S, H·L]
+    assert torch.equal(right[:, :, 2 * L:3 * L], z[:, 2])  # block 2 of every row is head 2, same token
+    pit = cs.reshape_pitfall(**SMALL, seed=5, max_tokens=S)
+    origin = pit["origin"]
+    for r in origin.to_dict("records"):  # every block's first number sits where reshape_origin says
+        assert (r["right: head"], r["right: token"]) == (r["block c"], r["token s"])
+        assert r["right: first number"] == float(z[0, r["right: head"], r["right: token"], 0])
+        assert r["wrong: first number"] == float(z[0, r["wrong: head"], r["wrong: token"], 0])
+    assert (origin["wrong: token"] != origin["token s"]).any()
+    assert pit["out_max_rel"] > 0.1  # a real mistake: off by about the outputs' own size
+
+
+@given(s=st.integers(1, 40), h=st.integers(1, 16))
+def test_reshape_origin_is_a_permutation_of_head_token_blocks(s, h):
+    origin = cs.reshape_origin(s, h)
+    assert len(origin) == s * h
+    for side in ("right", "wrong"):
+        pairs = set(zip(origin[f"{side}: head"], origin[f"{side}: token"]))
+        assert pairs == {(hh, t) for hh in range(h) for t in range(s)}  # every block used once
+    assert all(pd.api.types.is_integer_dtype(origin[c]) for c in origin.columns)
+
+
+# ---- what nn.MultiheadAttention runs --------------------------------------------------------------
+
+
+@pytest.mark.parametrize("causal", [False, True])
+@pytest.mark.parametrize("heads", [4, 3])
+def test_torch_calls_are_recorded_from_the_run(causal, heads):
+    tc = cs.torch_check(2, 5, 12, heads, seed=1, causal=causal)
+    calls = tc["calls"]
+    assert list(calls["call"]) == ["linear", "scaled_dot_product_attention", "permute", "reshape", "linear"]
+    assert calls["inputs"][0] == "[5, 2, 12]; [36, 12]"  # [S, B, D] (batch_first undone) @ in_proj_weight.T
+    assert calls["output"][1] == f"[2, {heads}, 5, {12 // heads}]"  # [B, H, S, L]: every head at once
+    assert calls["output"][3] == "[10, 12]"  # [S·B, H·L]: the concatenation
+    assert not tc["fast_path"] and not tc["has_in_proj_bias"]
+    assert tc["linear_calls"] == 2 and tc["sdpa_calls"] == 1
+
+
+def test_torch_calls_see_the_fast_path_when_torch_takes_it():
+    """With an in-projection bias and an even head count, torch 2.13 runs one fused call instead."""
+    import torch.nn as nn
+
+    mha = nn.MultiheadAttention(8, 2, bias=True, batch_first=True).eval()
+    x = torch.randn(1, 3, 8)
+    out, calls = cs.torch_calls(mha, x, None)
+    assert list(calls["call"]) == ["_native_multi_head_attention"]
+    assert out.shape == (1, 3, 8)

@@ -136,6 +136,9 @@ def test_exact_counts_show_both_endings_do_the_same_work():
         assert s["concat_adds"] == s["additive_adds"] == B * S * D * (D - 1)
         assert s["memory_ratio"] == H
         assert s["additive_bytes"] == H * s["concat_bytes"]
+        # the FLOP convention's surplus for the additive ending is exactly step 9′'s additions
+        table = shape_table(B, S, V, D, H).set_index("step")
+        assert s["additive_flops"] - s["concat_flops"] == table.loc["9′", "flops"] == B * S * (H - 1) * D
 
 
 def test_contracted_axis_positions():

@@ -96,7 +96,8 @@ def test_sentence_problem():
 def test_labels_are_unique_and_short():
     labels = toy.token_labels(["the", "cat", "the", "x" * 50])
     assert len(set(labels)) == 4
-    assert labels[0] == "0·the" and labels[2] == "2·the"
+    assert labels[0] == "0:the" and labels[2] == "2:the"  # a colon: on the page "·" multiplies
+    assert not any("·" in label for label in labels)
     assert len(labels[3]) <= toy.LABEL_CHARS + 3 and labels[3].endswith("…")
 
 
@@ -110,6 +111,13 @@ def test_embeddings_are_seeded_per_token_text():
     assert not torch.equal(a, toy.token_embedding("name", 16, seed=1))
     assert not torch.equal(a, toy.token_embedding("Name", 16, seed=0))
     assert torch.equal(toy.token_embedding("name", 32, seed=0)[:16], a)  # wider D appends coordinates
+
+
+@pytest.mark.parametrize("narrow", [1, 4, 8, 15, 16, 17, 31, 33, 63])
+def test_a_wider_d_only_appends_coordinates_at_every_width(narrow):
+    """The page says so; torch's sampler alone would not keep it below 16 or off multiples of 16."""
+    wide = toy.token_embedding("Marcello", 64, seed=3)
+    assert torch.equal(toy.token_embedding("Marcello", narrow, seed=3), wide[:narrow])
 
 
 def test_a_word_keeps_its_vector_in_another_sentence():
@@ -221,19 +229,28 @@ def test_spread_counts_only_visible_pairs_when_causal():
 def test_tables():
     tr = toy.run_toy("the cat sat on the mat".split(), 8, 2, causal=True)
     w = toy.weights_table(tr, 1)
-    assert list(w.index) == tr.labels and list(w.columns) == [*tr.labels, "Σ row"]
+    assert list(w.index) == tr.labels and list(w.columns) == [*tr.labels, "Σ row", "entropy (bits)"]
+    assert all(w[c].dtype == np.float64 for c in w.columns)  # numeric, so it sorts and copies as numbers
     np.testing.assert_allclose(w["Σ row"], 1.0)
     keys = w[tr.labels].to_numpy()
-    assert np.isnan(keys[np.triu_indices(6, 1)]).all() and not np.isnan(keys[np.tril_indices(6)]).any()
+    assert (keys[np.triu_indices(6, 1)] == 0).all()  # a masked weight is the 0 it is, not NaN or text
+    assert not np.isnan(keys).any() and (keys[np.tril_indices(6)] > 0).all()
+    np.testing.assert_allclose(w["entropy (bits)"], toy.row_entropy(tr.pattern[1]).numpy())
 
     long = toy.weights_long(tr)
     assert len(long) == 2 * 36 and long["masked"].sum() == 2 * 15
     assert (long.loc[long["masked"], "weight"] == 0).all()
 
-    terms = toy.terms_frame(tr, 2, 0)
-    assert len(terms) == 7 and terms["key"].iloc[-1] == "z_2 = Σ"
-    np.testing.assert_allclose(terms.iloc[-1][[f"a·v[{e}]" for e in range(4)]].astype(float), tr.z[0, 2].numpy())
-    assert terms["masked"].tolist() == [False, False, False, True, True, True, False]
+    terms = toy.terms_frame(tr, 2)  # every head: 6 keys and a sum row each
+    assert len(terms) == 2 * 7 and terms["key"].iloc[6] == "z_2 = Σ" and terms["head"].tolist() == [0] * 7 + [1] * 7
+    head0 = terms[terms["head"] == 0]
+    np.testing.assert_allclose(head0.iloc[-1][[f"a·v[{l}]" for l in range(4)]].astype(float), tr.z[0, 2].numpy())
+    assert head0["masked"].tolist() == [False, False, False, True, True, True, False]
+    numeric = [c for c in terms.columns if c not in ("head", "key", "masked")]
+    assert all(terms[c].dtype == np.float64 for c in numeric)  # numbers stay numbers
+    masked_rows = terms[terms["masked"]]
+    assert (masked_rows["a_ij"] == 0).all() and (masked_rows[[f"a·v[{l}]" for l in range(4)]] == 0).all().all()
+    assert not np.signbit(masked_rows[[f"a·v[{l}]" for l in range(4)]].to_numpy()).any()  # 0, not −0
 
     long_terms = toy.terms_long(tr, 2)
     assert len(long_terms) == 2 * 7 * 4
@@ -250,5 +267,84 @@ def test_tables():
     assert vocab.set_index("token").loc["the", "occurrences"] == 2
 
     q = toy.heads_frame(tr.q, tr.labels)
-    assert q.shape == (6, 8) and q.columns[4] == "h1·0"
+    assert q.shape == (6, 8) and q.columns[4] == "h1 l0"  # column hL + l: head 1, coordinate 0
     np.testing.assert_array_equal(q.to_numpy(), tr.q.permute(1, 0, 2).reshape(6, 8).numpy())
+
+    qkv = toy.qkv_frame(tr)  # q, k, v stacked: 3·S rows
+    assert qkv.shape == (18, 2 + 8) and qkv["tensor"].tolist() == ["q"] * 6 + ["k"] * 6 + ["v"] * 6
+    np.testing.assert_array_equal(qkv.iloc[12:, 2:].to_numpy(), toy.heads_frame(tr.v, tr.labels).to_numpy())
+
+
+# ---- the scale's effect, in words derived from the numbers -----------------------------------------
+
+
+def _effect(d_model, heads, causal=False, sentence=SEED_SENTENCE):
+    return toy.scale_effect(toy.score_spread(toy.run_toy(toy.tokenize(sentence), d_model, heads, causal=causal)))
+
+
+@pytest.mark.parametrize("d_k", [16, 32, 64])
+def test_wide_heads_are_not_called_mild(d_k):
+    """The old page printed "the effect is mild" at every d_k; at d_k = 16 the entropy fell from
+    1.56 to 0.18 bits. One head of width D = d_k: the sentence says what was measured."""
+    e = _effect(d_k, 1)
+    assert e.d_head == d_k and e.verdict == "strong" and e.drop_fraction >= toy.SCALE_STRONG_FROM
+    assert "mild" not in e.sentence and "strong" in e.sentence
+    assert f"from {e.entropy_scaled:.2f} to {e.entropy_raw:.2f} bits" in e.sentence
+    assert f"At d_k = {d_k}," in e.sentence and f"{e.drop_fraction:.0%} lower" in e.sentence
+    assert e.heads_lower == [0] and e.heads_sentence.startswith("Without the scale the head moves left")
+
+
+def test_default_and_narrow_heads_get_their_own_words():
+    default = _effect(16, 4)  # d_k = 4
+    assert default.verdict == "clear" and "a clear sharpening" in default.sentence
+    narrow = _effect(2, 1)  # d_k = 2
+    assert narrow.verdict == "slight" and narrow.drop_fraction < toy.SCALE_SLIGHT_BELOW
+
+
+@pytest.mark.parametrize("d_model, heads", [(4, 4), (16, 16), (1, 1)])
+def test_at_d_k_one_nothing_moves_and_nothing_is_said_to(d_model, heads):
+    """L = 1: the scale divides by √1 = 1, the entropies are equal, and no head "moves left"."""
+    e = _effect(d_model, heads)
+    assert e.verdict == "none" and e.reason == "unit scale" and e.drop_bits == 0.0
+    assert e.heads_lower == [] and e.heads_same == list(range(heads))
+    assert "moves left" not in e.heads_sentence and "coincide" in e.heads_sentence
+    assert "√1 = 1" in e.sentence
+
+
+def test_one_token_has_nothing_to_sharpen():
+    e = _effect(16, 4, sentence="hello")
+    assert e.verdict == "none" and e.reason == "one key per row" and "moves" not in e.heads_sentence
+
+
+def test_heads_that_move_and_heads_that_do_not_are_named_apart():
+    spread = toy.score_spread(toy.run_toy(toy.tokenize(SEED_SENTENCE), 16, 2))
+    spread["entropy_raw"] = spread["entropy_raw"].copy()
+    spread["entropy_raw"][1] = spread["entropy_scaled"][1]  # pretend head 1 did not change
+    e = toy.scale_effect(spread)
+    assert e.heads_lower == [0] and e.heads_same == [1]
+    assert e.heads_sentence == "Without the scale head 0 moves left, towards one-hot rows; head 1 stays where it is."
+
+
+@settings(max_examples=25, deadline=None)
+@given(n=st.integers(1, 10), heads=st.sampled_from([1, 2, 4]), width=st.sampled_from([1, 2, 4, 8]),
+       seed=st.integers(0, 2**31 - 1), causal=st.booleans())
+def test_leaving_out_the_scale_never_flattens_a_head(n, heads, width, seed, causal):
+    """Multiplying a softmax's inputs by √L ≥ 1 never raises its entropy: the page's mechanism."""
+    tr = toy.run_toy([f"w{i % 4}" for i in range(n)], heads * width, heads, seed=seed, causal=causal)
+    e = toy.scale_effect(toy.score_spread(tr))
+    assert e.heads_higher == [] and e.drop_bits >= -toy.SCALE_SAME_BITS
+    assert sorted(e.heads_lower + e.heads_same) == list(range(heads))
+    if width == 1:
+        assert e.verdict == "none" and e.heads_lower == []
+    assert ("every head moves left" in e.heads_sentence) == (len(e.heads_lower) == heads > 1)
+
+
+def test_einsum_letters_have_one_meaning_each():
+    """No e (Euler's number in the softmax) and no k (the key vectors, and d_k) as einsum axes."""
+    import inspect
+    import re
+
+    specs = re.findall(r'einsum\("([^"]+)"', inspect.getsource(toy))
+    assert len(specs) >= 5
+    for spec in specs:
+        assert not set(spec) & {"e", "k", "s"}, spec

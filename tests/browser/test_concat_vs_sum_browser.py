@@ -4,7 +4,9 @@ import re
 
 import pytest
 
-from tests.browser.harness import charts_drawn, open_app, rerun_after, screenshot
+from playwright.sync_api import expect
+
+from tests.browser.harness import assert_no_exception, charts_drawn, open_app, rerun_after, runs_finished, screenshot
 
 pytestmark = pytest.mark.browser
 
@@ -35,10 +37,10 @@ def test_page_draws_charts_and_readouts(page, server):
     assert page.locator("h1").first.inner_text().strip() == "Concat versus sum"
     page.wait_for_function(
         "document.querySelectorAll('[data-testid=stVegaLiteChart] canvas, "
-        "[data-testid=stVegaLiteChart] svg.marks').length >= 4",
+        "[data-testid=stVegaLiteChart] svg.marks').length >= 5",
         timeout=30_000,
     )
-    assert charts_drawn(page) >= 4  # precision dots, waterfall, W_O in two layouts
+    assert charts_drawn(page) >= 5  # reshape right and wrong, precision dots, waterfall, W_O twice
     assert SCI.fullmatch(metric_value(page, "Max abs diff")), metric_value(page, "Max abs diff")
     assert SCI.fullmatch(metric_value(page, "Max rel diff")), metric_value(page, "Max rel diff")
     assert page.locator(".katex").count() >= 5  # the formulas are typeset, not raw TeX
@@ -58,7 +60,7 @@ def test_dark_theme_draws_the_same_figures(page, server):
     close_cold_start_dialog(page)
     page.wait_for_function(
         "document.querySelectorAll('[data-testid=stVegaLiteChart] canvas, "
-        "[data-testid=stVegaLiteChart] svg.marks').length >= 4",
+        "[data-testid=stVegaLiteChart] svg.marks').length >= 5",
         timeout=30_000,
     )
     background = page.evaluate("getComputedStyle(document.querySelector('[data-testid=stApp]')).backgroundColor")
@@ -77,3 +79,64 @@ def test_link_sets_controls_and_bad_values_say_so(page, server):
     assert page.locator("[data-testid=stMetric]").count() == 0  # no figure on a bad setting...
     assert page.locator("h2", has_text="Heads are channels").count() == 1  # ...but the essay stays
     screenshot(page, "concat_vs_sum_bad_link")
+
+
+
+SMALL = {"seq": "6", "d_model": "32", "heads": "4"}
+
+
+def waterfall_caption(page):
+    return page.locator("[data-testid=stCaptionContainer]", has_text="core.concat_sum.head_terms")
+
+
+def set_number(page, label: str, value: str) -> None:
+    """Type into a number input and commit it; waits for the run that the commit caused."""
+    box = page.get_by_label(label, exact=True)
+    with rerun_after(page):
+        box.fill(value)
+        box.press("Enter")
+
+
+def test_token_and_coordinate_pickers_rerun_their_section_and_update_the_url(page, server):
+    """The two pickers live in a fragment: moving one redraws that section, the URL and the link."""
+    page.set_viewport_size({"width": 1280, "height": 4000})
+    open_app(page, server, "concat-vs-sum", SMALL)
+    expect(waterfall_caption(page)).to_contain_text("Coordinate j = 0 of token s = 0")
+    before = runs_finished(page)
+    set_number(page, "Token s", "3")
+    expect(page).to_have_url(re.compile(r"[?&]token=3(&|$)"))
+    expect(waterfall_caption(page)).to_contain_text("Coordinate j = 0 of token s = 3")
+    set_number(page, "Output coordinate j", "17")
+    expect(page).to_have_url(re.compile(r"[?&]coord=17(&|$)"))
+    expect(waterfall_caption(page)).to_contain_text("Coordinate j = 17 of token s = 3")
+    assert runs_finished(page) >= before + 2
+    link = page.locator("[data-testid=stCode]", has_text="seq=6")
+    expect(link).to_contain_text("token=3")  # the copyable link follows the section's pickers
+    expect(link).to_contain_text("coord=17")
+    assert_no_exception(page)
+    screenshot(page, "concat_vs_sum_fragment_s3_j17")
+    # The URL reopens this exact view in a fresh tab.
+    other = page.context.new_page()
+    other.goto(page.url)
+    expect(waterfall_caption(other)).to_contain_text("Coordinate j = 17 of token s = 3", timeout=60_000)
+    expect(other.get_by_label("Token s", exact=True)).to_have_value("3")
+    expect(other.get_by_label("Output coordinate j", exact=True)).to_have_value("17")
+    other.close()
+
+
+def test_a_bad_picker_value_in_a_link_is_explained_in_its_section(page, server):
+    open_app(page, server, "concat-vs-sum", {**SMALL, "token": "99", "coord": "abc"})
+    section = page.locator("[data-testid=stAlert]", has_text="token=99")
+    expect(section).to_contain_text("outside the allowed range 0–5")
+    expect(page.locator("[data-testid=stAlert]", has_text="coord=abc")).to_contain_text("not a number")
+    expect(waterfall_caption(page)).to_contain_text("Coordinate j = 0 of token s = 0")
+
+
+def test_a_shorter_sequence_moves_the_token_with_a_notice(page, server):
+    page.set_viewport_size({"width": 1280, "height": 4000})
+    open_app(page, server, "concat-vs-sum", {**SMALL, "token": "5"})
+    expect(waterfall_caption(page)).to_contain_text("of token s = 5")
+    set_number(page, "Sequence S", "3")
+    expect(page.locator("[data-testid=stAlert]", has_text="token=5")).to_contain_text("past the end of its new range 0–2")
+    expect(waterfall_caption(page)).to_contain_text("of token s = 2")
+    expect(page).to_have_url(re.compile(r"[?&]token=2(&|$)"))

@@ -70,3 +70,40 @@ def test_hostile_link_gives_a_message_not_a_traceback(page, server):
     assert "don't divide a width of 512" in alerts
     assert "seq=<b>x</b>" in alerts  # the refused value is quoted back as text, not rendered
     assert page.locator("h1").first.inner_text().strip() == "The shape table"
+
+
+TINY = {"batch": "1", "seq": "5", "vocab": "10", "d_model": "16", "heads": "4"}
+
+
+def test_the_step_picker_reruns_its_section_and_updates_the_link(page, server):
+    """"Look inside a step" is a fragment: picking a step redraws that section and rewrites the URL."""
+    import re
+
+    from playwright.sync_api import expect
+
+    _open_through_home(page, server, TINY)
+    page.set_viewport_size(TALL)
+    captions = page.locator("[data-testid=stCaptionContainer]", has_text="core.shapes.step_values")
+    expect(captions).to_contain_text("scores[0, 0]")  # the default step, 6
+    step_group = page.get_by_role("radiogroup", name="Step")
+    with rerun_after(page):
+        step_group.get_by_text("5", exact=True).click()
+    expect(page).to_have_url(re.compile(r"[?&]step=5(&|$)"))
+    expect(captions).to_contain_text("q[0, 0], k[0, 0], v[0, 0]")  # the section redrew: q, k and v
+    assert _wait_for_charts(page, 5) >= 5  # three heatmaps beside the two charts above them
+    with rerun_after(page):
+        page.get_by_role("slider", name="Head").press("ArrowRight")
+    expect(page).to_have_url(re.compile(r"[?&]at_head=1(&|$)"))
+    expect(captions).to_contain_text("q[0, 1]")
+    link = page.locator("[data-testid=stCode]", has_text="seq=5")
+    expect(link).to_contain_text("step=5")  # the copyable link follows the section's controls
+    expect(link).to_contain_text("at_head=1")
+    assert_no_exception(page)
+    screenshot(page, "shapes_step5_head1")
+    # The URL reopens this exact view in a fresh tab.
+    url = page.url
+    other = page.context.new_page()
+    other.goto(url)
+    expect(other.locator("[data-testid=stCaptionContainer]", has_text="core.shapes.step_values")).to_contain_text(
+        "q[0, 1]", timeout=60_000)
+    other.close()

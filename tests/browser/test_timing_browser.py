@@ -44,3 +44,27 @@ def test_timing_page_runs_on_click_draws_in_both_themes_and_shares(page, server)
     other.get_by_text("Measured").first.wait_for()
     other.wait_for_function(DRAWN.format(n=3), timeout=30_000)
     other.close()
+
+
+def test_the_measurement_section_is_a_fragment_that_keeps_the_url(page, server):
+    """Moving a control of the measurement section reruns that section and rewrites the URL."""
+    import re
+
+    from playwright.sync_api import expect
+
+    open_app(page, server, "timing", TINY)
+    announced = page.locator("[data-testid=stCaptionContainer]", has_text="Nothing is timed until")
+    expect(announced).to_contain_text("within 2 s")
+    budget = page.get_by_role("spinbutton", name="Time budget (s)")
+    with rerun_after(page):
+        budget.fill("3")
+        budget.press("Enter")
+    expect(page).to_have_url(re.compile(r"[?&]budget=3(&|$)"))
+    expect(announced).to_contain_text("within 3 s")  # the section redrew
+    expect(page.locator("[data-testid=stCode]", has_text="python -m core.timing")).to_contain_text("--budget 3")
+    expect(page.locator("[data-testid=stCode]", has_text="budget=")).to_contain_text("budget=3")  # the link follows
+    assert page.locator("[data-testid=stVegaLiteChart]").count() == 1  # the page-level memory figure is still there
+    assert_no_exception(page)
+    # A hostile value for a control inside the fragment still gets its notice on a shared link.
+    open_app(page, server, "timing", {**TINY, "budget": "lots"})
+    expect(page.locator("[data-testid=stAlert]", has_text="budget=lots")).to_be_visible()

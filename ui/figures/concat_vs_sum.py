@@ -36,7 +36,8 @@ RESHAPE_TOKENS = 4  # tokens of the first sequence shown in the reshape picture
 @st.cache_data(show_spinner="Running the layer in every precision…", max_entries=32)
 def cached_report(batch: int, seq: int, d_model: int, heads: int, seed: int, device: str, causal: bool) -> dict:
     report = concat_sum_report(batch, seq, d_model, heads, seed=seed, device=device, causal=causal)
-    return {"table": pd.DataFrame(report["rows"]), "shapes": report["shapes"]}
+    table = pd.DataFrame(report["rows"])
+    return {"table": table, "shapes": report["shapes"], "spec": precision_chart(table)}
 
 
 @st.cache_data(show_spinner="Splitting one output coordinate into its heads…", max_entries=32)
@@ -94,9 +95,11 @@ MEASURES = {
 }
 
 
-@st.cache_data(show_spinner=False, max_entries=32)
 def precision_chart(table: pd.DataFrame) -> dict:
-    """Log-scale dot chart of the precision table (``concat_sum_report`` rows): a column per dtype."""
+    """Log-scale dot chart of the precision table (``concat_sum_report`` rows): a column per dtype.
+
+    Called inside ``cached_report``, whose cache key already fixes every input.
+    """
     order = list(table["dtype"])
     long = table.melt(id_vars="dtype", value_vars=list(MEASURES), var_name="key", value_name="value")
     long["measure"] = long["key"].map(MEASURES)
@@ -155,40 +158,46 @@ def waterfall_chart(steps: pd.DataFrame, concat: float, sum_: float, heads: int,
     return chart_spec((zero + bars + path + finals).properties(height=340))
 
 
+RIGHT, WRONG = "transpose, then reshape", "reshape alone"
+
+
 def reshape_chart(origin: pd.DataFrame, heads: int) -> dict:
     """The first tokens' concatenated vectors as rows of L-wide blocks, built right and wrong.
 
     Colour = the head a block came from, label = the token it came from (``reshape_origin``):
-    right, every row is one token in all H colours; wrong, one colour runs across tokens.
+    built right, every row is one token in all H colours; built wrong, one colour runs across
+    tokens. One chart (not a facet) so that it takes the page's width.
     """
     long = pd.concat([
-        pd.DataFrame({"build": version, "token s": origin["token s"], "block c": origin["block c"],
+        pd.DataFrame({"build": name, "token s": origin["token s"], "block c": origin["block c"],
                       "head": "h" + origin[f"{version}: head"].astype(str),
                       "from token": origin[f"{version}: token"],
                       "first number": origin[f"{version}: first number"]})
-        for version in ("right", "wrong")
+        for version, name in (("right", RIGHT), ("wrong", WRONG))
     ], ignore_index=True)
-    long["build"] = long["build"].map({"right": "z.transpose(1, 2).reshape(B, S, H*L)",
-                                       "wrong": "z.reshape(B, S, H*L)"})
+    long["row"] = long["build"] + ": row " + long["token s"].astype(str)
     long["label"] = "s" + long["from token"].astype(str)
+    # Black ink reads on every head colour but the dark blue (Okabe–Ito #0072B2), which takes white.
+    scale = head_colors(heads)
+    colour_of = dict(zip(scale.domain, scale.range))
+    long["ink"] = ["white" if colour_of[h] == "#0072B2" else "black" for h in long["head"]]
+    rows = [f"{build}: row {t}" for build in (RIGHT, WRONG) for t in sorted(origin["token s"].unique())]
     base = alt.Chart(long).encode(
-        x=alt.X("block c:O", title="block c of the concatenated vector (entries c·L … c·L+L−1)",
-                axis=alt.Axis(labelAngle=0)),
-        y=alt.Y("token s:O", title="row = token s"),
+        x=alt.X("block c:O", title="block c of the concatenated vector (its entries c·L … c·L+L−1)",
+                axis=alt.Axis(labelAngle=0, orient="top")),
+        y=alt.Y("row:N", sort=rows, title=None, axis=alt.Axis(labelLimit=260)),
     )
     tips = [alt.Tooltip("build:N"), alt.Tooltip("token s:Q", title="row (token s)"), alt.Tooltip("block c:Q"),
             alt.Tooltip("head:N", title="came from head"), alt.Tooltip("from token:Q", title="came from token"),
             alt.Tooltip("first number:Q", format=".6f")]
     legend = alt.Legend(orient="bottom", columns=min(heads, 8), symbolType="square") if heads <= 16 else None
-    rect = base.mark_rect(stroke="white", strokeWidth=1).encode(
+    rect = base.mark_rect(stroke="white", strokeWidth=1.5).encode(
         color=alt.Color("head:N", scale=head_colors(heads), title="came from head", legend=legend), tooltip=tips,
     )
-    text = base.mark_text(fontSize=11, color="black").encode(text="label:N", tooltip=tips)
-    chart = (rect + text).properties(height=30 * int(origin["token s"].nunique()) + 20).facet(
-        row=alt.Row("build:N", title=None, sort=["z.transpose(1, 2).reshape(B, S, H*L)", "z.reshape(B, S, H*L)"],
-                    header=alt.Header(labelAngle=0, labelAlign="left", labelOrient="top", labelFontSize=13)),
-    )
-    return chart_spec(chart)
+    text = base.mark_text(fontSize=12).encode(text="label:N", color=alt.Color("ink:N", scale=None), tooltip=tips)
+    # "fit-x": stretch to the page's width but keep the given height for the rows.
+    return chart_spec((rect + text).properties(
+        height=28 * len(rows), autosize=alt.AutoSizeParams(type="fit-x", contains="padding")))
 
 
 def w_o_chart(cells: pd.DataFrame, heads: int, *, transposed: bool) -> dict:

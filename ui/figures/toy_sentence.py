@@ -1,13 +1,16 @@
-"""Figures and cached views of the sentence page (pages/toy-sentence.py).
+"""Figures, cached views and drawing helpers of the sentence page (pages/toy-sentence.py).
 
 One function per figure: plain data in, a Vega-Lite dict out. The views at the bottom call
 ``core.toy`` (``run_toy``, ``weights_long``, ``score_spread``, ``scale_effect``, ``terms_long``)
 with plain arguments inside ``st.cache_data`` and build the figures there, so each spec is built
-once per setting (``ui.charts.chart_spec``) and a rerun skips Altair's validation.
+once per setting (``ui.charts.chart_spec``) and a rerun skips Altair's validation. The helpers at
+the end draw them: tables stay numeric (``st.column_config.NumberColumn`` or a Styler that only
+shades), and CSVs are built once in the views.
 """
 
 from __future__ import annotations
 
+import string
 from dataclasses import asdict
 
 import altair as alt
@@ -22,10 +25,16 @@ from ui.charts import DIVERGING, OKABE_ITO, SEQUENTIAL, chart_spec, heatmap
 
 CACHE_ENTRIES = 32  # per cached view
 
+
+def _csv(df: pd.DataFrame) -> bytes:
+    """A download's bytes, built once per setting (every digit: the CSV is for computing with)."""
+    return df.to_csv(index=False).encode()
+
 CELL_PX = 26  # side of one weights cell in the close-up: square cells at every sentence length
-SMALL_CELL_PX = 14  # cells of the small multiples once a sentence is long
+SMALL_CELL_PX = (14, 9)  # cells of the small multiples beyond 8 tokens, and beyond 14
 CELL_TEXT_MAX_TOKENS = 8  # print weights inside heatmap cells up to this many tokens
-PANEL_ROW_PX = 720  # small multiples wrap to fit about this width
+PANEL_ROW_PX = 620  # small multiples wrap to fit about this width (plus ~80 px of row labels)
+PANEL_GAP_PX = 20  # Vega-Lite's default spacing between facets
 MASKED_FILL = "#c8c8c8"  # masked cells: neutral grey, outside viridis' hues, in both themes
 MASKED_INK = "#4d4d4d"
 
@@ -100,9 +109,9 @@ def _weights_data(long: pd.DataFrame) -> pd.DataFrame:
 def weights_overview_spec(long: pd.DataFrame, labels: list[str], causal: bool, n_heads: int) -> dict:
     """Every head's weights as small multiples, one panel per head, on one colour scale."""
     S = len(labels)
-    cell = CELL_PX if S <= CELL_TEXT_MAX_TOKENS else SMALL_CELL_PX
+    cell = CELL_PX if S <= CELL_TEXT_MAX_TOKENS else SMALL_CELL_PX[0] if S <= 14 else SMALL_CELL_PX[1]
     side = cell * S
-    columns = max(1, min(n_heads, PANEL_ROW_PX // (side + 80)))
+    columns = max(1, min(n_heads, PANEL_ROW_PX // (side + PANEL_GAP_PX)))
     layers = _weights_layers(labels, causal, cell_text=False, axis_titles=False)
     chart = alt.layer(*layers, data=_weights_data(long)).properties(width=side, height=side).facet(
         facet=alt.Facet("panel:N", sort=_panel_names(n_heads), title=None, header=alt.Header(labelFontSize=13)),
@@ -170,9 +179,9 @@ def terms_spec(long: pd.DataFrame, order: list[str], n_heads: int, d_head: int) 
     )
     cell = CELL_PX if len(order) <= CELL_TEXT_MAX_TOKENS + 1 else 18
     width = min(max(60, cell * d_head), 640)
-    columns = max(1, min(n_heads, PANEL_ROW_PX // (width + 120)))
+    columns = max(1, min(n_heads, PANEL_ROW_PX // (width + PANEL_GAP_PX)))
     base = alt.Chart().encode(
-        x=alt.X("l:O", title="coordinate l of the head", axis=alt.Axis(labelAngle=0)),
+        x=alt.X("l:O", title="l", axis=alt.Axis(labelAngle=0)),
         y=alt.Y("row:N", sort=order, title=None, axis=alt.Axis(labelLimit=110)),
         tooltip=[
             alt.Tooltip("head:O", title="head"),
@@ -224,6 +233,7 @@ def sentence_view(sentence: str, max_tokens: int) -> dict:
         "tokens": read.tokens,
         "found": read.found,
         "tokens_table": toy.tokens_frame(read),
+        "tokens_csv": _csv(toy.tokens_frame(read)),
         "vocab_table": toy.vocab_frame(read),
         "one_hot": toy.one_hot_frame(read),
     }
@@ -235,7 +245,8 @@ def embedding_view(tokens: tuple[str, ...], d_model: int, seed: int) -> dict:
     emb = toy.embed(list(tokens), d_model, seed)
     labels = toy.token_labels(list(tokens))
     wide = toy.matrix_frame(emb.x, labels, prefix="d")  # [S, D]
-    return {"wide": wide, "spec": embeddings_spec(wide, labels, emb.ids), "shape": tuple(emb.x.shape),
+    return {"wide": wide, "csv": _csv(wide.reset_index()), "spec": embeddings_spec(wide, labels, emb.ids),
+            "shape": tuple(emb.x.shape),
             "W_E_shape": tuple(emb.W_E.shape)}
 
 
@@ -246,7 +257,7 @@ def projection_view(tokens: tuple[str, ...], d_model: int, heads: int, seed: int
     return {
         "shapes": {"x": tuple(tr.x.shape), "W_Q": tuple(tr.weights.W_Q.shape), "q": tuple(tr.q.shape)},
         "qkv": toy.qkv_frame(tr),
-        "qkv_long": toy.qkv_long(tr),
+        "qkv_csv": _csv(toy.qkv_long(tr)),
     }
 
 
@@ -285,10 +296,14 @@ def attention_view(tokens: tuple[str, ...], d_model: int, heads: int, seed: int,
         "spread": {k: v for k, v in spread.items() if not isinstance(v, np.ndarray)},
         "effect": asdict(toy.scale_effect(spread)),
         "entropy_table": _entropy_frame(spread, labels),
+        "entropy_csv": _csv(_entropy_frame(spread, labels)),
         "entropy_spec": entropy_spec(spread, tr.n_heads, scale),
-        "weights_long": long,
+        "weights_csv": _csv(long),
         "overview_spec": weights_overview_spec(long, labels, causal, tr.n_heads),
+        "z_concat": toy.heads_frame(tr.z, labels),  # [S, H·L], the concatenated layout
+        "z_csv": _csv(toy.heads_frame(tr.z, labels).reset_index()),
         "out": out,
+        "out_csv": _csv(out.reset_index()),
         "out_spec": matrix_spec(out, labels, "out"),
         "concat_vs_sum": compare(tr.out_sum, tr.out).as_dict(),
         "vs_reference": max(
@@ -323,9 +338,57 @@ def focus_view(tokens: tuple[str, ...], d_model: int, heads: int, seed: int, cau
         "masked": tr.mask[i].numpy(),  # [S]
         "table": toy.terms_frame(tr, i),
         "spec": terms_spec(long, [*tr.labels, f"z_{i} (sum)"], tr.n_heads, tr.d_head),
-        "long": long,
-        "z_concat": toy.heads_frame(tr.z, tr.labels),  # [S, H·L], the concatenated layout
+        "csv": _csv(long),
         "shapes": {"pattern": tuple(tr.pattern.shape), "v": tuple(tr.v.shape), "z": tuple(tr.z.shape)},
         # row i of the all-at-once product against the term-by-term sum, every head
         "diff": compare(z_i, tr.z[:, i, :]).as_dict(),
     }
+
+
+# ---- drawing helpers of the page: numbers stay numbers, every chart has its caption -------------
+
+
+def md(text: str) -> str:
+    """User text made inert for st.markdown: every ASCII punctuation mark backslash-escaped
+    (so no emphasis, links, HTML, LaTeX `$` or `:color[...]` directives), newlines flattened."""
+    return "".join("\\" + ch if ch in string.punctuation else ch for ch in " ".join(text.split()))
+
+
+def shape(t: tuple[int, ...]) -> str:
+    return "[" + ", ".join(map(str, t)) + "]"
+
+
+def code(*lines: tuple[str, str]) -> None:
+    """A Python block of (statement, comment) pairs with the comments aligned."""
+    width = max((len(stmt) for stmt, note in lines if note), default=0)
+    st.code("\n".join(f"{stmt.ljust(width)}  # {note}" if note else stmt for stmt, note in lines), language="python")
+
+
+def chart(spec: dict, caption: str, *, width: str = "stretch") -> None:
+    """A cached Vega-Lite spec, in Streamlit's theme (light or dark), with its caption."""
+    st.vega_lite_chart(spec, width=width, theme="streamlit", alt=caption)
+    st.caption(caption)
+
+
+def table(data: pd.DataFrame, *, hide_index: bool = False, pinned: tuple[str, ...] = (), styler=None) -> None:
+    """A numeric table: floats stay floats (4 decimals on screen, every digit on copy and in the
+    CSVs). ``styler`` (a function of the DataFrame's Styler) marks cells without touching values."""
+    floats = [c for c in data.columns if pd.api.types.is_float_dtype(data[c])]
+    if styler is None:
+        config = {c: st.column_config.NumberColumn(format="%.4f", pinned=c in pinned or None) for c in floats}
+        st.dataframe(data, hide_index=hide_index, column_config=config)
+    else:  # the Styler formats (a column format would override its empty cells with "None")
+        config = {c: st.column_config.Column(pinned=True) for c in pinned}
+        st.dataframe(styler(data.style.format("{:.4f}", subset=floats, na_rep="")), hide_index=hide_index,
+                     column_config=config)
+
+
+def download(csv: bytes, file_name: str, *, key: str, label: str = "Download CSV") -> None:
+    """A CSV built once in the cached view (as ``ui.charts.csv_download`` would build it every run)."""
+    st.download_button(label, csv, file_name=file_name, mime="text/csv", key=key, on_click="ignore",
+                       icon=":material/download:")
+
+
+def waiting(why: str) -> None:
+    """Stands where a figure would be when the settings above make it impossible."""
+    st.info(f"{why} This figure appears once that is fixed; the controls keep working.", icon=":material/pending:")

@@ -1,0 +1,269 @@
+"""core.induction: the shipped model does what the page says, its sum adds up, and it retrains."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from core import induction as ind
+from core.attention import AttentionWeights, multi_head_attention
+
+CFG = ind.Config()
+FRESH_SEED = 4242  # neither a training stream nor the shipped metrics' evaluation batch
+
+
+@pytest.fixture(scope="module")
+def shipped():
+    return ind.load(ind.WEIGHTS)
+
+
+@pytest.fixture(scope="module")
+def fresh():
+    return ind.eval_batch(CFG, 512, seed=FRESH_SEED)
+
+
+def test_state_dict_names_shapes_and_size():
+    sd = torch.load(ind.WEIGHTS, weights_only=True)
+    V, S, D, H, L = CFG.d_vocab, CFG.n_ctx, CFG.d_model, CFG.n_heads, CFG.d_head
+    expected = {"embed.W_E": (V, D), "pos_embed.W_pos": (S, D), "unembed.W_U": (D, V)}
+    for l in range(2):
+        expected.update({f"blocks.{l}.attn.W_Q": (H, D, L), f"blocks.{l}.attn.W_K": (H, D, L),
+                         f"blocks.{l}.attn.W_V": (H, D, L), f"blocks.{l}.attn.W_O": (H, L, D)})
+    assert {k: tuple(v.shape) for k, v in sd.items()} == expected
+    assert all(v.dtype == torch.float32 for v in sd.values())
+    assert ind.WEIGHTS.stat().st_size <= 1_000_000
+    meta = json.loads(ind.METRICS.read_text())
+    assert meta["config"] == {**meta["config"], "seed": 0, "n_heads": H, "d_model": D, "n_ctx": S, "d_vocab": V}
+    assert len(meta["curve"]["step"]) == CFG.steps // CFG.eval_every + 1
+
+
+def test_shipped_model_predicts_the_copy_on_fresh_sequences(shipped, fresh):
+    model, _ = shipped
+    with torch.no_grad():
+        r = ind.run(model, fresh.tokens)
+    l = ind.losses(r.logits, fresh.tokens, fresh.repeat)
+    ln_v = math.log(CFG.d_vocab)
+    assert l["loss_repeat"] < 0.25 * ln_v, l  # far below a uniform guess
+    assert l["loss_other"] > 0.9 * ln_v, l  # the rest is random: nothing to learn there
+
+
+def test_previous_token_and_induction_heads_score_high(shipped, fresh):
+    model, _ = shipped
+    with torch.no_grad():
+        r = ind.run(model, fresh.tokens)
+    prev, prev_base = ind.prev_token_scores(r.traces[0].pattern)
+    score, ind_base = ind.induction_scores(r.traces[1].pattern, fresh)
+    assert prev.max() > 0.6 and prev.max() > 5 * prev_base
+    assert score.max() > 0.6 and score.max() > 10 * ind_base
+    # Uniform attention really scores the baseline: the score functions measure what they say.
+    uniform = torch.ones(1, 1, CFG.n_ctx, CFG.n_ctx).tril()
+    uniform = (uniform / uniform.sum(-1, keepdim=True)).expand(len(fresh.tokens), 1, -1, -1)
+    assert ind.prev_token_scores(uniform)[0][0] == pytest.approx(prev_base, rel=1e-5)
+    assert ind.induction_scores(uniform, fresh)[0][0] == pytest.approx(ind_base, rel=1e-5)
+    assert prev_base < 0.11 and ind_base < 0.06
+
+
+def test_knocking_heads_out(shipped, fresh):
+    model, meta = shipped
+    m = meta["metrics"]
+    heads = [(int(h[1]), int(h[3:])) for h in m["induction_heads"]]
+    prev = (0, int(m["prev_token_head"][3:]))
+    with torch.no_grad():
+        clean = ind.losses(ind.run(model, fresh.tokens).logits, fresh.tokens, fresh.repeat)["loss_repeat"]
+        no_ind = ind.losses(ind.run(model, fresh.tokens, heads).logits, fresh.tokens, fresh.repeat)["loss_repeat"]
+        no_prev = ind.losses(ind.run(model, fresh.tokens, [prev]).logits, fresh.tokens, fresh.repeat)["loss_repeat"]
+    ln_v = math.log(CFG.d_vocab)
+    assert abs(no_ind - ln_v) < 0.15 * ln_v, (no_ind, ln_v)  # the copy is gone
+    assert no_prev >= 2 * clean, (no_prev, clean)  # composition: layer 1 needs layer 0
+
+
+def test_ablating_every_head_leaves_the_direct_path(shipped, fresh):
+    model, _ = shipped
+    every = ind.all_heads(model.n_heads)
+    r = ind.run(model.to(torch.float64), fresh.tokens[:4], every)
+    direct = (model.to(torch.float64).W_E[fresh.tokens[:4]] + model.to(torch.float64).W_pos) @ model.to(torch.float64).W_U
+    assert torch.allclose(r.logits, direct, atol=1e-12)
+
+
+def test_mean_ablation_of_a_constant_batch_changes_nothing(shipped):
+    """With every sequence the same, a head's batch mean is its own term: mean ablation is a no-op."""
+    model, _ = shipped
+    tokens = ind.sample_sequence(3).tokens.expand(8, -1)  # [8, S] one sequence, eight times
+    m64 = model.to(torch.float64)
+    means = ind.head_means(m64, tokens)
+    clean = ind.run(m64, tokens).logits
+    for head in ind.all_heads(model.n_heads):
+        assert torch.allclose(ind.run(m64, tokens, [head], mode="mean", means=means).logits, clean, atol=1e-10)
+    with pytest.raises(ValueError):
+        ind.run(m64, tokens, [(0, 0)], mode="mean")
+    with pytest.raises(ValueError):
+        ind.run(m64, tokens, [(0, 0)], mode="half")
+
+
+@settings(max_examples=25, deadline=None)
+@given(seed=st.integers(0, 10_000), position=st.integers(0, CFG.n_ctx - 2),
+       ablate=st.sets(st.sampled_from(ind.all_heads(CFG.n_heads)), max_size=2))
+def test_logit_decomposition_sums_to_the_logit(shipped, seed, position, ablate):
+    model, _ = shipped
+    tokens = ind.sample_sequence(seed).tokens
+    t = ind.logit_terms(model, tokens, position, ablate=ablate)
+    assert len(t["terms"]) == 2 + 2 * model.n_heads
+    assert abs(t["difference"]) < 1e-10
+    assert abs(t["sum"] - t["logit"]) < 1e-10
+    # ...and the logit is the float64 model's own, computed on the concatenate path.
+    r = ind.run(model.to(torch.float64), tokens, ablate)
+    assert t["logit"] == pytest.approx(float(r.logits[0, position, tokens[0, position + 1]]), abs=1e-12)
+
+
+def test_every_term_of_the_residual_stream_adds_up(shipped):
+    model, _ = shipped
+    tokens = ind.eval_batch(CFG, 16, seed=FRESH_SEED).tokens
+    r = ind.run(model.to(torch.float64), tokens)
+    total = r.embed + r.pos + sum(res.sum(dim=2) for res in r.results)  # [B, S, D]
+    assert (total - r.resid).abs().max() < 1e-12
+    assert (r.traces[0].out_concat - r.traces[0].out_sum).abs().max() < 1e-12
+
+
+def test_layers_are_core_attention():
+    """Each layer is multi_head_attention on AttentionWeights: rerun layer 0 by hand and compare."""
+    model = ind.InductionModel.init(CFG, torch.Generator().manual_seed(5))
+    tokens = ind.sample_sequence(1).tokens
+    r = ind.run(model, tokens)
+    x = model.W_E[tokens] + model.W_pos
+    trace = multi_head_attention(x, model.layers[0], causal=True)
+    assert torch.equal(trace.pattern, r.traces[0].pattern)
+    assert isinstance(model.layers[1], AttentionWeights)
+
+
+@settings(max_examples=30, deadline=None)
+@given(seed=st.integers(0, 2**31 - 1))
+def test_batches_repeat_a_span_of_random_length_at_random_places(seed):
+    b = ind.make_batch(64, CFG, torch.Generator().manual_seed(seed))
+    S = CFG.n_ctx
+    assert b.tokens.shape == (64, S) and b.repeat.shape == (64, S - 1)
+    assert ((b.length >= CFG.min_repeat) & (b.length <= CFG.max_repeat)).all()
+    assert (b.start + b.length <= S).all() and (b.offset >= b.length).all()
+    for row in range(64):
+        s, n, d = int(b.start[row]), int(b.length[row]), int(b.offset[row])
+        assert torch.equal(b.tokens[row, s:s + n], b.tokens[row, s - d:s - d + n])
+        assert b.repeat[row].nonzero().flatten().tolist() == list(range(s, s + n - 1))
+        # every predictable position is one the bigram rule finds too
+        assert bool(ind.repeat_mask(b.tokens[row:row + 1])[0][b.repeat[row]].all())
+    many = ind.make_batch(2000, CFG, torch.Generator().manual_seed(seed))
+    assert len(set(many.length.tolist())) > 8 and len(set(many.start.tolist())) > 15  # no fixed layout to cheat with
+
+
+def test_induction_targets_and_repeat_mask_by_hand():
+    tokens = torch.tensor([[0, 1, 2, 0, 1, 3]])
+    assert ind.repeat_mask(tokens)[0].tolist() == [False, False, False, True, False]
+    t = ind.induction_targets(tokens)[0]
+    assert t[3].nonzero().flatten().tolist() == [1]  # at the second 0, the key after the first 0
+    assert t[4].nonzero().flatten().tolist() == [2]
+    assert not t[0].any() and not t[2].any()
+
+
+def test_k_composition_matches_its_definition(shipped):
+    model, _ = shipped
+    comp = ind.composition_scores(model, baseline_draws=50)
+    m = model.to(torch.float64)
+    for a in range(model.n_heads):
+        for b in range(model.n_heads):
+            w0, w1 = m.layers[0], m.layers[1]
+            ov = w0.W_V[a] @ w0.W_O[a]  # [D, D]
+            qk = w1.W_Q[b] @ w1.W_K[b].T  # [D, D]
+            k = torch.linalg.norm(ov @ qk.T) / (torch.linalg.norm(ov) * torch.linalg.norm(qk))
+            q = torch.linalg.norm(ov @ qk) / (torch.linalg.norm(ov) * torch.linalg.norm(qk))
+            assert comp["scores"]["K"][a, b] == pytest.approx(float(k), rel=1e-10)
+            assert comp["scores"]["Q"][a, b] == pytest.approx(float(q), rel=1e-10)
+    prev = int(json.loads(ind.METRICS.read_text())["metrics"]["prev_token_head"][3:])
+    assert comp["scores"]["K"][prev].max() > comp["baseline"] + 10 * comp["baseline_std"]
+
+
+def test_qk_path_prefers_the_same_token(shipped):
+    model, meta = shipped
+    m = meta["metrics"]
+    path = ind.qk_path(model, int(m["prev_token_head"][3:]), int(m["induction_head"][3:]))
+    assert path["matrix"].shape == (CFG.d_vocab, CFG.d_vocab)
+    assert path["diagonal_argmax_fraction"] > 0.9
+
+
+@pytest.mark.parametrize("text, heads, problems", [
+    ("0.1,1.0", [(0, 1), (1, 0)], 0),
+    ("L1H1 l0h0", [(0, 0), (1, 1)], 0),
+    ("1.0,1.0", [(1, 0)], 0),
+    ("", [], 0),
+    ("none", [], 0),
+    ("2.0,0.9,x.y,<b>", [], 4),
+    ("1.0,, 9", [(1, 0)], 1),
+    ("1" * 5000, [], 1),
+    (",".join(["1.0"] * 100), [(1, 0)], 1),
+])
+def test_parse_ablate(text, heads, problems):
+    got, notes = ind.parse_ablate(text, 2)
+    assert got == heads and len(notes) == problems
+    assert all(len(n) < 200 for n in notes)
+    assert ind.parse_ablate(ind.format_ablate(got), 2) == (got, [])
+
+
+@pytest.mark.parametrize("text, ids, n_problems", [
+    ("abcabc", [0, 1, 2, 0, 1, 2], 0),
+    ("ab ZA", [0, 1, 51, 26], 0),
+    ("0, 1, 51", [0, 1, 51], 0),
+    ("3 99 4", [3, 4], 1),
+    ("a😀b<script>", [0, 1, 18, 2, 17, 8, 15, 19], 1),
+    ("", [], 1),
+    ("é", [], 2),
+    ("a" * 10_000, [0] * 32, 1),
+    ("1" * 40, [], 2),
+])
+def test_parse_sequence(text, ids, n_problems):
+    got, problems = ind.parse_sequence(text)
+    assert got == ids and len(problems) == n_problems, problems
+
+
+def test_one_training_at_a_time():
+    with ind.exclusive():
+        with pytest.raises(ind.Busy):
+            with ind.exclusive():
+                pass
+    with ind.exclusive():  # released again
+        pass
+
+
+def test_phase_change_finds_the_steepest_fall():
+    import pandas as pd
+    steps = np.arange(0, 1001, 25)
+    loss = np.where(steps < 500, 4.0, 0.5)
+    curve = pd.DataFrame({"step": steps, "loss_repeat": loss, "induction_score": np.where(steps < 500, 0.1, 0.8)})
+    ph = ind.phase_change(curve)
+    assert 300 <= ph["step"] <= 500 and ph["loss_before"] == 4.0 and ph["loss_after"] == 0.5
+
+
+def test_retraining_reproduces_the_shipped_metrics(tmp_path, capsys):
+    """The real command's code path (core.induction.main → train → evaluate → save) from seed 0."""
+    meta = json.loads(ind.METRICS.read_text())
+    out = tmp_path / "induction.pt"
+    assert ind.main(["train", "--seed", "0", "--out", str(out)]) == 0
+    again = json.loads(out.with_suffix(".json").read_text())
+    for key in ("loss_repeat", "loss_other", "loss_repeat_without_induction_heads", "loss_repeat_without_prev_token_head"):
+        assert again["metrics"][key] == pytest.approx(meta["metrics"][key], abs=2e-3), key
+    for key in ("prev_token_scores", "induction_scores"):
+        assert np.allclose(again["metrics"][key], meta["metrics"][key], atol=2e-3), key
+    assert again["metrics"]["induction_heads"] == meta["metrics"]["induction_heads"]
+    assert again["config"] == meta["config"]
+    new, old = torch.load(out, weights_only=True), torch.load(ind.WEIGHTS, weights_only=True)
+    assert all(torch.allclose(new[k], old[k], atol=1e-4) for k in old)
+    assert "step  2000/2000" in capsys.readouterr().out
+    assert ind.main(["report", str(out)]) == 0
+    assert "previous-token scores" in capsys.readouterr().out
+
+
+def test_default_position_is_a_repeated_position():
+    b = ind.sample_sequence(0)
+    assert bool(b.repeat[0, ind.default_position(0)])

@@ -1,0 +1,58 @@
+"""The shared UI helpers: cached chart specs carry their data as Arrow, and imports are frozen once."""
+
+from __future__ import annotations
+
+import gc
+
+import altair as alt
+import pandas as pd
+import pyarrow as pa
+from streamlit.testing.v1 import AppTest
+
+from ui.charts import chart_spec
+from ui.shell import freeze_imports_once
+
+
+def _chart() -> alt.Chart:
+    df = pd.DataFrame({"head": ["h0", "h1"], "value": [0.25, -1.5]})
+    return alt.Chart(df).mark_bar().encode(x="head:N", y="value:Q", tooltip=["head", "value"])
+
+
+def test_chart_spec_holds_its_data_as_arrow_bytes_with_the_same_rows():
+    spec = chart_spec(_chart())
+    (name, data), = spec["datasets"].items()
+    assert isinstance(data, bytes)  # Streamlit passes bytes through instead of converting each view
+    assert spec["data"] == {"name": name}
+    table = pa.ipc.open_stream(data).read_all().to_pandas()
+    assert table["head"].tolist() == ["h0", "h1"]
+    assert table["value"].tolist() == [0.25, -1.5]  # numbers stay numbers
+
+
+def _draws_a_cached_spec():
+    import streamlit as st
+
+    from ui.charts import chart_spec, figure
+    from tests.test_ui_helpers import _chart
+
+    figure(chart_spec(_chart()), caption="two heads", key="t")
+
+
+def test_a_spec_with_arrow_data_draws_with_its_dataset():
+    at = AppTest.from_function(_draws_a_cached_spec, default_timeout=30)
+    at.run()
+    assert not at.exception
+    (chart,) = at.get("vega_lite_chart")
+    assert len(chart.proto.datasets) == 1 and chart.proto.datasets[0].data.data  # the rows travel as Arrow
+    assert '"datasets"' not in chart.proto.spec  # and not a second time inside the JSON
+
+
+def test_imports_are_frozen_once_per_page():
+    before = gc.get_freeze_count()
+    junk = [[] for _ in range(1000)]  # lists are tracked by the collector
+    freeze_imports_once("tests/a-page-that-does-not-exist.py")
+    after_first = gc.get_freeze_count()
+    assert after_first >= before + len(junk)  # live objects moved out of the collector's reach
+    more = [[] for _ in range(1000)]
+    freeze_imports_once("tests/a-page-that-does-not-exist.py")
+    assert gc.get_freeze_count() == after_first  # the second visit of that page freezes nothing
+    del junk, more
