@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from urllib.parse import urlencode
 
-import numpy as np
 import streamlit as st
 from streamlit.errors import StreamlitAPIException
 
@@ -24,8 +23,6 @@ ensure_app_shell()
 # ---- page caps: a toy is for reading every number, so it stays small ---------------------------
 MAX_TOY_D_MODEL = 64  # 64 columns is about as wide as a table anyone reads
 MAX_TOY_HEADS = 16
-MASKED_STYLE = "background-color: rgba(128, 128, 128, 0.28); color: rgba(128, 128, 128, 0.95)"
-SUM_STYLE = "font-weight: 700; border-top: 2px solid rgba(128, 128, 128, 0.8)"
 CONCAT_VS_SUM = "pages/concat-vs-sum.py"  # registered at the URL path "concat-vs-sum"
 
 
@@ -355,22 +352,18 @@ def one_head() -> None:
             icon=":material/arrow_range:",
         )
     hv = fig.head_view(tokens, d_model, heads, seed, causal, scale, h)
-    mask = hv["mask"]
-
-    def grey_masked(styler):
-        shade = np.where(mask, MASKED_STYLE, "")  # [S, S] the key columns; Σ row and entropy unshaded
-        return styler.apply(lambda _: np.pad(shade, ((0, 0), (0, 2)), constant_values=""), axis=None)
 
     left, right = st.columns([2, 3]) if len(tokens) <= fig.CELL_TEXT_MAX_TOKENS else (st.container(), st.container())
     with left:
         chart(hv["spec"], f"Head {h}: rows are queries i, columns keys j; hover a cell for its weight and score."
               + (" Grey × cells are masked (later keys)." if causal else ""), width="content")
     with right:
-        table(hv["table"], pinned=("Σ row", "entropy (bits)"), styler=grey_masked if causal else None)
+        table(hv["table"], pinned=("Σ row", "entropy (bits)"))
         st.caption(
             f"Head {h}'s weights as numbers (`core.toy.weights_table`), each row's sum (1: the softmax makes "
             "it so) and entropy in bits."
-            + (" Greyed cells are masked: their weight is exactly 0." if causal else "")
+            + (f" Masked: the {int(hv['mask'].sum())} cells right of the diagonal (key j after query i); "
+               "their weight is exactly 0, and so is shown." if causal else "")
         )
 
 
@@ -426,19 +419,12 @@ def one_token() -> None:
         + " `core.toy.context_terms`.",
         width="content",
     )
-    masked = fv["table"]["masked"].to_numpy()
-    sums = fv["table"]["key"].str.startswith("z_").to_numpy()
-
-    def mark_rows(styler):
-        look = np.where(masked, MASKED_STYLE, np.where(sums, SUM_STYLE, ""))  # [rows]
-        return styler.apply(lambda df: np.repeat(look[:, None], df.shape[1], axis=1), axis=None)
-
-    table(fv["table"], hide_index=True, pinned=("head", "key"), styler=mark_rows)
+    table(fv["table"], hide_index=True, pinned=("head", "key"))
     st.caption(
         "Every head's terms for this token: each key's weight a_ij and the product a_ij·v_j (the value "
-        "vectors v_j are the rows `v` of section 3's table); the bold row of each head adds them up to z_i "
-        "(`core.toy.context_terms`). Masked keys are greyed and ticked in `masked`: their weight, and so "
-        "their term, is 0."
+        f"vectors v_j are the rows `v` of section 3's table); each head's row `z_{i} = Σ` adds them up "
+        "(`core.toy.context_terms`). Masked keys are ticked in `masked`: their weight, and so their term, "
+        "is exactly 0."
     )
     download(fv["csv"], f"context_terms_token{i}.csv", key="terms_csv", label="Download every term as CSV")
 
@@ -459,8 +445,8 @@ $[S, S]$ times the values $[S, L]$. As an einsum, the key position $j$ is summed
     )
     st.caption(
         f"{d['bitwise_equal']:.0%} of the numbers are bit-for-bit identical (`core.compare.compare`). "
-        f"In the table below, row `{fv['labels'][i]}` is this token's z: its blocks are the bold rows of the "
-        "table above."
+        f"In the table below, row `{fv['labels'][i]}` is this token's z: its blocks are the rows "
+        f"`z_{i} = Σ` of the table above."
     )
 
 

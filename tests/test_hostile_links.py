@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 from tests.apptest_utils import ROOT, run_page, texts
 from ui.controls import SHARED_NAMES
 
-PAGES = ["home", "shapes", "toy-sentence", "concat-vs-sum", "timing"]
+PAGES = ["home", "shapes", "toy-sentence", "concat-vs-sum", "induction", "timing"]
 
 nasty_values = st.one_of(
     st.integers(-(2**70), 2**70).map(str),
@@ -29,7 +29,8 @@ nasty_values = st.one_of(
     st.text(max_size=80),
 )
 queries = st.dictionaries(
-    st.one_of(st.sampled_from(SHARED_NAMES), st.sampled_from(["sweep", "values", "budget", "step"]),
+    st.one_of(st.sampled_from(SHARED_NAMES), st.sampled_from(["sweep", "values", "budget", "step", "coord", "sequence", "position",
+                                   "ablate", "ablation", "train_seed", "steps"]),
               st.text(min_size=1, max_size=10)),
     st.one_of(nasty_values, st.lists(nasty_values, min_size=2, max_size=3)),
     max_size=6,
@@ -55,6 +56,8 @@ LARGEST = {
     "shapes": {"batch": "4096", "seq": "1048576", "vocab": "10000000", "d_model": "65536", "heads": "1024"},
     "toy-sentence": {"sentence": "abc " * 50, "d_model": "64", "heads": "16", "causal": "true"},
     "concat-vs-sum": {"batch": "64", "seq": "1024", "d_model": "2048", "heads": "64", "dtype": "float64"},
+    "induction": {"sequence": "a" * 200, "heads": "4", "steps": "3000", "ablate": "0.0,0.1,1.0,1.1",
+                  "position": "31"},
     "timing": {"batch": "64", "seq": "1024", "d_model": "2048", "heads": "64"},
 }
 

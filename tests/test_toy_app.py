@@ -86,14 +86,15 @@ def test_every_table_stays_numeric(query):
     assert len(numeric) >= 7  # embeddings, q/k/v, entropy, weights, terms, z, output
 
 
-def test_masked_weights_are_zeros_marked_by_style():
+def test_masked_weights_are_zeros_named_in_the_caption():
     at = run_page(PAGE, {"causal": "true", "sentence": "the cat sat on the mat", "head": "1"})
     w, _ = as_matrix(weight_table(at))
     assert (w[np.triu_indices(6, 1)] == 0).all()  # the 0 it is, not NaN, not "masked"
     terms = next(df.value for df in at.dataframe if "a_ij" in df.value.columns)
     assert terms["a_ij"].dtype == np.float64 and (terms.loc[terms["masked"], "a_ij"] == 0).all()
     said = texts(at)
-    assert "Greyed cells are masked: their weight is exactly 0." in said
+    assert "Masked: the 15 cells right of the diagonal (key j after query i); their weight is exactly 0" in said
+    assert "Masked keys are ticked in `masked`" in said
 
 
 def test_causal_masks_the_upper_triangle():

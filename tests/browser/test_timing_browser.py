@@ -52,9 +52,11 @@ def test_the_measurement_section_is_a_fragment_that_keeps_the_url(page, server):
 
     from playwright.sync_api import expect
 
-    open_app(page, server, "timing", TINY)
+    query = {**TINY, "seq": "5"}  # a link nobody has run yet
+    open_app(page, server, "timing", query)
     announced = page.locator("[data-testid=stCaptionContainer]", has_text="Nothing is timed until")
     expect(announced).to_contain_text("within 2 s")
+    page.wait_for_function(DRAWN.format(n=1))  # the page has drawn before it is touched
     budget = page.get_by_role("spinbutton", name="Time budget (s)")
     with rerun_after(page):
         budget.fill("3")
@@ -66,5 +68,5 @@ def test_the_measurement_section_is_a_fragment_that_keeps_the_url(page, server):
     assert page.locator("[data-testid=stVegaLiteChart]").count() == 1  # the page-level memory figure is still there
     assert_no_exception(page)
     # A hostile value for a control inside the fragment still gets its notice on a shared link.
-    open_app(page, server, "timing", {**TINY, "budget": "lots"})
+    open_app(page, server, "timing", {**query, "budget": "lots"})
     expect(page.locator("[data-testid=stAlert]", has_text="budget=lots")).to_be_visible()

@@ -65,7 +65,8 @@ def walk_numel(batch: int, seq: int, vocab: int, d_model: int, heads: int) -> di
     return tensor_numel(batch, seq, vocab, d_model, heads)
 
 
-@st.cache_data(show_spinner=False, max_entries=64)
+# Real values: at most LIVE_MAX_CELLS (16,384) cells a panel, so 32 entries stay within a few tens of MiB.
+@st.cache_data(show_spinner=False, max_entries=32)
 def live_panels(step: str, batch: int, seq: int, vocab: int, d_model: int, heads: int, seed: int,
                 dtype: str, causal: bool, scale: bool, at_batch: int, at_head: int) -> list[dict]:
     return step_values(step, batch, seq, vocab, d_model, heads, seed=seed, dtype=dtype, causal=causal,
@@ -262,7 +263,7 @@ def endings_spec(batch: int, seq: int, vocab: int, d_model: int, heads: int, dty
 # ---- one step's real values ------------------------------------------------------------------
 
 
-@st.cache_data(show_spinner=False, max_entries=64)
+@st.cache_data(show_spinner=False, max_entries=32)  # a spec inlines its cells: up to ~0.7 MB each
 def step_heatmap_spec(step: str, batch: int, seq: int, vocab: int, d_model: int, heads: int, seed: int,
                       dtype: str, causal: bool, scale: bool, at_batch: int, at_head: int, panel: int) -> dict:
     """Panel ``panel`` of core.shapes.step_values as a heatmap: exact values in tooltips, masked
