@@ -77,35 +77,72 @@ class Server:
 
 
 # Installed in every page before Streamlit's own scripts run (context.add_init_script), so that no
-# script run can start or finish unseen. It counts runs that went to "running" and came back, and
-# notes when the state last changed: a test then waits for a run it caused to have *finished*,
-# not for a `notRunning` that may hold before the first run (or a URL-settling rerun) has begun.
-RUN_OBSERVER = """
+# script run can finish unseen. Runs are counted where the server says so: every ForwardMsg that
+# carries `script_finished` (field 6 of the message, read off the websocket's bytes) is one finished
+# run, full or fragment; "finished early for a rerun" (value 2) is not, since another run follows.
+# The DOM's `data-test-script-state` only says whether the app is idle now: a fast run can go to
+# "running" and back inside one React commit, so counting its changes misses runs (seen with
+# cached fragment reruns). A test then waits for a run *it caused* to have finished, not for a
+# `notRunning` that may hold before the first run (or a URL-settling rerun) has begun.
+RUN_OBSERVER = r"""
 (() => {
   if (window.__stRuns) return;
-  const runs = window.__stRuns = {started: 0, finished: 0, state: null, changed: performance.now(), lastFinish: null};
+  const runs = window.__stRuns = {finished: 0, state: null, changed: performance.now(), lastFinish: null, idleAt: null};
   const look = () => {
     const app = document.querySelector('[data-testid=stApp]');
     const state = app ? app.getAttribute('data-test-script-state') : null;
-    if (state === runs.state) return;
-    if (state === 'running') runs.started += 1;
-    else if (runs.state === 'running') { runs.finished += 1; runs.lastFinish = performance.now(); }
-    runs.state = state; runs.changed = performance.now();
+    if (state !== runs.state) {
+      runs.state = state; runs.changed = performance.now();
+      if (state === 'notRunning') runs.idleAt = runs.changed;
+    }
   };
   new MutationObserver(look).observe(document, {
     subtree: true, childList: true, attributes: true, attributeFilter: ['data-test-script-state'],
   });
   look();
+
+  const varint = (bytes, pos) => {
+    let value = 0, scale = 1, b;
+    do { b = bytes[pos++]; value += (b & 0x7f) * scale; scale *= 128; } while (b & 0x80 && pos < bytes.length);
+    return [value, pos];
+  };
+  const scriptFinished = (bytes) => {  // the top-level field 6 (a varint) of a ForwardMsg, or null
+    let pos = 0;
+    while (pos < bytes.length) {
+      let tag, n; [tag, pos] = varint(bytes, pos);
+      const field = Math.floor(tag / 8), wire = tag & 7;
+      if (wire === 0) { [n, pos] = varint(bytes, pos); if (field === 6) return n; }
+      else if (wire === 2) { [n, pos] = varint(bytes, pos); pos += n; }
+      else if (wire === 1) pos += 8;
+      else if (wire === 5) pos += 4;
+      else return null;
+    }
+    return null;
+  };
+  const onBytes = (buffer) => {
+    runs.changed = performance.now();
+    const status = scriptFinished(new Uint8Array(buffer));
+    if (status !== null && status !== 2) { runs.finished += 1; runs.lastFinish = performance.now(); }
+  };
+  const Native = window.WebSocket;
+  window.WebSocket = class extends Native {
+    constructor(...args) {
+      super(...args);
+      this.addEventListener('message', (e) => {
+        if (e.data instanceof ArrayBuffer) onBytes(e.data);
+        else if (e.data instanceof Blob) e.data.arrayBuffer().then(onBytes);
+      });
+    }
+  };
 })();
 """
 
-# Settled: at least `after` + 1 runs finished, the app is idle, and has been for `quiet_ms`
-# (Streamlit may rerun once more as URL-bound widgets settle; a quiet spell lets that start).
+# Settled: more than `after` runs finished, the app is idle, and nothing has arrived or changed for
+# `quiet_ms` (Streamlit may rerun once more as URL-bound widgets settle; a quiet spell lets it start).
 _SETTLED = """
 ([after, quiet]) => {
   const r = window.__stRuns;
-  return !!r && r.finished > after && r.state === 'notRunning' && r.started <= r.finished
-    && performance.now() - r.changed >= quiet;
+  return !!r && r.finished > after && r.state === 'notRunning' && performance.now() - r.changed >= quiet;
 }
 """
 

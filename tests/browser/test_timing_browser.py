@@ -57,12 +57,15 @@ def test_the_measurement_section_is_a_fragment_that_keeps_the_url(page, server):
     announced = page.locator("[data-testid=stCaptionContainer]", has_text="Nothing is timed until")
     expect(announced).to_contain_text("within 2 s")
     page.wait_for_function(DRAWN.format(n=1))  # the page has drawn before it is touched
-    budget = page.get_by_role("spinbutton", name="Time budget (s)")
+    step_up = page.locator("[data-testid=stNumberInput]", has_text="Time budget").get_by_test_id("stNumberInputStepUp")
     with rerun_after(page):
-        budget.fill("3")
-        budget.press("Enter")
+        step_up.click()
     expect(page).to_have_url(re.compile(r"[?&]budget=3(&|$)"))
     expect(announced).to_contain_text("within 3 s")  # the section redrew
+    with rerun_after(page):
+        page.get_by_role("radiogroup", name="Also sweep one size over several values").get_by_text("heads", exact=True).click()
+    expect(page).to_have_url(re.compile(r"[?&]sweep=heads(&|$)"))
+    expect(announced).to_contain_text("heads = 4, 8, 16")  # the sweep values of the link, now over heads
     expect(page.locator("[data-testid=stCode]", has_text="python -m core.timing")).to_contain_text("--budget 3")
     expect(page.locator("[data-testid=stCode]", has_text="budget=")).to_contain_text("budget=3")  # the link follows
     assert page.locator("[data-testid=stVegaLiteChart]").count() == 1  # the page-level memory figure is still there
