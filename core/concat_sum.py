@@ -7,8 +7,9 @@ Both endings start from the heads' outputs z [B, H, S, L] and W_O [H, L, D]:
 
 Same terms, different grouping, so in floating point they differ only by rounding. This module
 measures that rounding in every dtype, judges each ending against a more precise reference,
-takes one output number apart head by head, lays W_O out the three ways a reader meets it, and
-checks the whole layer against ``torch.nn.MultiheadAttention``. Everything returns plain Python,
+takes one output number apart head by head, builds the concatenation right and wrong (a reshape
+without the transpose), lays W_O out the three ways a reader meets it, and checks the whole layer
+against ``torch.nn.MultiheadAttention``, recording which torch calls the module actually made. Everything returns plain Python,
 numpy or pandas, so a Streamlit page can cache it.
 """
 
@@ -427,7 +428,7 @@ def w_o_layouts(
 # torch._native_multi_head_attention, is only taken when the module has an in-projection bias.
 _CALL_MEANING = {
     "linear": "out_proj: the concatenated heads @ out_proj.weight.T, one product",
-    "scaled_dot_product_attention": "softmax(q·kᵀ/√L + mask) @ v for every head at once",
+    "scaled_dot_product_attention": "softmax(q @ kᵀ / √L + mask) @ v for every head at once",
     "permute": "[B, H, S, L] → [S, B, H, L]: the transpose before the reshape",
     "reshape": "heads side by side: the concatenation",
     "bmm": "a batched matrix product",

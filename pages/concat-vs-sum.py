@@ -248,10 +248,11 @@ TransformerLens, the usual library for taking trained transformers apart, names 
 `per_head` tensor **`result`**: the hook `blocks.{layer}.attn.hook_result`, shaped
 [batch, pos, head_index, d_model], one full-width vector per head. It exists only when the model
 is built with `use_attn_result=True`, which is off by default because it costs H times the
-memory of the output. By default the layer takes the concat path instead: `z` (kept as
-[batch, pos, head_index, d_head], so no transpose is needed), reshaped to
+memory of the output. By default the layer takes the concat path instead: in current versions
+`z` (kept as [batch, pos, head_index, d_head], so no transpose is needed) is reshaped to
 [batch, pos, n_heads · d_head] and sent through one linear map with `W_O`, the whole projection and
-the sum over heads in one product. That is the thesis in practice: the library computes the
+the sum over heads in one product (older versions write the same single contraction as one einsum
+over head_index and d_head together). That is the thesis in practice: the library computes the
 concatenation for speed, and switching a flag gives you each head's term of the same sum.
 """
 )
@@ -597,12 +598,13 @@ heads being independent and additive is this page's identity. The waterfall abov
 instance: one output number, split exactly into what each head put there.
 """
 )
-NEXT = "What the sum buys: heads of a trained model, read one term at a time"
+NEXT = "What the sum buys: the heads of a trained model, one term at a time"
 try:
     st.page_link("pages/induction.py", label=f"**{NEXT}**", icon=":material/arrow_forward:")
 except StreamlitAPIException:  # run on its own (AppTest), or before that page exists: no link to draw
     st.markdown(f"**{NEXT}**")
-st.caption("A small trained model, where removing one head's term from the sum shows what that head does.")
+st.caption("A trained two-layer model whose heads you can read: its previous-token and induction heads, "
+           "a prediction split into one term per head, and what is left when a head's term is removed.")
 
 with st.expander("🔗 Link to this view"):
     st.caption("Every control lives in the URL. This link opens the page with these exact settings.")

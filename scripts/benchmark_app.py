@@ -10,6 +10,8 @@ Measures, on this machine, in one run:
   this process) and the round trip a user sees (press "r" in Chromium, time until the script is
   done as the browser sees it, which includes the browser's own work on the same 2 cores),
   p50 and p95 over --reruns runs;
+- each page's fragment: moving one control inside it (FRAGMENT_MOVES), from the keypress until the
+  server finished that section's run and the page is idle, as Chromium sees it (p50 and p95);
 - the server's resident memory after visiting every page.
 """
 
@@ -31,7 +33,18 @@ from tests.browser.harness import (  # noqa: E402
 
 # URL path → page file (as registered in streamlit_app.py).
 PAGES = {"": "home", "shapes": "shapes", "toy-sentence": "toy-sentence",
-         "concat-vs-sum": "concat-vs-sum", "timing": "timing"}
+         "concat-vs-sum": "concat-vs-sum", "induction": "induction", "timing": "timing"}
+
+# One control inside each page's fragment: (link that shows it, widget key, kind, two values).
+# Moving it reruns only its section; the benchmark checks the server said so (a fragment run).
+FRAGMENT_MOVES = {
+    "shapes": ({"batch": "1", "seq": "5", "vocab": "10", "d_model": "16", "heads": "4", "step": "5"},
+               "at_head", "slider", None),
+    "toy-sentence": ({}, "token", "number", ("3", "1")),
+    "concat-vs-sum": ({}, "coord", "number", ("17", "0")),
+    "induction": ({}, "position", "slider", None),
+    "timing": ({}, "budget", "number", ("3", "2")),
+}
 
 # A rerun as the reader sees it: from the keypress until the server said the run finished and the
 # page has marked itself idle again (whichever came last; a fast run may never show "running").
@@ -103,6 +116,34 @@ def main() -> None:
                     "rerun_p95_ms": round(_percentile(runs, 0.95), 1),
                     "reruns": len(runs),
                 }
+            for path, (query, key, kind, values) in FRAGMENT_MOVES.items():
+                if path not in results["pages"]:
+                    continue
+                from urllib.parse import urlencode
+
+                page.goto(f"{server.url}/{path}?{urlencode(query)}")
+                wait_ready(page, timeout_ms=120_000)
+                widget = page.locator(f".st-key-{key}").first
+                widget.scroll_into_view_if_needed()
+                moves, fragment_runs = [], 0
+                for i in range(args.reruns + 2):
+                    before = runs_finished(page)
+                    page.evaluate("() => { window.__t0 = performance.now(); }")
+                    if kind == "number":
+                        box = widget.locator("input").first
+                        box.fill(values[i % 2])
+                        box.press("Enter")
+                    else:  # a slider: one step right, then back
+                        widget.locator("[role=slider]").first.press("ArrowRight" if i % 2 == 0 else "ArrowLeft")
+                    wait_ready(page, timeout_ms=30_000, after=before, quiet_ms=0)
+                    moves.append(page.evaluate(SEEN))
+                    fragment_runs += page.evaluate("() => window.__stRuns.lastStatus") == 3
+                    wait_ready(page, after=before)
+                moves = moves[2:]
+                results["pages"][path]["fragment_p50_ms"] = round(statistics.median(moves), 1)
+                results["pages"][path]["fragment_p95_ms"] = round(_percentile(moves, 0.95), 1)
+                results["pages"][path]["fragment_control"] = key
+                results["pages"][path]["fragment_runs"] = f"{fragment_runs} of {args.reruns + 2}"
             results["server_rss_mib_after_all_pages"] = round(_rss_mib(server.proc.pid), 1)
             browser.close()
     finally:
@@ -131,6 +172,11 @@ def main() -> None:
         print(f"{name:<15}{r['first_title_s']:>13} s{r['first_run_done_s']:>10} s"
               f"{r.get('script_p50_ms', float('nan')):>10} ms{r.get('script_p95_ms', float('nan')):>10} ms"
               f"{r['rerun_p50_ms']:>10} ms{r['rerun_p95_ms']:>10} ms")
+    print(f"\n{'page':<15}{'fragment control':>18}{'p50':>10}{'p95':>10}   runs that were the fragment's alone")
+    for name, r in results["pages"].items():
+        if "fragment_p50_ms" in r:
+            print(f"{name:<15}{r['fragment_control']:>18}{r['fragment_p50_ms']:>7} ms{r['fragment_p95_ms']:>7} ms"
+                  f"   {r['fragment_runs']}")
     print(f"server RSS after visiting every page: {results['server_rss_mib_after_all_pages']} MiB")
     if args.json:
         args.json.write_text(json.dumps(results, indent=2))

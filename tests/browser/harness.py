@@ -122,7 +122,9 @@ RUN_OBSERVER = r"""
   const onBytes = (buffer) => {
     runs.changed = performance.now();
     const status = scriptFinished(new Uint8Array(buffer));
-    if (status !== null && status !== 2) { runs.finished += 1; runs.lastFinish = performance.now(); }
+    if (status !== null && status !== 2) {
+      runs.finished += 1; runs.lastFinish = performance.now(); runs.lastStatus = status;  // 3: a fragment's run
+    }
   };
   const Native = window.WebSocket;
   window.WebSocket = class extends Native {

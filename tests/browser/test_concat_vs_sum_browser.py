@@ -1,12 +1,9 @@
 """The concat-versus-sum page in a real browser: the charts draw, the readouts are numbers, links work."""
 
 import re
-import time
-from contextlib import contextmanager
 
 import pytest
 from playwright.sync_api import expect
-from streamlit.proto.ForwardMsg_pb2 import ForwardMsg
 
 from tests.browser.harness import assert_no_exception, charts_drawn, open_app, rerun_after, screenshot
 
@@ -87,46 +84,14 @@ def test_link_sets_controls_and_bad_values_say_so(page, server):
 SMALL = {"seq": "6", "d_model": "32", "heads": "4"}
 
 
-class ScriptRuns:
-    """Counts the server's `script_finished` messages on this page's websocket.
-
-    A fragment rerun from the cache can start and finish inside one React render, so the app's
-    `data-test-script-state` attribute (what `harness.rerun_after` watches) may never change for
-    it; seen here as a token change whose section redrew while no attribute mutation happened.
-    The server's own message is there for every run. Attach before the page is opened.
-    """
-
-    def __init__(self, page):
-        self.page, self.finished = page, 0
-        page.on("websocket", self._socket)
-
-    def _socket(self, ws) -> None:
-        if "_stcore/stream" in ws.url:
-            ws.on("framereceived", self._frame)
-
-    def _frame(self, payload) -> None:
-        if isinstance(payload, bytes) and ForwardMsg.FromString(payload).WhichOneof("type") == "script_finished":
-            self.finished += 1
-
-    @contextmanager
-    def after(self, timeout_ms: int = 60_000):
-        """``with runs.after(): <interaction>`` waits until a run that the interaction caused has finished."""
-        before = self.finished
-        yield
-        deadline = time.monotonic() + timeout_ms / 1000
-        while self.finished <= before:  # polls the socket's events; not a fixed sleep
-            assert time.monotonic() < deadline, "no script run finished after the interaction"
-            self.page.wait_for_timeout(25)
-
-
 def waterfall_caption(page):
     return page.locator("[data-testid=stCaptionContainer]", has_text="core.concat_sum.head_terms")
 
 
-def set_number(page, runs: ScriptRuns, label: str, value: str) -> None:
-    """Type into a number input and commit it; waits for the run that the commit caused."""
+def set_number(page, label: str, value: str) -> None:
+    """Type into a number input and commit it; waits for the run (full or fragment) it caused."""
     box = page.get_by_label(label, exact=True)
-    with runs.after():
+    with rerun_after(page):
         box.fill(value)
         box.press("Enter")
 
@@ -134,13 +99,12 @@ def set_number(page, runs: ScriptRuns, label: str, value: str) -> None:
 def test_token_and_coordinate_pickers_rerun_their_section_and_update_the_url(page, server):
     """The two pickers live in a fragment: moving one redraws that section, the URL and the link."""
     page.set_viewport_size({"width": 1280, "height": 4000})
-    runs = ScriptRuns(page)
     open_app(page, server, "concat-vs-sum", SMALL)
     expect(waterfall_caption(page)).to_contain_text("Coordinate j = 0 of token s = 0")
-    set_number(page, runs, "Token s", "3")
+    set_number(page, "Token s", "3")
     expect(page).to_have_url(re.compile(r"[?&]token=3(&|$)"))
     expect(waterfall_caption(page)).to_contain_text("Coordinate j = 0 of token s = 3")
-    set_number(page, runs, "Output coordinate j", "17")
+    set_number(page, "Output coordinate j", "17")
     expect(page).to_have_url(re.compile(r"[?&]coord=17(&|$)"))
     expect(waterfall_caption(page)).to_contain_text("Coordinate j = 17 of token s = 3")
     link = page.locator("[data-testid=stCode]", has_text="seq=6")
@@ -166,10 +130,18 @@ def test_a_bad_picker_value_in_a_link_is_explained_in_its_section(page, server):
 
 def test_a_shorter_sequence_moves_the_token_with_a_notice(page, server):
     page.set_viewport_size({"width": 1280, "height": 4000})
-    runs = ScriptRuns(page)
     open_app(page, server, "concat-vs-sum", {**SMALL, "token": "5"})
     expect(waterfall_caption(page)).to_contain_text("of token s = 5")
-    set_number(page, runs, "Sequence S", "3")
+    set_number(page, "Sequence S", "3")
     expect(page.locator("[data-testid=stAlert]", has_text="token=5")).to_contain_text("past the end of its new range 0–2")
     expect(waterfall_caption(page)).to_contain_text("of token s = 2")
     expect(page).to_have_url(re.compile(r"[?&]token=2(&|$)"))
+
+
+def test_the_essay_ends_with_a_link_to_the_trained_model(page, server):
+    open_app(page, server, "concat-vs-sum", SMALL)
+    link = page.locator("a", has_text="What the sum buys:")
+    expect(link).to_be_visible()
+    with rerun_after(page):
+        link.click()
+    expect(page).to_have_url(re.compile(r"/induction(\?|$)"))
