@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import platform
+import threading
+from collections.abc import Iterator
 
 import torch
 
@@ -17,6 +20,7 @@ __all__ = [
     "is_supported",
     "describe",
     "cpu_model",
+    "torch_threads",
 ]
 
 # The four floating dtypes the essay compares, from most to least precise.
@@ -102,3 +106,31 @@ def cpu_model() -> str:
     except OSError:
         pass
     return platform.processor() or platform.machine()
+
+
+# ---- torch's thread count ----------------------------------------------------------------------
+# torch's intra-op thread count is one setting for the whole process, and a server runs many
+# sessions at once: a "set, run, restore the old value" in two overlapping sessions can restore in
+# the wrong order and leave the server on a count nobody asked for. Every change goes through
+# `torch_threads`, which keeps the requests of the sections still running and, when one ends,
+# sets the latest remaining request, or the process's own count once none is left.
+_threads_lock = threading.Lock()
+_thread_requests: list[int] = []
+_base_threads: int | None = None
+
+
+@contextlib.contextmanager
+def torch_threads(n: int) -> Iterator[None]:
+    """Run the body with ``n`` intra-op threads; safe to nest and to overlap across sessions."""
+    global _base_threads
+    with _threads_lock:
+        if not _thread_requests:
+            _base_threads = torch.get_num_threads()
+        _thread_requests.append(n)
+        torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        with _threads_lock:
+            _thread_requests.remove(n)
+            torch.set_num_threads(_thread_requests[-1] if _thread_requests else _base_threads)

@@ -34,10 +34,9 @@ import json
 import math
 import re
 import sys
-import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
@@ -47,6 +46,8 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from core.attention import AttentionTrace, AttentionWeights, multi_head_attention
+from core.busy import Busy, OneAtATime
+from core.device import torch_threads
 
 __all__ = [
     "ALPHABET", "Config", "InductionModel", "Batch", "Run", "make_batch", "run", "train", "evaluate",
@@ -390,23 +391,8 @@ def all_heads(n_heads: int) -> list[Head]:
 # ---- training ----------------------------------------------------------------------------------
 
 
-class Busy(RuntimeError):
-    """Another training run holds this process's training lock."""
-
-
-_TRAIN_LOCK = threading.Lock()
-
-
-@contextlib.contextmanager
-def exclusive(timeout_s: float = 0.0) -> Iterator[None]:
-    """Hold the process-wide training lock (one training at a time per server), or raise Busy."""
-    acquired = _TRAIN_LOCK.acquire(timeout=timeout_s) if timeout_s > 0 else _TRAIN_LOCK.acquire(blocking=False)
-    if not acquired:
-        raise Busy("another training run is in progress on this server")
-    try:
-        yield
-    finally:
-        _TRAIN_LOCK.release()
+# One training at a time per server (a second reader is told to wait): core.busy.
+exclusive = OneAtATime("another training run is in progress on this server").hold
 
 
 @contextlib.contextmanager
@@ -415,25 +401,20 @@ def one_thread() -> Iterator[None]:
     two threads spend more time waiting for each other than computing (an ablation table took
     9.3 s on two threads and 0.7 s on one, measured here in one run). torch's thread count is
     process-wide, so it is restored afterwards."""
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
+    with torch_threads(1):
         yield
-    finally:
-        torch.set_num_threads(old)
 
 
 @contextlib.contextmanager
 def _deterministic(threads: int = 1) -> Iterator[None]:
     """One thread and deterministic kernels: the same seed gives the same weights on any CPU."""
-    old_threads, old_det = torch.get_num_threads(), torch.are_deterministic_algorithms_enabled()
-    torch.set_num_threads(threads)
-    torch.use_deterministic_algorithms(True)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(old_threads)
-        torch.use_deterministic_algorithms(old_det)
+    old_det = torch.are_deterministic_algorithms_enabled()
+    with torch_threads(threads):
+        torch.use_deterministic_algorithms(True)
+        try:
+            yield
+        finally:
+            torch.use_deterministic_algorithms(old_det)
 
 
 @dataclass

@@ -64,8 +64,9 @@ from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_flatten
 
 from core.attention import AttentionWeights, concat_then_project, merge_heads, multi_head_attention, project_then_sum
+from core.busy import Busy, OneAtATime
 from core.compare import eps
-from core.device import DTYPE_NAMES, cpu_model, describe, dtype_from_name, supported_dtypes
+from core.device import DTYPE_NAMES, cpu_model, describe, dtype_from_name, supported_dtypes, torch_threads
 from core.identity import random_input
 
 try:  # Unix only; page faults are reported as missing elsewhere
@@ -577,13 +578,9 @@ def environment(device: str, threads: int | None = None) -> dict[str, str]:
 
 @contextlib.contextmanager
 def common_threads(n: int) -> Iterator[None]:
-    """Run with ``n`` intra-op threads (process-wide in torch), restoring the previous count."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(n)
-    try:
+    """Run with ``n`` intra-op threads (process-wide in torch; see core.device.torch_threads)."""
+    with torch_threads(n):
         yield
-    finally:
-        torch.set_num_threads(before)
 
 
 # ---- statistics over rounds --------------------------------------------------------------------
@@ -1223,23 +1220,8 @@ def _copy(item: dict) -> dict:
     return {k: (v.copy() if isinstance(v, (pd.DataFrame, dict, list)) else v) for k, v in item.items()}
 
 
-class Busy(RuntimeError):
-    """Another benchmark holds the machine; two at once would time each other."""
-
-
-_BENCH_LOCK = threading.Lock()
-
-
-@contextlib.contextmanager
-def exclusive(timeout_s: float = 0.0) -> Iterator[None]:
-    """Hold the process-wide benchmark lock, or raise Busy after ``timeout_s`` seconds."""
-    acquired = _BENCH_LOCK.acquire(timeout=timeout_s) if timeout_s > 0 else _BENCH_LOCK.acquire(blocking=False)
-    if not acquired:
-        raise Busy("another benchmark is running on this server")
-    try:
-        yield
-    finally:
-        _BENCH_LOCK.release()
+# One benchmark at a time per server: two at once would time each other (core.busy).
+exclusive = OneAtATime("another benchmark is running on this server").hold
 
 
 # ---- command line ------------------------------------------------------------------------------

@@ -42,7 +42,7 @@ H, V, S, D, L = CFG.n_heads, CFG.d_vocab, CFG.n_ctx, CFG.d_model, CFG.d_head
 
 st.title("The sum at work")
 st.markdown(
-    rf"""
+    r"""
 The other sections of this essay prove one identity on random weights: concatenating the heads and
 projecting with $W_O$ gives the same vector as projecting each head with its own slice $W_O^h$
 (rows $hL \dots hL+L-1$) and adding the heads up. This section *uses* it. Below is a small
@@ -51,7 +51,7 @@ you can read what each head does, split a prediction into one number per head, a
 to see what breaks.
 
 **The model.** Two layers of causal multi-head attention and nothing else: no MLP, no LayerNorm,
-no biases. Token $t$ at position $i$ enters as $W_E[t] + W_\text{{pos}}[i]$; each layer adds its
+no biases. Token $t$ at position $i$ enters as $W_E[t] + W_\text{pos}[i]$; each layer adds its
 heads' outputs into that *residual stream*; the unembedding $W_U$ turns the final stream into
 logits. Each layer here is `core.attention.multi_head_attention`, the same function every other
 page runs. With nothing but additions between them, the logits are exactly a sum

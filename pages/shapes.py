@@ -129,7 +129,7 @@ else:
     by_step = table.set_index("step")
     st.markdown(f"{TABLE_HEADING}\n\n{step_table_md(table)}")
     st.caption(
-        f"Traced by `core.shapes.shape_table` on the meta device. *Italics* mark the axis a product "
+        "Traced by `core.shapes.shape_table` on the meta device. *Italics* mark the axis a product "
         "sums away: it appears in both inputs and not in the output ("
         + ", ".join(f"*{k}* {v}" for k, v in AXIS_NAMES.items()) + "). FLOPs count 2 per multiply-add, "
         "1 per addition or division and 5 per softmax entry. Steps 8, 9 and 8′, 9′ are the two endings; "

@@ -380,7 +380,7 @@ page faults.
     fresh_section(base, dtype, device, threads, key, result)
 
     st.markdown(
-        rf"""
+        r"""
 ### Reading these numbers honestly
 
 - **They are this machine's.** A public server shares its cores with other readers and other

@@ -96,3 +96,22 @@ def test_cuda_absent_or_present_is_reported_consistently():
         assert "cuda" in dev.available_devices() and "float32" in dev.supported_dtypes("cuda")
     else:
         assert dev.available_devices() == ["cpu"] and dev.supported_dtypes("cuda") == []
+
+
+def test_overlapping_thread_requests_restore_the_process_count():
+    """Two sessions that change torch's thread count in an overlapping order leave it as it was."""
+    import torch
+
+    from core.device import torch_threads
+
+    base = torch.get_num_threads()
+    first = torch_threads(1)
+    second = torch_threads(2)
+    first.__enter__()
+    assert torch.get_num_threads() == 1
+    second.__enter__()
+    assert torch.get_num_threads() == 2
+    first.__exit__(None, None, None)  # the first section ends while the second still runs
+    assert torch.get_num_threads() == 2  # the running section keeps what it asked for
+    second.__exit__(None, None, None)
+    assert torch.get_num_threads() == base  # not the 1 a naive "restore the old value" would leave

@@ -29,7 +29,6 @@ def test_chart_spec_holds_its_data_as_arrow_bytes_with_the_same_rows():
 
 
 def _draws_a_cached_spec():
-    import streamlit as st
 
     from ui.charts import chart_spec, figure
     from tests.test_ui_helpers import _chart
