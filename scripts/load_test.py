@@ -11,7 +11,8 @@ browser does, with no browser on the same cores: it connects, sends one `BackMsg
 For every page: one warm-up session (so cached computations are warm, as when a teacher has
 opened the link first), then ``--sessions`` connections opened together. Printed per page: the
 time until the last session's run finished, the median, how many runs showed an exception or
-"page not found", and the server's resident memory (with its children) afterwards. With
+"page not found", and the server's resident memory (with its children) right afterwards and
+again once the class has been quiet for ``--settle`` seconds. With
 ``--distinct`` every session gets its own link (seed and heads varied), so nothing is cached.
 
 Without ``--url`` the script starts its own `streamlit run` on a free localhost port (and passes
@@ -105,13 +106,14 @@ async def class_of(ws_url: str, page: str, queries: list[dict], timeout_s: float
 
 
 def measure(url: str, pid: int | None, pages: list[str], sessions: int, distinct: bool,
-            timeout_s: float) -> list[dict]:
+            timeout_s: float, round_: int = 0, settle_s: float = 0.0) -> list[dict]:
     ws_url = url.replace("http", "ws", 1) + "/_stcore/stream"
     rows = []
     for page in pages:
         default, nth = LINKS.get(page, ({}, lambda i: {}))
         asyncio.run(class_of(ws_url, page, [default], timeout_s))  # the teacher opens it first
-        queries = [nth(i) for i in range(sessions)] if distinct else [default] * sessions
+        # Distinct links are new in every round, so a long run keeps adding cache entries.
+        queries = [nth(i + round_ * sessions) for i in range(sessions)] if distinct else [default] * sessions
         start = time.perf_counter()
         results = asyncio.run(class_of(ws_url, page, queries, timeout_s))
         wall = time.perf_counter() - start
@@ -129,6 +131,9 @@ def measure(url: str, pid: int | None, pages: list[str], sessions: int, distinct
             "errors": sorted({r["error"] for r in results if r["error"]}),
             "rss_mib": round(rss_mib(pid), 1) if pid else None,
         })
+        if pid and settle_s:
+            time.sleep(settle_s)  # the class has gone quiet: what does the server keep?
+            rows[-1]["rss_settled_mib"] = round(rss_mib(pid), 1)
     return rows
 
 
@@ -144,6 +149,8 @@ def main() -> None:
     parser.add_argument("--server-arg", action="append", default=[],
                         help="extra `streamlit run` option, e.g. --server-arg=--runner.postScriptGC=false")
     parser.add_argument("--timeout", type=float, default=120.0)
+    parser.add_argument("--settle", type=float, default=8.0,
+                        help="seconds to wait after each class before reading the memory again")
     args = parser.parse_args()
 
     pages = ["" if p == "home" else p for p in args.pages.split(",") if p]
@@ -161,12 +168,13 @@ def main() -> None:
               f"({' '.join(args.server_arg) or 'default settings'})")
     try:
         print(f"{'page':<15}{'sessions':>9}{'last done':>11}{'median':>9}{'finished':>10}"
-              f"{'exceptions':>12}{'not found':>11}{'RSS MiB':>9}")
+              f"{'exceptions':>12}{'not found':>11}{'RSS MiB':>9}{'settled':>9}")
         for round_ in range(args.rounds):
-            for row in measure(url, pid, pages, args.sessions, args.distinct, args.timeout):
+            for row in measure(url, pid, pages, args.sessions, args.distinct, args.timeout, round_, args.settle):
                 print(f"{row['page']:<15}{row['sessions']:>9}{row['last_done_s'] or float('nan'):>9} s"
                       f"{row['median_done_s'] or float('nan'):>7} s{row['finished']:>10}{row['exceptions']:>12}"
                       f"{row['page_not_found']:>11}{row['rss_mib'] or float('nan'):>9}"
+                      f"{row.get('rss_settled_mib') or float('nan'):>9}"
                       + (f"  errors: {row['errors']}" if row["errors"] else ""))
     finally:
         if server is not None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import gc
 import sys
 import threading
+import time
 
 import streamlit as st
 from streamlit.runtime.pages_manager import PagesManager
@@ -29,6 +30,7 @@ def ensure_app_shell(page: str | None = None) -> None:
         PagesManager.uses_pages_directory = False
         st.rerun()
     freeze_imports_once(page or sys._getframe(1).f_code.co_filename)
+    start_memory_trimmer()
 
 
 def freeze_imports_once(name: str) -> None:
@@ -49,3 +51,37 @@ def freeze_imports_once(name: str) -> None:
         _frozen_pages.add(name)
         gc.collect()
         gc.freeze()
+
+
+_trimmer_started = False
+TRIM_EVERY_S = 5.0
+
+
+def start_memory_trimmer() -> None:
+    """Once per server process: hand freed heap memory back to the system every few seconds.
+
+    Thirty students computing at once leave glibc's heaps (one arena per script thread) full of
+    freed space that it keeps for later: measured here, 30 distinct concat links left the server
+    at 575–782 MiB resident although the caches hold ~14 MiB. `malloc_trim(0)` returns the free
+    pages (it changes no allocation, so timings are unaffected) and takes a few milliseconds; a
+    daemon thread calls it every TRIM_EVERY_S seconds. Not glibc (e.g. macOS): nothing to do.
+    """
+    global _trimmer_started
+    with _frozen_lock:
+        if _trimmer_started:
+            return
+        _trimmer_started = True
+    try:
+        import ctypes
+
+        trim = ctypes.CDLL("libc.so.6").malloc_trim
+    except (OSError, AttributeError):
+        return
+    trim.argtypes = [ctypes.c_size_t]
+
+    def loop() -> None:
+        while True:
+            time.sleep(TRIM_EVERY_S)
+            trim(0)
+
+    threading.Thread(target=loop, name="malloc-trim", daemon=True).start()
