@@ -134,7 +134,7 @@ def main() -> None:
                         box.fill(values[i % 2])
                         box.press("Enter")
                     else:  # a slider: one step right, then back
-                        widget.locator("[role=slider]").first.press("ArrowRight" if i % 2 == 0 else "ArrowLeft")
+                        widget.get_by_role("slider").first.press("ArrowRight" if i % 2 == 0 else "ArrowLeft")
                     wait_ready(page, timeout_ms=30_000, after=before, quiet_ms=0)
                     moves.append(page.evaluate(SEEN))
                     fragment_runs += page.evaluate("() => window.__stRuns.lastStatus") == 3
