@@ -32,14 +32,13 @@ from urllib.parse import urlencode
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-# The sessions of one link; the second entry builds the i-th distinct link.
-LINKS = {
-    "": ({}, lambda i: {}),
-    "shapes": ({}, lambda i: {"seq": str(8 + i), "heads": str([1, 2, 4, 8, 16][i % 5])}),
-    "toy-sentence": ({}, lambda i: {"sentence": f"student {i} reads this sentence", "seed": str(i)}),
-    "concat-vs-sum": ({}, lambda i: {"seed": str(i), "heads": str([1, 2, 4, 8, 16][i % 5])}),
-    "induction": ({}, lambda i: {"seed": str(i)}),
-    "timing": ({}, lambda i: {"seq": str(8 * (1 + i % 8)), "batch": str(1 + i % 4)}),
+# The i-th distinct link of each page (with --distinct); otherwise every session opens the page bare.
+DISTINCT = {
+    "shapes": lambda i: {"seq": str(8 + i), "heads": str([1, 2, 4, 8, 16][i % 5])},
+    "toy-sentence": lambda i: {"sentence": f"student {i} reads this sentence", "seed": str(i)},
+    "concat-vs-sum": lambda i: {"seed": str(i), "heads": str([1, 2, 4, 8, 16][i % 5])},
+    "induction": lambda i: {"seed": str(i)},
+    "timing": lambda i: {"seq": str(8 * (1 + i % 8)), "batch": str(1 + i % 4)},
 }
 
 
@@ -110,10 +109,10 @@ def measure(url: str, pid: int | None, pages: list[str], sessions: int, distinct
     ws_url = url.replace("http", "ws", 1) + "/_stcore/stream"
     rows = []
     for page in pages:
-        default, nth = LINKS.get(page, ({}, lambda i: {}))
-        asyncio.run(class_of(ws_url, page, [default], timeout_s))  # the teacher opens it first
+        nth = DISTINCT.get(page, lambda i: {})
+        asyncio.run(class_of(ws_url, page, [{}], timeout_s))  # the teacher opens it first
         # Distinct links are new in every round, so a long run keeps adding cache entries.
-        queries = [nth(i + round_ * sessions) for i in range(sessions)] if distinct else [default] * sessions
+        queries = [nth(i + round_ * sessions) for i in range(sessions)] if distinct else [{}] * sessions
         start = time.perf_counter()
         results = asyncio.run(class_of(ws_url, page, queries, timeout_s))
         wall = time.perf_counter() - start

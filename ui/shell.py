@@ -1,5 +1,5 @@
-"""Keeps every page inside the app shell (streamlit_app.py), and keeps a busy server's
-garbage collector off the imported libraries."""
+"""What every page calls first: it keeps the page inside the app shell (streamlit_app.py), keeps
+a busy server's garbage collector off the imported libraries, and hands freed memory back."""
 
 from __future__ import annotations
 
@@ -15,8 +15,8 @@ _frozen_lock = threading.Lock()
 _frozen_pages: set[str] = set()
 
 
-def ensure_app_shell(page: str | None = None) -> None:
-    """Reroute a page that Streamlit ran outside `st.navigation`; freeze the imports once.
+def ensure_app_shell() -> None:
+    """Reroute a page that Streamlit ran outside `st.navigation`; freeze its imports once.
 
     Streamlit 1.67 quirk: with a `pages/` folder beside the entry script, the first session of
     a fresh server (a Community Cloud app waking up for the first student of the day) takes
@@ -29,7 +29,7 @@ def ensure_app_shell(page: str | None = None) -> None:
     if PagesManager.uses_pages_directory:
         PagesManager.uses_pages_directory = False
         st.rerun()
-    freeze_imports_once(page or sys._getframe(1).f_code.co_filename)
+    freeze_imports_once(sys._getframe(1).f_code.co_filename)  # the calling page script's path
     start_memory_trimmer()
 
 

@@ -187,13 +187,8 @@ class rerun_after:
 
 
 def warm_up(browser, server: Server) -> None:
-    """Open the home page once on a fresh server.
-
-    Streamlit quirk (1.67): a `pages/` folder beside the entry script makes the *first* session
-    of a server process take the old pages-folder route, where `/toy-sentence` (a URL path that
-    is not a file name) is unknown: it pops "Page not found" over the right page. Once any
-    session has run `st.navigation`, every later session is fine. Warming up here keeps that
-    one-time artefact out of the tests, so that `open_app` can fail on any real missing page.
+    """Open the home page once on a fresh server, so the first test does not pay for importing
+    torch and the libraries (a fresh server's own first request is tests/test_cold_start.py's job).
     """
     context = new_context(browser)
     page = context.new_page()

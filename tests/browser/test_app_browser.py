@@ -84,7 +84,8 @@ def test_shared_link_restores_its_state(page, server, path, query):
 def test_hostile_link_gives_a_readable_message(page, server, path, query):
     open_app(page, server, path, query)  # fails on an exception element
     alerts = page.locator("[data-testid=stAlert]")
-    assert alerts.count() >= 1, "a refused value must be explained on the page"
+    expect(alerts.first).to_be_visible(timeout=30_000)  # a refused value must be explained on the page
+    assert alerts.count() >= 1
     assert "Traceback" not in page.locator("[data-testid=stMain]").inner_text()
 
 
@@ -158,6 +159,7 @@ def test_same_link_same_numbers_in_two_sessions(browser, server):
 def test_navigation_between_pages_keeps_working(page, server):
     open_app(page, server)
     nav = page.locator("[data-testid=stSidebarNav] a, [data-testid=stSidebarNavLink]")
+    expect(nav.nth(4)).to_be_attached(timeout=30_000)
     assert nav.count() >= 5
     with rerun_after(page):
         page.locator("[data-testid=stSidebarNavLink]", has_text="The shape table").first.click()
@@ -172,6 +174,8 @@ def test_charts_offer_png_export_and_their_data(page, server):
     chart = page.locator("[data-testid=stVegaLiteChart]").first
     chart.scroll_into_view_if_needed()
     chart.hover()
+    toolbar = page.locator("[data-testid=stElementToolbar] button")
+    expect(toolbar.first).to_be_attached(timeout=10_000)  # the toolbar appears on hover: wait for it
     labels = page.locator("[data-testid=stElementToolbar] button").evaluate_all(
         "els => els.map(e => e.getAttribute('aria-label') || '')"
     )

@@ -7,6 +7,8 @@ each deep link must open its own page on a fresh server, with no "Page not found
 
 from __future__ import annotations
 
+from urllib.parse import urlencode
+
 import pytest
 from playwright.sync_api import expect
 
@@ -37,8 +39,6 @@ def test_first_request_of_a_fresh_server_is_a_deep_link(browser, tmp_path, path)
     context = new_context(browser, viewport={"width": 1280, "height": 900})
     try:
         page = context.new_page()
-        from urllib.parse import urlencode
-
         page.goto(f"{server.url}/{path}?{urlencode(query)}")
         wait_ready(page)
         heading = page.locator("[data-testid=stMain] h1").first
