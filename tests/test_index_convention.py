@@ -41,8 +41,8 @@ def _everything_written(at) -> str:
     parts = [texts(at)]
     for chart in at.get("vega_lite_chart"):
         parts.append(json.dumps(json.loads(chart.proto.spec)))
-    for kind in ("markdown", "caption"):
-        parts += [str(getattr(el, "help", "") or "") for el in at.get(kind)]
+    for kind in ("number_input", "slider", "selectbox", "radio", "toggle", "text_input"):
+        parts += [f"{el.label} {el.help or ''}" for el in at.get(kind)]  # control labels and tooltips
     return "\n".join(parts)
 
 
