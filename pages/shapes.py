@@ -75,6 +75,12 @@ SEED_SIZES = {"batch": 1, "seq": 20, "vocab": 50_000, "d_model": 512, "heads": 8
 SMALL_SIZES = {"batch": 1, "seq": 5, "vocab": 10, "d_model": 16, "heads": 4}
 
 
+def _sizes_help(sizes: dict) -> str:
+    """ "B=1, S=20, V=50,000, D=512, H=8": a preset's sizes, read off the preset itself."""
+    return ", ".join(f"{letter}={sizes[key]:,}" for letter, key in
+                     zip("BSVDH", ("batch", "seq", "vocab", "d_model", "heads"), strict=True))
+
+
 def _use(sizes: dict) -> None:
     for key, value in sizes.items():
         st.session_state[key] = value
@@ -97,9 +103,9 @@ dtype = controls.choice("dtype", "Bytes per number (the memory column)", DTYPE_N
                         where=dtype_col, help="Shapes don't depend on it; memory does.")
 with preset_col, st.container(horizontal=True, horizontal_alignment="right"):
     st.button("The post's sizes", on_click=_use, args=(SEED_SIZES,), icon=":material/restart_alt:",
-              help="B=1, S=20, V=50,000, D=512, H=8")
+              help=_sizes_help(SEED_SIZES))
     st.button("A tiny model", on_click=_use, args=(SMALL_SIZES,), icon=":material/zoom_in:",
-              help="B=1, S=5, V=10, D=16, H=4: small enough to look at every number")
+              help=f"{_sizes_help(SMALL_SIZES)}: small enough to look at every number")
 controls.show_notices()
 
 problem = heads_problem(D, H, hi=MAX_SYMBOLIC_HEADS)
@@ -409,7 +415,7 @@ def look_inside(live: bool, seed: int) -> None:
                 f"{', '.join('`' + p['code'] + '`' for p in panels)} from `core.shapes.step_values`: rows are "
                 f"{panels[0]['rows']}s, columns {panels[0]['cols']}s; seed {seed}, {dtype}."
                 + (" Blank cells are masked: −∞ before the softmax." if masked else "")
-                + (f" Dashed lines separate the heads: head h owns columns hL … hL+L−1, L = {D // H}."
+                + (f" Dashed lines separate the heads: head h owns columns hL … hL+L−1, L = {Sizes(B, S, V, D, H).L}."
                    if step == "8" and H > 1 else "")
             )
             numbers = pd.concat([panel_numbers(p).assign(tensor=p["code"]) for p in panels], ignore_index=True)

@@ -13,9 +13,10 @@ import streamlit as st
 from streamlit.errors import StreamlitAPIException
 
 from core import toy
+from ui.charts import csv_download
 from ui.controls import MAX_SEED, MAX_SENTENCE_CHARS, MAX_TOKENS, Controls, heads_problem, show_link
 from ui.figures import toy_sentence as fig
-from ui.figures.toy_sentence import chart, code, download, md, shape, table, waiting
+from ui.figures.toy_sentence import chart, code, md, shape, table, waiting
 from ui.shell import ensure_app_shell
 
 ensure_app_shell()
@@ -95,7 +96,7 @@ else:
             f"The sentence as {len(tokens)} tokens: position in the sentence, the token, its id "
             "(`core.toy.read_sentence`)."
         )
-        download(sv["tokens_csv"], "tokens.csv", key="tokens_csv")
+        csv_download(sv["tokens_csv"], "tokens.csv", key="tokens_csv")
     with right:
         st.dataframe(sv["vocab_table"], hide_index=True, width="stretch")
         st.caption(f"The vocabulary: V = {len(sv['vocab_table'])} distinct tokens, sorted (`core.toy.build_vocab`).")
@@ -145,7 +146,7 @@ with figure_area:
         )
         with st.expander("The numbers behind this figure"):
             table(ev["wide"])
-            download(ev["csv"], "embeddings.csv", key="embeddings_csv")
+            csv_download(ev["csv"], "embeddings.csv", key="embeddings_csv")
     else:
         waiting("There is no sentence to embed yet (see section 1).")
 
@@ -196,7 +197,7 @@ if ready:
         f"{heads - 1}, coordinate l = 0. Laid side by side the heads' blocks make one [S, D] matrix, x times a single "
         "D×D matrix: the heads are column blocks of one projection."
     )
-    download(pv["qkv_csv"], "queries_keys_values.csv", key="qkv_csv", label="Download q, k, v as CSV")
+    csv_download(pv["qkv_csv"], "queries_keys_values.csv", key="qkv_csv", label="Download q, k, v as CSV")
 elif not tokens:
     waiting(blocked)
 
@@ -292,7 +293,7 @@ if av:
     )
     with st.expander("The numbers behind this figure: every row's entropy"):
         table(av["entropy_table"], hide_index=True)
-        download(av["entropy_csv"], "row_entropy.csv", key="entropy_csv")
+        csv_download(av["entropy_csv"], "row_entropy.csv", key="entropy_csv")
 else:
     waiting(blocked)
 
@@ -314,18 +315,17 @@ if av:
         + " `core.toy.run_toy`: `pattern = scores.softmax(dim=-1)`.",
         width="content",
     )
-    download(av["weights_csv"], "attention_weights.csv", key="weights_csv",
+    csv_download(av["weights_csv"], "attention_weights.csv", key="weights_csv",
              label="Download every weight and score as CSV")
 else:
     waiting(blocked)
 head_slot = st.container()  # filled by the fragment one_head, called at the end of the script
 
 
-def section_control(name: str, label: str, help: str):
-    """A fragment's own URL-bound number (0 … its cap): its notice shows in the fragment, and its
+def section_control(name: str, label: str, hi: int, help: str):
+    """A fragment's own URL-bound number (0 … hi): its notice shows in the fragment, and its
     value joins the page's link, which every fragment run rewrites (link_slot, at the bottom)."""
     local = Controls()
-    hi = MAX_TOY_HEADS - 1 if name == "head" else MAX_TOKENS - 1
     ctl, info = st.columns([1, 3])
     value = local.integer(name, label, default=0, lo=0, hi=hi, where=ctl, help=help)
     local.show_notices()
@@ -340,7 +340,7 @@ def one_head() -> None:
     """Section 5's close-up. A fragment: the head picker reruns only this (with the page-level
     values of the last full run: tokens, d_model, heads, seed, causal, scale)."""
     st.markdown("**Read one head closely.** Pick a head for its map with every weight printed, and its table:")
-    head, info = section_control("head", "Head h", f"Counting from 0: heads 0 to H − 1 (at most {MAX_TOY_HEADS - 1}).")
+    head, info = section_control("head", "Head h", MAX_TOY_HEADS - 1, f"Counting from 0: heads 0 to H − 1 (at most {MAX_TOY_HEADS - 1}).")
     if not ready:
         waiting(blocked)
         return
@@ -381,14 +381,14 @@ if av:
     table(av["z_concat"])
     st.caption(f"z for every token and head (`core.toy.run_toy`), heads side by side: column `h{heads - 1} l0` "
                f"is head {heads - 1}, coordinate l = 0. Row i is what the picker above takes apart for token i.")
-    download(av["z_csv"], "z_all_tokens.csv", key="z_csv")
+    csv_download(av["z_csv"], "z_all_tokens.csv", key="z_csv")
 
 
 @st.fragment
 def one_token() -> None:
     """Section 6. A fragment: the token picker reruns only this (page-level values as above)."""
     st.markdown("Pick a token and take its sum apart, term by term, as the hand computation does first:")
-    token, info = section_control("token", "Query token i (position)", "Position in the sentence, counting from 0.")
+    token, info = section_control("token", "Query token i (position)", MAX_TOKENS - 1, "Position in the sentence, counting from 0.")
     i = token
     if tokens and token >= len(tokens):
         i = len(tokens) - 1
@@ -426,7 +426,7 @@ def one_token() -> None:
         "(`core.toy.context_terms`). Masked keys are ticked in `masked`: their weight, and so their term, "
         "is exactly 0."
     )
-    download(fv["csv"], f"context_terms_token{i}.csv", key="terms_csv", label="Download every term as CSV")
+    csv_download(fv["csv"], f"context_terms_token{i}.csv", key="terms_csv", label="Download every term as CSV")
 
     st.markdown(
         """
@@ -484,7 +484,7 @@ if av:
     )
     with st.expander("The numbers behind this figure"):
         table(av["out"])
-        download(av["out_csv"], "output.csv", key="out_csv")
+        csv_download(av["out_csv"], "output.csv", key="out_csv")
     cvs = av["concat_vs_sum"]
     k1, k2 = st.columns(2)
     k1.metric("Concat-then-project vs sum of heads, max |diff|", f"{cvs['max_abs']:.1e}",

@@ -25,11 +25,11 @@ from core.shapes import (
     step_values,
     tensor_numel,
 )
-from ui.charts import DIVERGING, SEQUENTIAL, chart_spec
+from ui.charts import DIVERGING, OKABE_ITO, SEQUENTIAL, chart_spec
 
 # Okabe–Ito grey, blue and vermillion, named rather than indexed: distinct under every common
 # colour-vision deficiency and solid enough to carry text on either theme.
-ENDING_COLORS = {"shared": "#999999", "concat": "#0072B2", "additive": "#D55E00"}
+ENDING_COLORS = {"shared": OKABE_ITO[7], "concat": OKABE_ITO[4], "additive": OKABE_ITO[5]}
 INK = {"shared": "black", "concat": "white", "additive": "black"}  # legible on each box colour
 LABEL_GREY = "#808080"  # about 4.3:1 against both the light and the dark background
 ENDING_NAMES = {"shared": "shared", "concat": "concatenate, then project", "additive": "project, then add"}

@@ -5,7 +5,7 @@ One function per figure: plain data in, a Vega-Lite dict out. The views at the b
 with plain arguments inside ``st.cache_data`` and build the figures there, so each spec is built
 once per setting (``ui.charts.chart_spec``) and a rerun skips Altair's validation. The helpers at
 the end draw them: tables stay numeric (``st.column_config.NumberColumn``), and CSVs are built
-once in the views.
+once in the views (``ui.charts.csv_bytes``) and drawn by ``ui.charts.csv_download``.
 """
 
 from __future__ import annotations
@@ -22,14 +22,9 @@ import streamlit as st
 from core import toy
 from core.attention import multi_head_attention
 from core.compare import compare
-from ui.charts import DIVERGING, OKABE_ITO, SEQUENTIAL, chart_spec, heatmap
+from ui.charts import DIVERGING, OKABE_ITO, SEQUENTIAL, chart_spec, csv_bytes, heatmap
 
 CACHE_ENTRIES = 32  # per cached view
-
-
-def _csv(df: pd.DataFrame) -> bytes:
-    """A download's bytes, built once per setting (every digit: the CSV is for computing with)."""
-    return df.to_csv(index=False).encode()
 
 
 def _arrow(df: pd.DataFrame) -> pa.Table:
@@ -236,12 +231,13 @@ def sentence_view(sentence: str, max_tokens: int) -> dict:
     if problem:
         return {"problem": problem}
     read = toy.read_sentence(sentence, max_tokens)
+    tokens_table = toy.tokens_frame(read)
     return {
         "problem": None,
         "tokens": read.tokens,
         "found": read.found,
-        "tokens_table": _arrow(toy.tokens_frame(read)),
-        "tokens_csv": _csv(toy.tokens_frame(read)),
+        "tokens_table": _arrow(tokens_table),
+        "tokens_csv": csv_bytes(tokens_table),
         "vocab_table": _arrow(toy.vocab_frame(read)),
         "one_hot": _arrow(toy.one_hot_frame(read)),
     }
@@ -253,7 +249,7 @@ def embedding_view(tokens: tuple[str, ...], d_model: int, seed: int) -> dict:
     emb = toy.embed(list(tokens), d_model, seed)
     labels = toy.token_labels(list(tokens))
     wide = toy.matrix_frame(emb.x, labels, prefix="d")  # [S, D]
-    return {"wide": _arrow(wide), "csv": _csv(wide.reset_index()), "spec": embeddings_spec(wide, labels, emb.ids),
+    return {"wide": _arrow(wide), "csv": csv_bytes(wide.reset_index()), "spec": embeddings_spec(wide, labels, emb.ids),
             "shape": tuple(emb.x.shape),
             "W_E_shape": tuple(emb.W_E.shape)}
 
@@ -265,7 +261,7 @@ def projection_view(tokens: tuple[str, ...], d_model: int, heads: int, seed: int
     return {
         "shapes": {"x": tuple(tr.x.shape), "W_Q": tuple(tr.weights.W_Q.shape), "q": tuple(tr.q.shape)},
         "qkv": _arrow(toy.qkv_frame(tr)),
-        "qkv_csv": _csv(toy.qkv_long(tr)),
+        "qkv_csv": csv_bytes(toy.qkv_long(tr)),
     }
 
 
@@ -289,13 +285,13 @@ def attention_view(tokens: tuple[str, ...], d_model: int, heads: int, seed: int,
     spread = toy.score_spread(tr)
     long = toy.weights_long(tr)
     out = toy.matrix_frame(tr.out, labels, prefix="d")  # [S, D]
+    entropy = _entropy_frame(spread, labels)
+    z_concat = toy.heads_frame(tr.z, labels)  # [S, H·L], the concatenated layout
     # The same layer through the shared implementation (with a batch axis of 1): must agree.
     ref = multi_head_attention(tr.x[None], tr.weights, causal=causal, scale=scale)
     return {
-        "labels": labels,
         "shapes": {
-            "x": tuple(tr.x.shape), "W_Q": tuple(tr.weights.W_Q.shape), "q": tuple(tr.q.shape),
-            "scores": tuple(tr.scores.shape), "pattern": tuple(tr.pattern.shape), "v": tuple(tr.v.shape),
+            "q": tuple(tr.q.shape), "scores": tuple(tr.scores.shape), "pattern": tuple(tr.pattern.shape),
             "z": tuple(tr.z.shape), "z_concat": tuple(tr.z_concat.shape), "W_O": tuple(tr.weights.W_O.shape),
             "out": tuple(tr.out.shape), "per_head": tuple(tr.per_head.shape),
         },
@@ -303,15 +299,15 @@ def attention_view(tokens: tuple[str, ...], d_model: int, heads: int, seed: int,
         "n_heads": tr.n_heads,
         "spread": {k: v for k, v in spread.items() if not isinstance(v, np.ndarray)},
         "effect": asdict(toy.scale_effect(spread)),
-        "entropy_table": _arrow(_entropy_frame(spread, labels)),
-        "entropy_csv": _csv(_entropy_frame(spread, labels)),
+        "entropy_table": _arrow(entropy),
+        "entropy_csv": csv_bytes(entropy),
         "entropy_spec": entropy_spec(spread, tr.n_heads, scale),
-        "weights_csv": _csv(long),
+        "weights_csv": csv_bytes(long),
         "overview_spec": weights_overview_spec(long, labels, causal, tr.n_heads),
-        "z_concat": _arrow(toy.heads_frame(tr.z, labels)),  # [S, H·L], the concatenated layout
-        "z_csv": _csv(toy.heads_frame(tr.z, labels).reset_index()),
+        "z_concat": _arrow(z_concat),
+        "z_csv": csv_bytes(z_concat.reset_index()),
         "out": _arrow(out),
-        "out_csv": _csv(out.reset_index()),
+        "out_csv": csv_bytes(out.reset_index()),
         "out_spec": matrix_spec(out, labels, "out"),
         "concat_vs_sum": compare(tr.out_sum, tr.out).as_dict(),
         "vs_reference": max(
@@ -346,7 +342,7 @@ def focus_view(tokens: tuple[str, ...], d_model: int, heads: int, seed: int, cau
         "masked": tr.mask[i].numpy(),  # [S]
         "table": _arrow(toy.terms_frame(tr, i)),
         "spec": terms_spec(long, [*tr.labels, f"z_{i} (sum)"], tr.n_heads, tr.d_head),
-        "csv": _csv(long),
+        "csv": csv_bytes(long),
         "shapes": {"pattern": tuple(tr.pattern.shape), "v": tuple(tr.v.shape), "z": tuple(tr.z.shape)},
         # row i of the all-at-once product against the term-by-term sum, every head
         "diff": compare(z_i, tr.z[:, i, :]).as_dict(),
@@ -386,12 +382,6 @@ def table(data: pa.Table, *, hide_index: bool = False, pinned: tuple[str, ...] =
     for c in pinned:
         config[c] = {**config.get(c, {}), "pinned": True}
     st.dataframe(data, hide_index=hide_index, column_config=config)
-
-
-def download(csv: bytes, file_name: str, *, key: str, label: str = "Download CSV") -> None:
-    """A CSV built once in the cached view (as ``ui.charts.csv_download`` would build it every run)."""
-    st.download_button(label, csv, file_name=file_name, mime="text/csv", key=key, on_click="ignore",
-                       icon=":material/download:")
 
 
 def waiting(why: str) -> None:
