@@ -39,7 +39,6 @@ Command line (needs only torch, numpy and pandas):
 from __future__ import annotations
 
 import argparse
-import contextlib
 import math
 import os
 import platform
@@ -51,7 +50,7 @@ import threading
 import time
 import weakref
 from collections import OrderedDict
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -81,7 +80,7 @@ __all__ = [
     "flops", "extra_bytes", "estimated_bytes", "element_size", "memory_table",
     "projection_inputs", "make_variant", "forward_inputs", "make_forward", "check_tolerance", "rel_error",
     "float64_reference", "first_call", "count_allocations", "median_interval", "verdict", "interleave",
-    "paired_fractions", "round_times", "CLOCKS", "clock_for", "run_benchmark", "paired", "summarize", "growth",
+    "paired_fractions", "round_times", "CLOCKS", "clock_for", "run_benchmark", "at_base", "paired", "summarize", "growth",
     "parse_sweep", "sweep_sizes", "environment", "malloc_setting", "run_in_fresh_process", "peak_rss_bytes",
     "available_memory", "fresh_process_bytes", "fresh_process_problem",
     "ResultStore", "exclusive", "Busy", "main",
@@ -396,10 +395,7 @@ def float64_reference(kind: str, inputs: tuple) -> Tensor:
     with torch.no_grad():
         if kind == "forward":
             x, weights = inputs
-            w64 = replace(weights, **{f: getattr(weights, f).double() for f in ("W_Q", "W_K", "W_V", "W_O")},
-                          **{f: (None if getattr(weights, f) is None else getattr(weights, f).double())
-                             for f in ("b_Q", "b_K", "b_V", "b_O")})
-            return multi_head_attention(x.double(), w64).out_concat  # [B, S, D] float64
+            return multi_head_attention(x.double(), weights.to(torch.float64)).out_concat  # [B, S, D] float64
         z, W_O = inputs
         return concat_then_project(z.double(), W_O.double())  # [B, S, D] float64
 
@@ -573,14 +569,9 @@ def environment(device: str, threads: int | None = None) -> dict[str, str]:
     info["libc"] = f"{libc} {libc_version}".strip() or "unknown"
     info["malloc"] = malloc_setting()
     info["platform"] = platform.platform(terse=True)
+    if threads is not None:
+        info["clock"] = CLOCKS[clock_for(device, threads)]
     return info
-
-
-@contextlib.contextmanager
-def common_threads(n: int) -> Iterator[None]:
-    """Run with ``n`` intra-op threads (process-wide in torch; see core.device.torch_threads)."""
-    with torch_threads(n):
-        yield
 
 
 # ---- statistics over rounds --------------------------------------------------------------------
@@ -599,7 +590,7 @@ def median_interval(values: Sequence[float], confidence: float = CONFIDENCE) -> 
     if n == 0:
         nan = float("nan")
         return nan, nan, nan, nan
-    median = float(torch.tensor(xs, dtype=torch.float64).median()) if n % 2 else (xs[n // 2 - 1] + xs[n // 2]) / 2
+    median = xs[n // 2] if n % 2 else (xs[n // 2 - 1] + xs[n // 2]) / 2
 
     def coverage(k: int) -> float:
         return 1 - 2 * sum(math.comb(n, i) for i in range(k)) / 2**n
@@ -715,7 +706,7 @@ def _calibrate(device: str, dtype: torch.dtype, threads: int) -> float:
     """A pessimistic FLOP/s for (device, dtype): one small GEMM, used only to skip hopeless sizes."""
     a = torch.randn(64, 256, device=device).to(dtype)  # [64, 256]
     b = torch.randn(256, 256, device=device).to(dtype)  # [256, 256]
-    with common_threads(threads):
+    with torch_threads(threads):
         a @ b
         _sync(device)
         start = time.perf_counter()
@@ -770,7 +761,7 @@ def run_benchmark(
     clock_name = clock_for(device, threads)
     timer = time_block or (lambda name, fn, number: _time_one_block(fn, number, clock_name))
     order = [v for v in ("gemm",) if v in variants] + [v for v in variants if v != "gemm"]  # the reference first
-    env = {**environment(device, threads), "clock": CLOCKS[clock_for(device, threads)]}
+    env = environment(device, threads)
     reduced = _reduced_accumulation(device, torch_dtype)
     deadline = clock() + budget_s
     rng = random.Random(order_seed)
@@ -819,7 +810,7 @@ def run_benchmark(
                            f"{MIN_ROUNDS} rounds would not fit the {remaining:.1f} s left of the budget")
                 continue
             try:
-                with torch.no_grad(), common_threads(threads):
+                with torch.no_grad(), torch_threads(threads):
                     fn = build(size, name, inputs)
                     out, _, (alloc, peak, out_bytes), cuda_peak = first_call(fn, device, clock)
                     kind = "forward" if variant.kind == "forward" else "projection"
@@ -834,7 +825,7 @@ def run_benchmark(
                     row.update(status="wrong", note=f"differs from the float64 reference by {error:.2e} (relative RMS; "
                                f"the {dtype} tolerance is {row['tolerance']:.2e}); not timed")
                     continue
-                with torch.no_grad(), common_threads(threads):
+                with torch.no_grad(), torch_threads(threads):
                     known[name] = timer(name, fn, 1)  # the checked call ran under the allocation counter
                 if name == "gemm":
                     seconds_per_flop = known[name] / flops(name, size)
@@ -884,7 +875,7 @@ def run_benchmark(
         faults = {n: 0 for n in names}
         counting = _minor_faults() is not None
         try:
-            with torch.no_grad(), common_threads(threads):
+            with torch.no_grad(), torch_threads(threads):
                 inputs = {}
                 fns = {n: build(size, n, inputs) for n in names}
                 for fn in fns.values():  # one untimed call: buffers allocated, caches warm
@@ -907,7 +898,8 @@ def run_benchmark(
                     return done < 1 or now + estimate <= size_deadline
 
                 times, _ = interleave(names, one_block, rng=rng, another_round=another_round)
-                del fns, inputs
+                fns.clear()  # free this size's buffers before the next size builds its own
+                inputs.clear()
         except (RuntimeError, NotImplementedError, TypeError) as exc:  # pragma: no cover - each was checked
             for name in names:
                 by_name[name].update(status="failed", note=_one_line(exc))
@@ -941,7 +933,8 @@ def _quantile(values: Sequence[float], q: float) -> float:
     return float(torch.tensor(list(values), dtype=torch.float64).quantile(q))
 
 
-def _at_base(table: pd.DataFrame) -> pd.DataFrame:
+def at_base(table: pd.DataFrame) -> pd.DataFrame:
+    """The rows of the table's first (base) size: the size the headlines are about."""
     first = table.iloc[0]
     return table[(table["batch"] == first["batch"]) & (table["seq"] == first["seq"])
                  & (table["d_model"] == first["d_model"]) & (table["n_heads"] == first["n_heads"])]
@@ -956,7 +949,7 @@ def paired(table: pd.DataFrame, numerator: str, denominator: str, how: str = "ra
     nan = float("nan")
     if table.empty:
         return nan, nan, nan, nan
-    ok = _at_base(table)
+    ok = at_base(table)
     ok = ok[ok["status"] == "ok"].set_index("variant")
     if numerator not in ok.index or denominator not in ok.index:
         return nan, nan, nan, nan
@@ -979,7 +972,7 @@ def summarize(table: pd.DataFrame) -> dict[str, float | str]:
     nan = float("nan")
     if table.empty:
         return {}
-    ok = _at_base(table)
+    ok = at_base(table)
     ok = ok[ok["status"] == "ok"].set_index("variant")
 
     def get(variant: str, column: str) -> float:

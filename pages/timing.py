@@ -113,7 +113,8 @@ broadcasting, then sum over $l$); `head_loop` is how most people first write the
 
 The memory each arrangement needs follows from the shapes alone. Counting in units of the output
 ($B \times S \times D$ numbers), beyond the inputs and the result that every arrangement must hold:
-`concat` and `einsum` need one unit, for the side-by-side copy; `per_head_sum` needs $H$, because
+`concat` and `einsum` need one unit, for the side-by-side copy (none where size-1 axes make `z` side
+by side already, as with a single head or a single token); `per_head_sum` needs $H$, because
 it writes every head's full-width result before adding them. `broadcast` needs $D + H - 1$, for
 two tensors alive at once: every product $z_{b,h,s,l}\,(W_O)_{h,l,d}$ kept separately,
 $[B, S, H, L, D]$, which is $H \times L = D$ units; and, while the sum over $l$ runs, its result, the
@@ -133,7 +134,8 @@ if base is not None:
         memory_spec(mem),
         caption=(f"Extra memory per variant at B={batch}, S={seq}, D={d_model}, H={heads}, {dtype}, in multiples "
                  f"of the {mib(mem['output_bytes'].iloc[0])} output (symmetric-log axis, so 0 can show). From "
-                 "core.timing.memory_table (extra_bytes); the measured allocations below agree with it."),
+                 "core.timing.memory_table (extra_bytes: a call's peak footprint minus its result); a run below "
+                 "measures that peak for every call (peak_bytes in the CSV)."),
         table=mem[["variant", "holds", "extra_bytes", "extra_mib", "times_output", "pages"]],
         csv_name="timing_memory.csv", key="memory",
         column_config={"extra_mib": st.column_config.NumberColumn("extra MiB", format="%.2f"),
@@ -191,7 +193,7 @@ def measurements(base: timing.Size | None, dtype: str, device: str) -> None:
                               where=run_row[1], help="Total seconds for checks and timing; what doesn't fit is skipped, saying so.")
     threads = controls.integer("threads", "Threads", default=min(timing.DEFAULT_RUN["threads"], MAX_THREADS), lo=1,
                                hi=MAX_THREADS, where=run_row[2],
-                               help="Intra-op threads torch may use. One is the steadier on a shared 2-core server.")
+                               help="Intra-op threads torch may use. One gave the steadier ratios on the shared 2-core server of docs/timing.md.")
     forward = controls.flag("forward", "Also time the whole attention forward (core, nn.MultiheadAttention, SDPA)")
     controls.show_notices()
 
@@ -221,7 +223,7 @@ def measurements(base: timing.Size | None, dtype: str, device: str) -> None:
                     max_bytes=MAX_TRACE_BYTES, threads=threads,
                     progress=lambda fraction, message: bar.progress(fraction, text=message[:1].upper() + message[1:]),
                 )
-                env = {**timing.environment(device, threads), "clock": timing.CLOCKS[timing.clock_for(device, threads)]}
+                env = timing.environment(device, threads)
                 store.put(key, {"table": table, "env": env,
                                 "finished": time.time(), "wall_s": time.time() - started})
         except timing.Busy:
@@ -233,8 +235,7 @@ def measurements(base: timing.Size | None, dtype: str, device: str) -> None:
     table = result["table"] if result else None
     at_base = None
     if table is not None:
-        at_base = table[(table["batch"] == batch) & (table["seq"] == seq) & (table["d_model"] == d_model)
-                        & (table["n_heads"] == heads)]
+        at_base = timing.at_base(table)  # sizes[0] is the base size
         facts = timing.summarize(table)
         env = result["env"]
         ago = time.time() - result["finished"]
@@ -451,9 +452,8 @@ def fresh_section(base: timing.Size | None, dtype: str, device: str, threads: in
         return
     parts = [fresh["table"]]
     if result is not None and base is not None:
-        t = result["table"]
-        mine = t[(t["batch"] == base.batch) & (t["seq"] == base.seq) & (t["d_model"] == base.d_model)
-                 & (t["n_heads"] == base.n_heads) & t["variant"].isin(FRESH_VARIANTS)]
+        mine = timing.at_base(result["table"])  # the run's first size is base
+        mine = mine[mine["variant"].isin(FRESH_VARIANTS)]
         parts.insert(0, mine.assign(process="this server process"))
     both = pd.concat(parts, ignore_index=True)
     both = both[both["status"] == "ok"].reset_index(drop=True)

@@ -34,8 +34,9 @@ FALLBACK_RUN = {"batch": 8, "seq": 128, "d_model": 512, "heads": 8, "sweep": "se
                 "budget_s": 6, "max_bytes": 256 * 2**20, "threads": 1}
 
 
-def default_run() -> dict:
-    sys.path.insert(0, str(ROOT))
+def default_run(tree: Path) -> dict:
+    """The run the page at ``tree`` makes by default: its core.timing.DEFAULT_RUN, or FALLBACK_RUN."""
+    sys.path.insert(0, str(tree))
     try:
         from core.timing import DEFAULT_RUN
     except ImportError:
@@ -85,13 +86,15 @@ def read_base(csv_path: Path) -> tuple[dict[str, dict], dict[tuple, dict[str, fl
 
 
 def main(argv: list[str] | None = None) -> int:
-    run = default_run()
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--runs", type=int, default=5)
-    parser.add_argument("--threads", type=int, default=int(run.get("threads", 1)))
+    parser.add_argument("--threads", type=int, default=None, help="default: the tree's DEFAULT_RUN threads")
     parser.add_argument("--tree", type=Path, default=ROOT, help="the checkout whose core.timing runs (default: this one)")
     parser.add_argument("--limit", type=float, default=1.10, help="largest max/min counted as repeatable")
     args = parser.parse_args(argv)
+    run = default_run(args.tree)  # the tree's own defaults, so --tree repeats the run that page made
+    if args.threads is None:
+        args.threads = int(run.get("threads", 1))
 
     print(f"command ({args.runs} fresh processes, one after another, from {args.tree}):")
     print("  " + " ".join(command(run, args.threads, Path("run.csv"))[1:]).replace("run.csv", "<csv>"))

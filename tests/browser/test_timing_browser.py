@@ -1,6 +1,9 @@
 """The timing page in a real browser: nothing runs on load, the button runs, charts draw in both themes."""
 
+import re
+
 import pytest
+from playwright.sync_api import expect
 
 from tests.browser.harness import assert_no_exception, charts_drawn, open_app, rerun_after, screenshot
 
@@ -20,7 +23,7 @@ def test_timing_page_runs_on_click_draws_in_both_themes_and_shares(page, server)
     assert page.locator(".katex").count() >= 3  # the formulas are typeset
     page.get_by_text("No measurement for these settings").wait_for()
     page.wait_for_function(DRAWN.format(n=1))
-    assert page.locator("[data-testid=stVegaLiteChart]").count() == 1
+    expect(page.locator("[data-testid=stVegaLiteChart]")).to_have_count(1)
 
     with rerun_after(page, timeout_ms=120_000):
         page.get_by_role("button", name="Run benchmark").click()
@@ -48,10 +51,6 @@ def test_timing_page_runs_on_click_draws_in_both_themes_and_shares(page, server)
 
 def test_the_measurement_section_is_a_fragment_that_keeps_the_url(page, server):
     """Moving a control of the measurement section reruns that section and rewrites the URL."""
-    import re
-
-    from playwright.sync_api import expect
-
     query = {**TINY, "seq": "5"}  # a link nobody has run yet
     open_app(page, server, "timing", query)
     announced = page.locator("[data-testid=stCaptionContainer]", has_text="Nothing is timed until")
@@ -68,7 +67,7 @@ def test_the_measurement_section_is_a_fragment_that_keeps_the_url(page, server):
     expect(announced).to_contain_text("heads = 4, 8, 16")  # the sweep values of the link, now over heads
     expect(page.locator("[data-testid=stCode]", has_text="python -m core.timing")).to_contain_text("--budget 3")
     expect(page.locator("[data-testid=stCode]", has_text="budget=")).to_contain_text("budget=3")  # the link follows
-    assert page.locator("[data-testid=stVegaLiteChart]").count() == 1  # the page-level memory figure is still there
+    expect(page.locator("[data-testid=stVegaLiteChart]")).to_have_count(1)  # the page-level memory figure is still there
     assert_no_exception(page)
     # A hostile value for a control inside the fragment still gets its notice on a shared link.
     open_app(page, server, "timing", {**query, "budget": "lots"})
