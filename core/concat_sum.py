@@ -355,12 +355,13 @@ def reshape_pitfall(
     first = lambda t: t[0].double().cpu().numpy()[origin["token s"], origin["block c"] * L]  # noqa: E731
     origin["right: first number"] = first(right)
     origin["wrong: first number"] = first(wrong)
+    out_diff = compare(out_wrong, out_right)
     return {
         "shape_right": list(right.shape),
         "shape_wrong": list(wrong.shape),
         "concat_max_rel": max_rel(wrong, right),
-        "out_max_rel": max_rel(out_wrong, out_right),
-        "out_max_abs": float((out_wrong.double() - out_right.double()).abs().max()),
+        "out_max_rel": out_diff.max_rel,
+        "out_max_abs": out_diff.max_abs,
         "rows_differ": float(rows_differ.double().mean()),
         "tokens_shown": int(min(S, max_tokens)),
         "origin": origin,

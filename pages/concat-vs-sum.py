@@ -12,7 +12,7 @@ from streamlit.errors import StreamlitAPIException
 
 from core.concat_sum import EXTENDED_MAX_MACS, forward_flops, page_numel
 from core.device import DTYPE_NAMES, available_devices, is_supported
-from ui.charts import csv_download
+from ui.charts import csv_download, figure
 from ui.controls import (
     MAX_BATCH,
     MAX_HEADS,
@@ -57,12 +57,6 @@ def count(n: int, noun: str) -> str:
 
 def shape(dims: list[int]) -> str:
     return "[" + ", ".join(f"{d:,}" for d in dims) + "]"
-
-
-def chart(spec: dict, caption: str) -> None:
-    """A cached Vega-Lite spec in Streamlit's theme, its caption doubling as the accessible text."""
-    st.vega_lite_chart(spec=spec, width="stretch", theme="streamlit", alt=caption)
-    st.caption(caption)
 
 
 def numbers_table(df: pd.DataFrame, *, key: str, csv_name: str, label: str, column_config: dict | None = None,
@@ -211,9 +205,9 @@ Here are both, built from this page's `z`, for the first tokens of the first seq
 """
 )
 if ok:
-    chart(
-        pit["spec"],
-        f"Row s is token s's concatenated vector, cut into its H = {count(heads, 'block')} of L = {count(L, 'number')}; "
+    figure(
+        pit["spec"], key="reshape_chart",
+        caption=f"Row s is token s's concatenated vector, cut into its H = {count(heads, 'block')} of L = {count(L, 'number')}; "
         "colour = the head a block was read from, label = the token it was read from. Blocks from "
         "`core.concat_sum.reshape_origin`, numbers (in the tooltips) from `reshape_pitfall`.",
     )
@@ -230,7 +224,7 @@ Both are {shape(pit['shape_right'])}. The wrong one puts a different mix of numb
 {pit['rows_differ']:.0%} of the token rows, and after the same `@ W_O.reshape(H * L, D)` its output is
 off by **{sci(pit['out_max_rel'])}** of the outputs' scale (max |difference| ÷ max |output|,
 `core.compare.max_rel`; the largest difference is {sci(pit['out_max_abs'])}). Rounding, below, moves
-the outputs by a few ε; a mistake moves them by about their own size.
+them by {sci(row['max_rel'])} in {dtype}; a mistake moves every output it touches by a number of its own size.
 """
         )
     numbers_table(
@@ -387,9 +381,9 @@ if ok:
     )
 st.markdown(intro)
 if ok:
-    chart(
-        report["spec"],
-        f"Relative sizes at B = {batch}, S = {seq}, D = {d_model:,}, H = {heads}, seed {seed}, on a log "
+    figure(
+        report["spec"], key="precision_chart",
+        caption=f"Relative sizes at B = {batch}, S = {seq}, D = {d_model:,}, H = {heads}, seed {seed}, on a log "
         "scale: machine epsilon, the gap between the two endings, each ending's error against the "
         "float64 product of its own inputs, and the whole layer's error against a float64 run. "
         "Zeros (bitwise-identical results) cannot sit on a log axis and appear only in the table. "
@@ -513,11 +507,13 @@ Checked on this page's weights (`core.concat_sum.w_o_layouts`, exact `torch.equa
     left, right = st.columns(2, gap="large")
     with left:
         st.markdown(f"**TransformerLens: `W_O.reshape(H * L, D)`** {shape(sh['W_O_flat'])}, heads are row bands")
-        chart(lay["tl"], "W_O with heads as horizontal bands (colour strip = head). " + sample_note)
+        figure(lay["tl"], key="w_o_tl_chart",
+               caption="W_O with heads as horizontal bands (colour strip = head). " + sample_note)
     with right:
         st.markdown(f"**Paper and `nn.Linear`: `out_proj.weight`** {shape(sh['linear_weight'])}, "
                     "heads are column bands")
-        chart(lay["linear"], "The same entries transposed: head h is the column block W_O^h. " + sample_note)
+        figure(lay["linear"], key="w_o_linear_chart",
+               caption="The same entries transposed: head h is the column block W_O^h. " + sample_note)
     numbers_table(cells, key="w_o_cells", csv_name="w_o_sample.csv", label="The sampled entries of W_O",
                   column_config={"value": st.column_config.NumberColumn(format="%.9f")})
 
@@ -551,8 +547,8 @@ if ok:
             "skipped its fused fast path (`torch._native_multi_head_attention`"
             + (", which it only takes for a layer with an in-projection bias; this one has none)"
                if not tc["has_in_proj_bias"] else ")")
-            + f" and ran `F.multi_head_attention_forward`: {tc['linear_calls']} `linear` calls and "
-            f"{tc['sdpa_calls']} `scaled_dot_product_attention` call, listed below in the order they ran"
+            + f" and ran `F.multi_head_attention_forward`: {count(tc['linear_calls'], '`linear` call')} and "
+            f"{count(tc['sdpa_calls'], '`scaled_dot_product_attention` call')}, listed below in the order they ran"
         )
     steps = "" if tc["fast_path"] else (
         " The first `linear` is the packed in-projection, Q, K and V in one product with the "
@@ -643,9 +639,9 @@ def one_number_section() -> None:
         return
     drawn = cached_waterfall(*layer, dtype, device, causal, token, coord)
     wf = drawn["wf"]
-    chart(
-        drawn["spec"],
-        f"Coordinate j = {coord} of token s = {token} in {dtype}: each coloured bar is one head's term "
+    figure(
+        drawn["spec"], key="waterfall_chart",
+        caption=f"Coordinate j = {coord} of token s = {token} in {dtype}: each coloured bar is one head's term "
         f"Σ_l z[h, s, l] × W_O[h, l, j], starting where the running total of the heads before it ended "
         "(dashed). The hollow bars are what the two paths actually computed. Terms from "
         "`core.concat_sum.head_terms` (the trace's `per_head`), totals from `waterfall`.",

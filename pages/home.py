@@ -101,8 +101,8 @@ Read as a sum, a transformer layer is a set of independent writers: every head r
 residual stream, computes a vector, and *adds* it back. Nothing is mixed between heads until the
 next layer reads their total. That is what lets interpretability research attribute an output to
 individual heads, knock one out and watch what changes, or trace a "circuit" of heads across
-layers (the *sum at work* page does all three on a small trained model). The concatenated form wins on speed (one big matrix product keeps the hardware busy), the
-additive form wins on understanding, and they are the same function.
+layers (the *sum at work* page does all three on a small trained model). The concatenated form is built for speed (one big matrix product keeps the hardware busy; the
+*Timing* page measures what that buys on this machine), the additive form for understanding, and they are the same function.
 
 ### Notation
 """

@@ -5,7 +5,7 @@ import re
 import pytest
 from playwright.sync_api import expect
 
-from tests.browser.harness import assert_no_exception, charts_drawn, open_app, rerun_after, screenshot
+from tests.browser.harness import assert_no_exception, charts_drawn, open_app, rerun_after, screenshot, wait_ready
 
 pytestmark = pytest.mark.browser
 
@@ -19,20 +19,9 @@ def metric_value(page, label_start: str) -> str:
     return metric.locator("[data-testid=stMetricValue]").inner_text().strip()
 
 
-def close_cold_start_dialog(page) -> None:
-    """A fresh server answers the very first deep link with Streamlit's "Page not found" dialog
-    (st.navigation has not run yet), then runs the page anyway. Not this page's doing; close it so
-    the screenshot shows the page."""
-    dialog = page.locator("[role=dialog]", has_text="Page not found")
-    if dialog.count():
-        page.keyboard.press("Escape")
-        dialog.wait_for(state="hidden", timeout=5_000)
-
-
 def test_page_draws_charts_and_readouts(page, server):
     page.set_viewport_size({"width": 1280, "height": 5200})
     open_app(page, server, "concat-vs-sum")
-    close_cold_start_dialog(page)
     assert page.locator("h1").first.inner_text().strip() == "Concat versus sum"
     page.wait_for_function(
         "document.querySelectorAll('[data-testid=stVegaLiteChart] canvas, "
@@ -56,7 +45,6 @@ def test_dark_theme_draws_the_same_figures(page, server):
     page.emulate_media(color_scheme="dark")
     page.set_viewport_size({"width": 1280, "height": 5200})
     open_app(page, server, "concat-vs-sum", {"token": "5", "coord": "17"})
-    close_cold_start_dialog(page)
     page.wait_for_function(
         "document.querySelectorAll('[data-testid=stVegaLiteChart] canvas, "
         "[data-testid=stVegaLiteChart] svg.marks').length >= 5",
@@ -115,6 +103,7 @@ def test_token_and_coordinate_pickers_rerun_their_section_and_update_the_url(pag
     # The URL reopens this exact view in a fresh tab.
     other = page.context.new_page()
     other.goto(page.url)
+    wait_ready(other)  # the new document's run (and the rerun its URL-bound widgets ask for) has finished
     expect(waterfall_caption(other)).to_contain_text("Coordinate j = 17 of token s = 3", timeout=60_000)
     expect(other.get_by_label("Token s", exact=True)).to_have_value("3")
     expect(other.get_by_label("Output coordinate j", exact=True)).to_have_value("17")

@@ -192,7 +192,7 @@ def reshape_chart(origin: pd.DataFrame, heads: int) -> dict:
             alt.Tooltip("first number:Q", format=".6f")]
     legend = alt.Legend(orient="bottom", columns=min(heads, 8), symbolType="square") if heads <= 16 else None
     rect = base.mark_rect(stroke="white", strokeWidth=1.5).encode(
-        color=alt.Color("head:N", scale=head_colors(heads), title="came from head", legend=legend), tooltip=tips,
+        color=alt.Color("head:N", scale=scale, title="came from head", legend=legend), tooltip=tips,
     )
     text = base.mark_text(fontSize=12).encode(text="label:N", color=alt.Color("ink:N", scale=None), tooltip=tips)
     # "fit-x": stretch to the page's width but keep the given height for the rows.
