@@ -160,6 +160,11 @@ class InductionModel:
         layers = [AttentionWeights(draw(H, D, L), draw(H, D, L), draw(H, D, L), draw(H, L, D)) for _ in range(N_LAYERS)]
         return cls(W_E, W_pos, layers, W_U)
 
+    @property
+    def size(self) -> int:
+        """How many numbers the model is (41,472 for the shipped sizes)."""
+        return sum(t.numel() for t in self.parameters())
+
     def parameters(self) -> list[Tensor]:
         return [self.W_E, self.W_pos, self.W_U] + [t for w in self.layers for t in (w.W_Q, w.W_K, w.W_V, w.W_O)]
 
@@ -175,7 +180,7 @@ class InductionModel:
     @classmethod
     def from_state_dict(cls, sd: dict[str, Tensor | np.ndarray], dtype: torch.dtype = torch.float32) -> "InductionModel":
         def get(name: str) -> Tensor:
-            return torch.as_tensor(np.asarray(sd[name]) if not isinstance(sd[name], Tensor) else sd[name]).to(dtype)
+            return torch.as_tensor(sd[name]).to(dtype)  # a tensor, or a numpy array (ui.figures' cache)
 
         layers = [
             AttentionWeights(*(get(f"blocks.{l}.attn.{n}") for n in ("W_Q", "W_K", "W_V", "W_O")))
@@ -395,21 +400,16 @@ def all_heads(n_heads: int) -> list[Head]:
 exclusive = OneAtATime("another training run is in progress on this server").hold
 
 
-@contextlib.contextmanager
-def one_thread() -> Iterator[None]:
-    """Run torch on one thread for a while. This model's products are tiny: on a busy 2-core server
-    two threads spend more time waiting for each other than computing (an ablation table took
-    9.3 s on two threads and 0.7 s on one, measured here in one run). torch's thread count is
-    process-wide, so it is restored afterwards."""
-    with torch_threads(1):
-        yield
+# Evaluation and ablation run under ``@torch_threads(1)`` (core.device): this model's products are
+# tiny, and on a busy 2-core server two threads spend more time waiting for each other than
+# computing (an ablation table took 9.3 s on two threads and 0.7 s on one, measured here in one run).
 
 
 @contextlib.contextmanager
-def _deterministic(threads: int = 1) -> Iterator[None]:
+def _deterministic() -> Iterator[None]:
     """One thread and deterministic kernels: the same seed gives the same weights on any CPU."""
     old_det = torch.are_deterministic_algorithms_enabled()
-    with torch_threads(threads):
+    with torch_threads(1):
         torch.use_deterministic_algorithms(True)
         try:
             yield
@@ -477,7 +477,7 @@ def train(cfg: Config = Config(), progress: Callable[[int, int, float], None] | 
 # ---- evaluation ---------------------------------------------------------------------------------
 
 
-@one_thread()
+@torch_threads(1)
 def evaluate(model: InductionModel, cfg: Config | None = None, n: int = EVAL_BATCH, seed: int = EVAL_SEED) -> dict:
     """The metrics of the issue, on ``n`` fresh sequences: losses, head scores, ablation effects."""
     cfg = cfg or Config(d_vocab=model.d_vocab, n_ctx=model.n_ctx, d_model=model.d_model, n_heads=model.n_heads)
@@ -588,7 +588,7 @@ def format_ablate(heads: Iterable[Head]) -> str:
     return ",".join(f"{l}.{h}" for l, h in sorted(set(heads)))
 
 
-@one_thread()
+@torch_threads(1)
 def ablation_table(model: InductionModel, sets: dict[str, list[Head]], n: int = EVAL_BATCH,
                    seed: int = EVAL_SEED) -> pd.DataFrame:
     """Loss on repeated and other positions with each named set of heads removed, zero and mean.

@@ -36,6 +36,7 @@ def times(a: float, b: float) -> str:
 
 data = fig.shipped()
 meta, metrics = data["meta"], data["meta"]["metrics"]
+N_EVAL = metrics["eval_sequences"]  # the fresh sequences behind every "on N fresh sequences" number
 curve = ind.curve_frame(meta)
 phase = ind.phase_change(curve)
 H, V, S, D, L = CFG.n_heads, CFG.d_vocab, CFG.n_ctx, CFG.d_model, CFG.d_head
@@ -67,7 +68,7 @@ st.markdown(
 **The task.** Each training sequence is {S} random letters in which a span of random length
 ({CFG.min_repeat} to {CFG.max_repeat} letters) appears twice, both copies at random places. The
 letters outside the copy are unpredictable: the best any model can do there is a uniform guess
-over the $V = {V}$ letters, a loss of $\ln V = {math.log(V):.3f}$ nats. Inside the second copy the
+over the $V = {V}$ letters, a loss of $\ln V = {metrics['ln_vocab']:.3f}$ nats. Inside the second copy the
 next letter is known, but only to a model that finds where the current letter occurred before and
 reads off what followed it. Because the span's length and place change every time, position alone
 cannot say where to look. Olsson et al. (2022, *In-context Learning and Induction Heads*) showed
@@ -79,7 +80,7 @@ key, so that at a second A it attends to the letter after the first A and copies
 that a letter recurs by chance rarely enough for copying to pay; $S = {S}$ positions so that one
 sequence fits across a heatmap; $D = {D}$ with $H = {H}$ heads of $L = {L}$ dimensions per layer, so
 that each head can match letters sharply while the whole model is only
-{sum(v.size for v in data['state'].values()):,} numbers. It trained in {meta['training']['cpu_seconds']:.0f} s of CPU time on one thread
+{data['size']:,} numbers. It trained in {meta['training']['cpu_seconds']:.0f} s of CPU time on one thread
 (`python -m core.induction train --seed {meta['config']['seed']} --out core/weights/induction.pt`),
 and the weights this page reads are what that command wrote, in TransformerLens's names and shapes.
 """
@@ -114,8 +115,8 @@ m = st.columns(4)
 m[0].metric("loss on repeated positions", nats(view["loss_repeat"]), help="Mean cross-entropy (nats) where the next letter is predictable by copying.")
 m[1].metric("loss on the other positions", nats(view["loss_other"]), help="Mean cross-entropy where the next letter is random.")
 m[2].metric("uniform guess, ln V", nats(metrics["ln_vocab"]))
-m[3].metric("on 512 fresh sequences: repeated / other", f"{metrics['loss_repeat']:.3f} / {metrics['loss_other']:.3f}",
-            help="core.induction.evaluate on sequences never seen in training (seed 20211222).")
+m[3].metric(f"on {N_EVAL} fresh sequences: repeated / other", f"{metrics['loss_repeat']:.3f} / {metrics['loss_other']:.3f}",
+            help=f"core.induction.evaluate on sequences never seen in training (seed {metrics['eval_seed']}).")
 figure(
     fig.sequence_loss_spec(table, metrics["ln_vocab"]),
     caption=("The model's loss at every position of this sequence (bars; the letter above each bar is the one it "
@@ -129,7 +130,10 @@ figure(
 if view["n_repeat"] and not math.isnan(view["loss_repeat"]):
     st.markdown(
         f"On this sequence the model pays {view['loss_repeat']:.3f} nats per repeated letter against "
-        f"{view['loss_other']:.3f} elsewhere: {times(view['loss_other'], view['loss_repeat'])} less. On 512 fresh "
+        f"{view['loss_other']:.3f} elsewhere"
+        + (f": {times(view['loss_other'], view['loss_repeat'])} less. " if not view["loss_other"] <= view["loss_repeat"]
+           else ", no less: on this sequence copying does not pay. ")
+        + f"On {N_EVAL} fresh "
         f"sequences the loss on repeated positions is {metrics['loss_repeat']:.3f} nats, "
         f"{times(metrics['ln_vocab'], metrics['loss_repeat'])} below the uniform guess; on the rest it is "
         f"{metrics['loss_other']:.3f}, {'above' if metrics['loss_other'] > metrics['ln_vocab'] else 'at or below'} "
@@ -160,7 +164,8 @@ st.vega_lite_chart(spec=curve_specs["losses"], width="stretch", theme="streamlit
                    alt="Training curve: loss on repeated and other positions against the training step.")
 figure(
     curve_specs["scores"],
-    caption=("The shipped run's training curve, measured every 25 steps on 128 fixed fresh sequences: loss on "
+    caption=(f"The shipped run's training curve, measured every {meta['config']['eval_every']} steps on "
+             f"{meta['config']['eval_batch']} fixed fresh sequences: loss on "
              "repeated and other positions (top) and the best layer-0 previous-token and layer-1 induction "
              "scores (bottom); the dashed vertical line is where the repeated loss fell fastest "
              "(core.induction.phase_change). Recorded by core.induction.train."),
@@ -184,7 +189,7 @@ occurrence. A head that spread its attention evenly would score about
 {metrics['prev_token_baseline']:.3f} and {metrics['induction_baseline']:.3f} (that is the average of
 $1/(i+1)$ over the positions scored, not zero).
 
-On 512 fresh sequences, {prev_best} has a previous-token score of
+On {N_EVAL} fresh sequences, {prev_best} has a previous-token score of
 {max(metrics['prev_token_scores']):.2f}, {times(max(metrics['prev_token_scores']), metrics['prev_token_baseline'])}
 the even spread, and {', '.join(f"{h} an induction score of {metrics['induction_scores'][int(h[3:])]:.2f}" for h in ind_heads)}
 ({times(max(metrics['induction_scores']), metrics['induction_baseline'])} the even spread at best). In the
@@ -203,16 +208,16 @@ figure(
     column_config={"weight": NUM(format="%.4f")},
 )
 shown_scores = scores.assign(**{
-    "previous-token score, 512 sequences": metrics["prev_token_scores"] + [float("nan")] * H,
-    "induction score, 512 sequences": [float("nan")] * H + metrics["induction_scores"],
+    f"previous-token score, {N_EVAL} sequences": metrics["prev_token_scores"] + [float("nan")] * H,
+    f"induction score, {N_EVAL} sequences": [float("nan")] * H + metrics["induction_scores"],
 })
 st.dataframe(shown_scores, hide_index=True, width="stretch",
              column_config={c: NUM(format="%.3f") for c in shown_scores.columns if c != "head"})
 csv_download(shown_scores, "induction_head_scores.csv", key="scores_csv")
 st.caption(
     f"Scores on this sequence (core.induction.prev_token_scores and sequence_induction_scores, the latter over its "
-    f"{view['n_scored']} repeated positions) and on 512 fresh sequences (core.induction.evaluate, from the shipped "
-    "JSON). The 512-sequence columns are blank where the score is not what that layer is for."
+    f"{view['n_scored']} repeated positions) and on {N_EVAL} fresh sequences (core.induction.evaluate, from the shipped "
+    f"JSON). The {N_EVAL}-sequence columns are blank where the score is not what that layer is for."
 )
 
 
@@ -250,8 +255,8 @@ with $W_U$ applied to each head's term before the heads are added.
     kind = "a repeated position" if row["kind"] == "repeated" else "not a repeated position"
     st.markdown(
         f"At position {position} the letter is `{row['token']}` and the next is `{row['next']}` ({kind}). "
-        f"The model gives `{row['next']}` logit {t['logit']:.4f} (probability {t['target_prob']:.3f}); the largest "
-        f"single term is {top['term']}'s, {top['value']:+.4f}."
+        f"The model gives `{row['next']}` logit {t['logit']:.4f} (probability {t['target_prob']:.3f}); of the "
+        f"heads' terms the largest is {top['term']}'s, {top['value']:+.4f}."
     )
     k = st.columns(3)
     k[0].metric("sum of the terms", f"{t['sum']:.10f}")
@@ -280,9 +285,9 @@ logit_section()
 def ablation_section() -> None:
     st.header("4 · Knock heads out")
     st.markdown(
-        """
+        f"""
 Because each head is one term of the sum, removing a head is removing a term. **Zero ablation** drops
-it; **mean ablation** puts back the head's average term at that position over the same 512 sequences,
+it; **mean ablation** puts back the head's average term at that position over the same {ind.EVAL_BATCH} sequences,
 which keeps the residual stream at its usual offset and removes only what the head says about
 *this* sequence. Removing a layer-0 head also changes what layer 1 reads: that is composition.
 """
@@ -318,7 +323,7 @@ which keeps the residual stream at its usual offset and removes only what the he
     )
     figure(
         fig.ablation_spec(abl, mode, metrics["ln_vocab"]),
-        caption=(f"Loss on repeated (blue) and other (orange) positions of 512 fresh sequences with each set of heads "
+        caption=(f"Loss on repeated (blue) and other (orange) positions of {ind.EVAL_BATCH} fresh sequences with each set of heads "
                  f"removed ({mode} ablation); the dashed line is ln V. core.induction.ablation_table."),
         table=abl, csv_name="induction_ablation.csv", key="abl_fig", table_label="Every ablation, zero and mean",
         column_config={col: NUM(format="%.4f") for col in abl.columns if col.startswith("loss")},

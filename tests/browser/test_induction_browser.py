@@ -28,7 +28,7 @@ def test_figures_draw_and_the_ablation_picker_reruns_its_section(page, server):
     expect(main.locator("h1").first).to_have_text("The sum at work")
     page.wait_for_function(f"document.querySelectorAll('{CHARTS}').length >= {N_CHARTS}", timeout=60_000)
     assert charts_drawn(page) >= N_CHARTS
-    assert page.locator(".katex").count() >= 5  # formulas typeset, not raw TeX
+    expect(page.locator(".katex").nth(4)).to_be_attached()  # at least 5 formulas typeset, not raw TeX
     expect(main.get_by_text("Press Train", exact=False)).to_be_visible()  # nothing trained on load
     screenshot(page, "induction")
 
@@ -38,6 +38,7 @@ def test_figures_draw_and_the_ablation_picker_reruns_its_section(page, server):
         box.press("Enter")
     assert_no_exception(page)
     expect(main.get_by_text("Your choice, 0.0", exact=False)).to_be_visible(timeout=30_000)
+    expect(page).to_have_url(re.compile(r"[?&]ablate=0\.0(&|$)"))  # the URL waits for the run's update
     assert _params(page).get("ablate") == "0.0"
     expect(page.locator(".st-key-seed input")).to_have_value("0")  # page-level controls untouched
 
@@ -49,7 +50,7 @@ def test_dark_theme_and_a_hostile_link(page, server):
     page.wait_for_function(f"document.querySelectorAll('{CHARTS}').length >= {N_CHARTS}", timeout=60_000)
     expect(main.get_by_text("not in the model's alphabet", exact=False)).to_be_visible()
     expect(main.get_by_text(re.compile("this model has layers 0–1"))).to_be_visible()
-    assert main.locator("b", has_text="!").count() == 0  # markup stays text
+    expect(main.locator("b", has_text="!")).to_have_count(0)  # markup stays text
     background = page.evaluate("getComputedStyle(document.querySelector('[data-testid=stApp]')).backgroundColor")
     assert background != "rgb(255, 255, 255)", background
     screenshot(page, "induction_dark")

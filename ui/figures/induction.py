@@ -11,7 +11,9 @@ import altair as alt
 import numpy as np
 import pandas as pd
 import streamlit as st
+import torch
 
+from core import induction as ind
 from ui.charts import DIVERGING, OKABE_ITO, SEQUENTIAL, chart_spec
 
 CACHE_ENTRIES = 32
@@ -213,15 +215,11 @@ def qk_path_spec(matrix: np.ndarray, alphabet: str, src: str, dst: str) -> dict:
 
 # ---- cached views: plain arguments in, plain data out (everything computed by core.induction) -------
 
-from core import induction as ind  # noqa: E402  (kept beside the views that use it)
-import torch  # noqa: E402
-
-
 @st.cache_data(show_spinner=False, max_entries=1)
 def shipped() -> dict:
-    """The shipped state dict as numpy arrays, and its JSON (core.induction.load)."""
+    """The shipped state dict as numpy arrays, its JSON and its size (core.induction.load)."""
     model, meta = ind.load()
-    return {"state": {k: v.numpy() for k, v in model.state_dict().items()}, "meta": meta}
+    return {"state": {k: v.numpy() for k, v in model.state_dict().items()}, "meta": meta, "size": model.size}
 
 
 def shipped_model() -> ind.InductionModel:
@@ -268,13 +266,13 @@ def sequence_view(seed: int, text: str) -> dict:
     table = pd.DataFrame(rows)
     labels = [f"{i}:{ind.ALPHABET[t]}" for i, t in enumerate(ids)]
     long = []
+    qi, kj = np.tril_indices(n)
     for l, trace in enumerate(r.traces):
         pat = trace.pattern[0].numpy()  # [H, n, n]
         for h in range(model.n_heads):
-            qi, kj = np.tril_indices(n)
             long.append(pd.DataFrame({"layer": l, "head": h, "query": [labels[i] for i in qi],
                                       "key": [labels[j] for j in kj], "weight": pat[h, qi, kj]}))
-    prev, prev_base = ind.prev_token_scores(r.traces[0].pattern)
+    prev, _ = ind.prev_token_scores(r.traces[0].pattern)
     seq_ind, n_scored = ind.sequence_induction_scores(r.traces[1].pattern, tokens)
     seq_prev1, _ = ind.prev_token_scores(r.traces[1].pattern)
     seq_ind0, _ = ind.sequence_induction_scores(r.traces[0].pattern, tokens)
@@ -286,9 +284,9 @@ def sequence_view(seed: int, text: str) -> dict:
     mask = np.array(repeat, dtype=bool)
     losses = np.array(per)
     return {
-        "ids": ids, "text": ind.to_text(ids), "problems": problems, "generated": generated is not None,
+        "ids": ids, "text": ind.to_text(ids), "problems": problems,
         "table": table, "labels": labels, "patterns": pd.concat(long, ignore_index=True), "scores": scores,
-        "prev_baseline": prev_base, "n_scored": n_scored,
+        "n_scored": n_scored,
         "loss_repeat": float(losses[mask].mean()) if mask.any() else float("nan"),
         "loss_other": float(losses[~mask].mean()) if (~mask).any() else float("nan"),
         "n_repeat": int(mask.sum()), "repeat_positions": [i for i, m in enumerate(repeat) if m],
@@ -306,11 +304,9 @@ def terms_view(seed: int, text: str, position: int) -> dict:
 
 def ablation_sets(metrics: dict, n_heads: int, chosen: list[tuple[int, int]]) -> dict[str, list[tuple[int, int]]]:
     """The sets of heads the ablation table removes: none, each head, the named heads, the reader's."""
-    def parse(label: str) -> tuple[int, int]:
-        return int(label[1]), int(label[3:])
     sets = {"nothing": []}
     sets.update({ind.head_label(l, h): [(l, h)] for l, h in ind.all_heads(n_heads)})
-    sets["the induction heads"] = [parse(x) for x in metrics["induction_heads"]]
+    sets["the induction heads"] = ind.parse_ablate(",".join(metrics["induction_heads"]), n_heads)[0]
     sets["all of layer 0"] = [(0, h) for h in range(n_heads)]
     if chosen:
         sets[f"your choice: {ind.format_ablate(chosen)}"] = chosen
