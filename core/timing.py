@@ -18,7 +18,8 @@ against torch.nn.MultiheadAttention and F.scaled_dot_product_attention.
 Method (run_benchmark): every variant is first checked against a float64 reference of the same
 inputs, to a tolerance set per dtype (check_tolerance; a wrong variant is never timed). Then the
 variants are timed in interleaved rounds: each round times one block of calls of every variant,
-in a fresh random order, and keeps the block's fastest call (clock_for: with one CPU thread, that
+in a fresh random order, and keeps the block's fastest call once its calls have stopped getting
+faster (clock_for: with one CPU thread, that
 thread's CPU time; otherwise torch.utils.benchmark's wall clock, which synchronizes CUDA). A slow
 spell of a shared machine then lands on every variant alike; each variant's ratio to the bare
 GEMM is taken within a round and reported as the median over rounds with a distribution-free
@@ -76,6 +77,7 @@ except ImportError:  # pragma: no cover - Windows
 __all__ = [
     "Size", "Variant", "VARIANTS", "PROJECTION_VARIANTS", "FORWARD_VARIANTS", "SWEEP_AXES", "CSV_COLUMNS",
     "CONFIDENCE", "MIN_ROUNDS", "MAX_ROUNDS", "TARGET_ROUNDS", "BASE_SHARE", "NOISY_WIDTH", "DEFAULT_RUN",
+    "SETTLE_GAIN", "SETTLE_CALLS", "SETTLE_MAX_S",
     "MALLOC_SETTINGS", "PAGE_BYTES", "GLIBC_MMAP_THRESHOLD_START", "GLIBC_MMAP_THRESHOLD_MAX",
     "flops", "extra_bytes", "estimated_bytes", "element_size", "memory_table",
     "projection_inputs", "make_variant", "forward_inputs", "make_forward", "check_tolerance", "rel_error",
@@ -154,6 +156,14 @@ PER_CALL_MIN_S = 20e-6  # calls shorter than this are timed as a block, not one 
 BLOCK_MAX_S = 0.025  # longer blocks would pair a variant with gemm across a longer spell: more rounds instead
 BASE_SHARE = 3.0  # the base size, which the headlines are about, gets this many shares of the budget
 NOISY_WIDTH = 0.2  # a ratio whose interval spans more than this fraction of its median is flagged
+# A block keeps calling until its calls stop speeding up (_time_one_block): settled once SETTLE_CALLS
+# calls in a row were none more than SETTLE_GAIN faster than the best so far, or the block has
+# taken SETTLE_MAX_S (or its own number of calls, if that is longer). Memory-heavy variants need it: on the
+# development machine their first calls after other work or a pause ran up to twice as slow,
+# speeding up over tens of milliseconds (docs/timing.md, "Ramping up").
+SETTLE_GAIN = 0.01
+SETTLE_CALLS = 3
+SETTLE_MAX_S = 0.06
 
 # The page's default run, which scripts/timing_repeatability.py repeats in fresh processes.
 # One thread: on the 2-core shared machine it gave the steadier ratios (docs/timing.md,
@@ -678,13 +688,22 @@ def clock_for(device: str, threads: int) -> str:
     return "thread cpu" if str(device) == "cpu" and threads == 1 else "wall"
 
 
-def _time_one_block(fn: Callable[[], object], number: int, clock_name: str = "wall") -> float:
-    """Seconds per call of ``fn`` in one block of ``number`` calls: the fastest call of the block.
+def _time_one_block(
+    fn: Callable[[], object], number: int, clock_name: str = "wall", *,
+    settle_s: float = SETTLE_MAX_S, calls: list[int] | None = None,
+) -> float:
+    """Seconds per call of ``fn`` in one block: its fastest call, once the calls have settled.
 
     Each call is timed on its own (clock_for says which clock). The fastest is the cost of the
     code while it has the processor; on a shared machine a slower call is mostly a preemption
-    or another process evicting caches. Calls under PER_CALL_MIN_S are too short to time one by
-    one against the clock's own overhead: their block is timed whole and divided.
+    or another process evicting caches. A block makes ``number`` calls and then goes on while its
+    calls are still speeding up: until SETTLE_CALLS calls in a row were none more than
+    SETTLE_GAIN faster than the best so far, while the block has taken less than ``settle_s``.
+    Without that, a variant whose first calls after a switch are slow (memory-heavy ones, on the
+    machines measured) is timed before it reaches its own speed, by an amount that differs from
+    process to process. Calls under PER_CALL_MIN_S are too short to time one by one against the
+    clock's own overhead: one call warms up, then the block is timed whole and divided.
+    ``calls``, if given, gets the number of calls made appended (for page faults per call).
     """
     read = time.thread_time if clock_name == "thread cpu" else bench_clock
     start = read()
@@ -694,11 +713,21 @@ def _time_one_block(fn: Callable[[], object], number: int, clock_name: str = "wa
         start = read()
         for _ in range(number - 1):
             fn()
+        if calls is not None:
+            calls.append(number)
         return max(min(best, (read() - start) / (number - 1)), 1e-9)
-    for _ in range(number - 1):
+    made, quiet, spent = 1, 0, best
+    last = best
+    while made < number or (quiet < SETTLE_CALLS and spent + last <= settle_s):
         start = read()
         fn()
-        best = min(best, read() - start)
+        last = read() - start
+        spent += last
+        made += 1
+        quiet = 0 if last < best * (1 - SETTLE_GAIN) else quiet + 1
+        best = min(best, last)
+    if calls is not None:
+        calls.append(made)
     return max(best, 1e-9)
 
 
@@ -738,8 +767,10 @@ def run_benchmark(
     learn its time per call. Second pass, per size: rounds, each timing one block of every
     variant in a fresh random order (seeded by ``order_seed``), until the size's share of what
     is left of the budget is spent. Shares follow each size's cost of one round, so every size
-    gets about as many rounds; the base size (the first) gets BASE_SHARE times more, and what
-    a size leaves unused passes on.
+    gets about as many rounds; the base size (the first) gets BASE_SHARE times more and is timed
+    last, so a size whose rounds run over their plan eats into the base's extra rounds, and what
+    a size leaves unused passes on. Every size timed gets at least MIN_ROUNDS rounds; a block
+    settles first (_time_one_block).
 
     One row per (size, variant), in CSV_COLUMNS order: the median and IQR over rounds of the
     time per call, and ``fraction_of_gemm``: the median over rounds of the throughput ratio to
@@ -759,7 +790,12 @@ def run_benchmark(
     element_size_ = torch.empty((), dtype=torch_dtype).element_size()
     threads = int(threads or torch.get_num_threads())
     clock_name = clock_for(device, threads)
-    timer = time_block or (lambda name, fn, number: _time_one_block(fn, number, clock_name))
+    made: dict[str, list[int]] = {}  # calls each block of a variant made (the default timer settles)
+
+    def default_timer(name: str, fn: Callable[[], object], number: int) -> float:
+        return _time_one_block(fn, number, clock_name, calls=made.setdefault(name, []))
+
+    timer = time_block or default_timer
     order = [v for v in ("gemm",) if v in variants] + [v for v in variants if v != "gemm"]  # the reference first
     env = environment(device, threads)
     reduced = _reduced_accumulation(device, torch_dtype)
@@ -769,6 +805,7 @@ def run_benchmark(
     rows: list[dict] = []
     size_rows: list[dict[str, dict]] = []
     per_call: list[dict[str, float]] = []  # per size: seconds per call of every variant that passed
+    least: list[dict[str, float]] = []  # per size: seconds the variant's shortest block took (its settling)
     flops_per_s = _calibrate(device, torch_dtype, threads)
 
     def report(done: int, message: str) -> None:
@@ -786,6 +823,7 @@ def run_benchmark(
         where = f"B={size.batch} S={size.seq} D={size.d_model} H={size.n_heads}"
         by_name: dict[str, dict] = {}
         known: dict[str, float] = {}
+        shortest: dict[str, float] = {}
         inputs: dict[str, tuple] = {}
         references: dict[str, Tensor] = {}
         seconds_per_flop = 1 / flops_per_s  # refined by this size's gemm
@@ -826,7 +864,9 @@ def run_benchmark(
                                f"the {dtype} tolerance is {row['tolerance']:.2e}); not timed")
                     continue
                 with torch.no_grad(), torch_threads(threads):
+                    started = clock()
                     known[name] = timer(name, fn, 1)  # the checked call ran under the allocation counter
+                    shortest[name] = max(clock() - started, known[name])  # a block of one call, settled
                 if name == "gemm":
                     seconds_per_flop = known[name] / flops(name, size)
             except (RuntimeError, NotImplementedError, TypeError) as exc:  # e.g. a kernel missing for a dtype
@@ -834,38 +874,51 @@ def run_benchmark(
         del inputs, references
         size_rows.append(by_name)
         per_call.append(known)
+        least.append(shortest)
+        made.clear()
 
     # ---- second pass: interleaved rounds, size by size
-    def weights() -> list[float]:  # a size's share follows the cost of one of its rounds
-        return [sum(known.values()) * (BASE_SHARE if i == 0 else 1.0) for i, known in enumerate(per_call)]
+    def round_costs() -> list[float]:  # per size: the least one round of it takes (settled blocks of one call)
+        return [sum(least[i][n] for n in known) for i, known in enumerate(per_call)]
 
-    # Every size should get MIN_ROUNDS rounds: while it can't, leave out the slowest call of all (never gemm).
-    while MIN_ROUNDS * sum(weights()) > deadline - clock():
-        slow = [(t, i, n) for i, known in enumerate(per_call) for n, t in known.items() if n != "gemm"]
+    def weights() -> list[float]:  # a size's share follows the cost of its round; the base size gets more
+        return [cost * (BASE_SHARE if i == 0 else 1.0) for i, cost in enumerate(round_costs())]
+
+    # Every size should get MIN_ROUNDS rounds: while it can't, leave out the slowest block of all (never gemm).
+    while MIN_ROUNDS * sum(round_costs()) > deadline - clock():
+        slow = [(least[i][n], i, n) for i, known in enumerate(per_call) for n in known if n != "gemm"]
         if not slow:
             break
         seconds, i, name = max(slow)
         size_rows[i][name].update(status="skipped", note=(
-            f"one call takes {seconds * 1e3:,.1f} ms; with it, {MIN_ROUNDS} interleaved rounds at every size would "
+            f"one block takes {seconds * 1e3:,.1f} ms; with it, {MIN_ROUNDS} interleaved rounds at every size would "
             f"not fit the {max(deadline - clock(), 0):.1f} s left of the budget"))
         del per_call[i][name]
-    shares = weights()
-    for i, size in enumerate(sizes):
-        report(len(sizes) * len(order) + i * len(order), f"timing at B={size.batch} S={size.seq} D={size.d_model} H={size.n_heads}")
+    costs, shares = round_costs(), weights()
+    # The base size is timed last. It has BASE_SHARE shares, so a sweep size whose rounds run over
+    # their plan takes from the base's extra rounds, never from another size's MIN_ROUNDS.
+    timing_order = list(range(1, len(sizes))) + [0]
+    for step, i in enumerate(timing_order):
+        size = sizes[i]
+        report(len(sizes) * len(order) + step * len(order), f"timing at B={size.batch} S={size.seq} D={size.d_model} H={size.n_heads}")
         known, by_name = per_call[i], size_rows[i]
         if not known:
             continue
-        share = max(deadline - clock(), 0.0) * shares[i] / max(sum(shares[i:]), 1e-12)
+        later = timing_order[step + 1:]
+        remaining = max(deadline - clock(), 0.0)
+        share = remaining * shares[i] / max(shares[i] + sum(shares[j] for j in later), 1e-12)
+        room = remaining - MIN_ROUNDS * sum(costs[j] for j in later)  # the most this size's MIN_ROUNDS may take
         size_deadline = clock() + share
-        while MIN_ROUNDS * sum(known.values()) > share:  # drop the slowest (never gemm) until MIN_ROUNDS fit
-            slowest = max((n for n in known if n != "gemm"), key=known.get, default=None)
+        shortest = least[i]
+        while MIN_ROUNDS * sum(shortest[n] for n in known) > room:  # drop the slowest (never gemm) until MIN_ROUNDS fit
+            slowest = max((n for n in known if n != "gemm"), key=shortest.get, default=None)
             if slowest is None:
                 break
             by_name[slowest].update(status="skipped", note=(
-                f"one call takes {known[slowest] * 1e3:,.1f} ms; {MIN_ROUNDS} interleaved rounds with it would "
-                f"not fit this size's {share:.2f} s share of the budget"))
+                f"one block takes {shortest[slowest] * 1e3:,.1f} ms; {MIN_ROUNDS} interleaved rounds with it would "
+                f"not fit the {max(room, 0):.2f} s the budget leaves this size"))
             del known[slowest]
-        if MIN_ROUNDS * sum(known.values()) > share:
+        if MIN_ROUNDS * sum(shortest[n] for n in known) > room:
             for name in known:
                 by_name[name].update(status="skipped", note=f"time budget of {budget_s:g} s used up")
             continue
@@ -874,12 +927,13 @@ def run_benchmark(
         number = {n: max(1, int(block / max(known[n], 1e-9))) for n in names}
         faults = {n: 0 for n in names}
         counting = _minor_faults() is not None
+        made.clear()  # from here on, the calls of this size's rounds
         try:
             with torch.no_grad(), torch_threads(threads):
                 inputs = {}
                 fns = {n: build(size, n, inputs) for n in names}
-                for fn in fns.values():  # one untimed call: buffers allocated, caches warm
-                    fn()
+                for fn in fns.values():  # one untimed, settled block each: buffers allocated, each up to speed
+                    _time_one_block(fn, 1, clock_name)
                 _sync(device)
 
                 def one_block(name: str) -> float:
@@ -893,9 +947,9 @@ def run_benchmark(
 
                 def another_round(done: int) -> bool:
                     now = clock()
-                    estimate = now - mark[0] if done else sum(number[n] * known[n] for n in names)
+                    estimate = now - mark[0] if done else sum(max(number[n] * known[n], shortest[n]) for n in names)
                     mark[0] = now
-                    return done < 1 or now + estimate <= size_deadline
+                    return done < MIN_ROUNDS or now + estimate <= size_deadline  # MIN_ROUNDS were planned to fit
 
                 times, _ = interleave(names, one_block, rng=rng, another_round=another_round)
                 fns.clear()  # free this size's buffers before the next size builds its own
@@ -908,11 +962,12 @@ def run_benchmark(
         fractions = paired_fractions(times, work) if "gemm" in times else {}
         for name, ts in times.items():
             row = by_name[name]
+            calls = sum(made[name]) if made.get(name) else number[name] * len(ts)
             median, q1, q3 = (_quantile(ts, q) for q in (0.5, 0.25, 0.75))
             row.update(
                 status="ok", median_ms=median * 1e3, iqr_ms=(q3 - q1) * 1e3, q1_ms=q1 * 1e3, q3_ms=q3 * 1e3,
-                runs=len(ts), calls=number[name] * len(ts), gflop_per_s=work[name] / median / 1e9,
-                page_faults_per_call=faults[name] / (number[name] * len(ts)) if counting else float("nan"),
+                runs=len(ts), calls=calls, gflop_per_s=work[name] / median / 1e9,
+                page_faults_per_call=faults[name] / calls if counting else float("nan"),
                 round_ms=_round_text(ts),
             )
             if name in fractions:

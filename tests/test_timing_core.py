@@ -701,3 +701,65 @@ def test_one_cpu_thread_is_timed_by_its_own_cpu_time_and_anything_else_by_the_wa
 
     assert timing._time_one_block(waits, 2, "thread cpu") < 0.002
     assert timing._time_one_block(waits, 2, "wall") >= 0.003
+
+
+def _sleeper(durations_s):
+    """A callable whose k-th call sleeps durations_s[k] (the last one from then on): times on the wall clock."""
+    import time as time_
+
+    calls = [0]
+
+    def fn():
+        time_.sleep(durations_s[min(calls[0], len(durations_s) - 1)])
+        calls[0] += 1
+
+    return fn, calls
+
+
+def test_a_block_goes_on_while_its_calls_speed_up_and_keeps_the_settled_time():
+    """A variant slow for its first calls after a switch is timed at its own speed, not at the switch's."""
+    fn, calls = _sleeper([0.012, 0.010, 0.008, 0.006, 0.004])
+    made: list[int] = []
+    best = timing._time_one_block(fn, 1, "wall", settle_s=0.2, calls=made)
+    assert best < 0.0055  # the settled 4 ms, not the first call's 12 ms
+    assert made == [calls[0]] and calls[0] >= 5 + timing.SETTLE_CALLS - 1  # the speed-up, then calls that did not gain
+
+
+def test_a_block_that_never_settles_stops_at_its_settling_time():
+    fn, calls = _sleeper([0.004 * 0.9 ** k for k in range(200)])  # faster every call, forever
+    import time as time_
+
+    start = time_.perf_counter()
+    timing._time_one_block(fn, 1, "wall", settle_s=0.03)
+    assert time_.perf_counter() - start < 0.03 + 0.02  # at most one call past the limit, plus sleep's slack
+    assert calls[0] >= 3
+
+
+def test_a_block_makes_its_own_number_of_calls_however_settled():
+    fn, calls = _sleeper([0.001])
+    made: list[int] = []
+    timing._time_one_block(fn, 12, "wall", settle_s=0.0, calls=made)
+    assert calls[0] == 12 == made[0]
+
+
+def test_the_base_size_is_timed_last_so_overruns_come_out_of_its_extra_rounds():
+    """Rounds that take three times their plan at the sweep sizes still leave the base its MIN_ROUNDS."""
+    ticks = [0.0]
+    timing_now = {"on": False}
+    messages: list[str] = []
+
+    def progress(fraction, message):
+        messages.append(message)
+        timing_now["on"] = message.startswith("timing")
+
+    def time_block(name, fn, number):
+        ticks[0] += (3e-3 if timing_now["on"] else 1e-3) * number  # rounds run over what the first pass learned
+        return 1e-3
+
+    sizes = [Size(1, 8, 8, 2), Size(1, 2, 8, 2), Size(1, 4, 8, 2)]
+    table = timing.run_benchmark(sizes, variants=["gemm", "concat", "einsum"], budget_s=1.0, threads=1,
+                                 clock=lambda: ticks[0], time_block=time_block, progress=progress)
+    timed = [m for m in messages if m.startswith("timing")]
+    assert timed[-1].startswith("timing at B=1 S=8 ")  # the base size, last
+    ok = table[table["status"] == "ok"]
+    assert len(ok) == 9 and (ok["runs"] >= timing.MIN_ROUNDS).all()
