@@ -63,8 +63,10 @@ def start_memory_trimmer() -> None:
     Thirty students computing at once leave glibc's heaps (one arena per script thread) full of
     freed space that it keeps for later: measured here, 30 distinct concat links left the server
     at 575–782 MiB resident although the caches hold ~14 MiB. `malloc_trim(0)` returns the free
-    pages (it changes no allocation, so timings are unaffected) and takes a few milliseconds; a
-    daemon thread calls it every TRIM_EVERY_S seconds. Not glibc (e.g. macOS): nothing to do.
+    pages (it moves no allocation, but a page it hands back costs a page fault when next used:
+    about 1.5 µs per 4 KiB page here, docs/timing.md "The allocator") and takes a few
+    milliseconds; a daemon thread calls it every TRIM_EVERY_S seconds. Not glibc (e.g. macOS):
+    nothing to do.
     """
     global _trimmer_started
     with _frozen_lock:
