@@ -156,11 +156,11 @@ PER_CALL_MIN_S = 20e-6  # calls shorter than this are timed as a block, not one 
 BLOCK_MAX_S = 0.025  # longer blocks would pair a variant with gemm across a longer spell: more rounds instead
 BASE_SHARE = 3.0  # the base size, which the headlines are about, gets this many shares of the budget
 NOISY_WIDTH = 0.2  # a ratio whose interval spans more than this fraction of its median is flagged
-# A block keeps calling until its calls stop speeding up (_time_one_block): settled once SETTLE_CALLS
-# calls in a row were none more than SETTLE_GAIN faster than the best so far, or the block has
-# taken SETTLE_MAX_S (or its own number of calls, if that is longer). Memory-heavy variants need it: on the
-# development machine their first calls after other work or a pause ran up to twice as slow,
-# speeding up over tens of milliseconds (docs/timing.md, "Ramping up").
+# A block keeps calling until its calls stop speeding up (_time_one_block): settled once
+# SETTLE_CALLS calls in a row were none more than SETTLE_GAIN faster than the best so far, or the
+# block has taken SETTLE_MAX_S (or its own number of calls, if that is longer). Memory-heavy
+# variants need it: on the development machine their first calls after other work or a pause ran
+# up to twice as slow, speeding up over tens of milliseconds (docs/timing.md, "Ramping up").
 SETTLE_GAIN = 0.01
 SETTLE_CALLS = 3
 SETTLE_MAX_S = 0.06
@@ -875,7 +875,6 @@ def run_benchmark(
         size_rows.append(by_name)
         per_call.append(known)
         least.append(shortest)
-        made.clear()
 
     # ---- second pass: interleaved rounds, size by size
     def round_costs() -> list[float]:  # per size: the least one round of it takes (settled blocks of one call)
@@ -932,7 +931,7 @@ def run_benchmark(
             with torch.no_grad(), torch_threads(threads):
                 inputs = {}
                 fns = {n: build(size, n, inputs) for n in names}
-                for fn in fns.values():  # one untimed, settled block each: buffers allocated, each up to speed
+                for fn in fns.values():  # untimed (not through `timer`), settled: buffers allocated, each up to speed
                     _time_one_block(fn, 1, clock_name)
                 _sync(device)
 

@@ -166,9 +166,9 @@ Then they are **timed in rounds**. Each round times one block of calls of every 
 fresh random order, and keeps the fastest call of each block: the code's cost while it has the
 processor. A block goes on calling while its calls are still getting faster (at most
 {timing.SETTLE_MAX_S * 1e3:.0f} ms; `core.timing._time_one_block`). A variant that streams a large
-tensor can run slowly for its first calls after other work (on the machine this page was written
-on, up to twice as slowly, for some tens of milliseconds: `docs/timing.md`), and timing it then
-would measure the switch, not the code. A slow spell of a shared machine then lands on all of them alike, and each variant's
+tensor can run slowly for its first calls after other work (measured on the machine this page was
+written on: `docs/timing.md`, "Ramping up"), and timing it then would measure the switch, not the
+code. A slow spell of a shared machine then lands on all of them alike, and each variant's
 throughput is divided by the bare GEMM's *from the same round*. The clock (`core.timing.clock_for`):
 with one thread on the CPU every operation runs in the measuring thread, so its CPU time is the
 call's whole cost and waiting for a core held by another program is left out; with more threads, or
@@ -362,10 +362,10 @@ top of the heap is also handed back once it passes a second threshold. So the sa
 may or may not pay for page faults, depending on what the process allocated before, and on which
 thread asks. Setting `MALLOC_MMAP_THRESHOLD_` and `MALLOC_TRIM_THRESHOLD_` in the environment fixes
 both lines, and raising them keeps freed blocks for reuse. Even without a page fault, *where* the
-block lands matters: on the machine this page was written on, in about one fresh process in twenty
-the per-head result moved between places in the heap from call to call, and `per_head_sum` ran at
-0.47 of a GEMM instead of 0.70 (`docs/timing.md`, "Repeatability"). If yours reads far below
-`per_head_sum_out` with no page faults, that is what it looked like there.
+block lands matters: on the machine this page was written on, in some fresh processes the per-head
+result moved between places in the heap from call to call, and `per_head_sum` then ran well below
+`per_head_sum_out` with no page faults at all (the figures are in `docs/timing.md`,
+"Repeatability").
 
 `per_head_sum_out` does the identical copy, batched product and sum, but into buffers allocated
 once. The difference between the two is the allocation's price, and the **page faults per call**

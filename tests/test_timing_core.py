@@ -703,40 +703,36 @@ def test_one_cpu_thread_is_timed_by_its_own_cpu_time_and_anything_else_by_the_wa
     assert timing._time_one_block(waits, 2, "wall") >= 0.003
 
 
-def _sleeper(durations_s):
-    """A callable whose k-th call sleeps durations_s[k] (the last one from then on): times on the wall clock."""
-    import time as time_
-
-    calls = [0]
+def _ticking(monkeypatch, durations_s):
+    """A callable whose k-th call "takes" durations_s[k] (the last one from then on) on a fake wall clock."""
+    now, calls = [0.0], [0]
+    monkeypatch.setattr(timing, "bench_clock", lambda: now[0])
 
     def fn():
-        time_.sleep(durations_s[min(calls[0], len(durations_s) - 1)])
+        now[0] += durations_s[min(calls[0], len(durations_s) - 1)]
         calls[0] += 1
 
-    return fn, calls
+    return fn, calls, now
 
 
-def test_a_block_goes_on_while_its_calls_speed_up_and_keeps_the_settled_time():
+def test_a_block_goes_on_while_its_calls_speed_up_and_keeps_the_settled_time(monkeypatch):
     """A variant slow for its first calls after a switch is timed at its own speed, not at the switch's."""
-    fn, calls = _sleeper([0.012, 0.010, 0.008, 0.006, 0.004])
+    fn, calls, _ = _ticking(monkeypatch, [0.012, 0.010, 0.008, 0.006, 0.004])
     made: list[int] = []
     best = timing._time_one_block(fn, 1, "wall", settle_s=0.2, calls=made)
-    assert best < 0.0055  # the settled 4 ms, not the first call's 12 ms
-    assert made == [calls[0]] and calls[0] >= 5 + timing.SETTLE_CALLS - 1  # the speed-up, then calls that did not gain
+    assert best == pytest.approx(0.004)  # the settled 4 ms, not the first call's 12 ms
+    assert made == [calls[0]] == [5 + timing.SETTLE_CALLS]  # the speed-up, then calls that did not gain
 
 
-def test_a_block_that_never_settles_stops_at_its_settling_time():
-    fn, calls = _sleeper([0.004 * 0.9 ** k for k in range(200)])  # faster every call, forever
-    import time as time_
-
-    start = time_.perf_counter()
+def test_a_block_that_never_settles_stops_at_its_settling_time(monkeypatch):
+    fn, calls, now = _ticking(monkeypatch, [0.004 * 0.9 ** k for k in range(200)])  # faster every call, forever
     timing._time_one_block(fn, 1, "wall", settle_s=0.03)
-    assert time_.perf_counter() - start < 0.03 + 0.02  # at most one call past the limit, plus sleep's slack
+    assert now[0] <= 0.03  # it never starts a call that the limit would not cover
     assert calls[0] >= 3
 
 
-def test_a_block_makes_its_own_number_of_calls_however_settled():
-    fn, calls = _sleeper([0.001])
+def test_a_block_makes_its_own_number_of_calls_however_settled(monkeypatch):
+    fn, calls, _ = _ticking(monkeypatch, [0.001])
     made: list[int] = []
     timing._time_one_block(fn, 12, "wall", settle_s=0.0, calls=made)
     assert calls[0] == 12 == made[0]
