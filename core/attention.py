@@ -277,8 +277,17 @@ def per_head_results(z: Tensor, W_O: Tensor) -> Tensor:
 
 
 def project_then_sum(z: Tensor, W_O: Tensor, b_O: Tensor | None = None) -> Tensor:
-    """z [B, H, S, L] → [B, S, D]: per-head results summed over the head axis (then + b_O)."""
-    return _add_bias(per_head_results(z, W_O).sum(dim=2), b_O)  # [B, S, D]
+    """z [B, H, S, L] → [B, S, D]: per-head results summed over the head axis (then + b_O).
+
+    The same batched product per_head_results makes, written out so that the heads-first copy of
+    z lives until the sum is done. Freed earlier (as inside einsum), it leaves some CPU heap layouts
+    in which each call's H-fold result lands somewhere new, call after call, at up to 1.7× the time
+    (docs/timing.md, "Where the result lands"; scripts/heap_layouts.py measures it).
+    """
+    B, H, S, L = z.shape
+    z_heads = z.transpose(0, 1).reshape(H, B * S, L)  # [H, B·S, L] heads first (a copy unless B, H or S is 1)
+    result = torch.bmm(z_heads, W_O)  # [H, B·S, L] @ [H, L, D] → [H, B·S, D]: result[h] = z_h @ W_O[h]
+    return _add_bias(result.sum(dim=0).view(B, S, -1), b_O)  # [B, S, D]
 
 
 def trace_numel(batch: int, seq: int, d_model: int, n_heads: int) -> dict[str, int]:

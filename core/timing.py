@@ -6,7 +6,7 @@ out [B, S, D]; they differ only in how the sum over (h, l) is laid out in memory
     gemm              x [B·S, D] @ W [D, D], inputs prepared in advance: the hardware reference
     concat            core.attention.concat_then_project: copy heads side by side, one GEMM
     einsum            torch.einsum('bhsl,hld->bsd'): the sum over h and l as one contraction
-    per_head_sum      core.attention.project_then_sum: materialize [B, S, H, D], then sum over H
+    per_head_sum      core.attention.project_then_sum: materialize every head's result [H, B·S, D], then sum over H
     per_head_sum_out  the same arithmetic into buffers allocated once (no allocation per call)
     head_loop         a Python loop over heads: out += z_h @ W_O[h]
     broadcast         (z[..., None] * W_O).sum(-2): [B, S, H, L, D] products, then two sums
@@ -129,7 +129,7 @@ VARIANTS: dict[str, Variant] = {v.name: v for v in [
     Variant("gemm", "reference", "bare GEMM [B·S, D] × [D, D]", "x @ W"),
     Variant("concat", "projection", "concat heads, then one GEMM", "concat_then_project(z, W_O)"),
     Variant("einsum", "projection", "one einsum over (h, l)", "torch.einsum('bhsl,hld->bsd', z, W_O)"),
-    Variant("per_head_sum", "projection", "per-head results [B,S,H,D], then sum", "project_then_sum(z, W_O)"),
+    Variant("per_head_sum", "projection", "per-head results [H,B·S,D], then sum", "project_then_sum(z, W_O)"),
     Variant("per_head_sum_out", "projection", "per-head results into preallocated buffers",
             "torch.bmm(z_heads, W_O, out=per_head); torch.sum(per_head, 0, out=out)"),
     Variant("head_loop", "projection", "Python loop over heads", "for h in range(H): out += z[:, h] @ W_O[h]"),
@@ -212,11 +212,13 @@ def extra_bytes(variant: str, size: Size, element_size: int) -> int | None:
     # B = L = 1, a transposed matrix that the GEMM reads in place).
     is_view = H == 1 or size.seq == 1 or (size.batch == 1 and size.d_head == 1)
     side_by_side = 0 if is_view else bsd
+    # z read heads first, [H, B·S, L], is a view when B, H or S is 1 (project_then_sum)
+    heads_first = 0 if 1 in (size.batch, H, size.seq) else bsd
     elements = {
         "gemm": 0,
         "concat": side_by_side,  # the heads copied side by side, [B·S, H·L]
         "einsum": side_by_side,  # einsum permutes z to [B·S, H·L] (the same copy), then one GEMM
-        "per_head_sum": H * bsd,  # [H, B·S, D] per-head results (the z copy is freed before the sum's output)
+        "per_head_sum": H * bsd + heads_first,  # [H, B·S, D] per-head results and z [H, B·S, L], both alive until the sum is done
         "per_head_sum_out": (H + 1) * bsd,  # z_heads [H, B·S, L] and per_head [H, B·S, D], kept between calls
         "head_loop": bsd if H > 1 else 0,  # one head's [B, S, D] product alive next to the running sum
         "broadcast": bsd * D + (H - 1) * bsd,  # [B,S,H,L,D] products and [B,S,H,D] partial sums
@@ -228,7 +230,7 @@ _HOLDS = {
     "gemm": "nothing: its input was concatenated before the clock started",
     "concat": "z copied with the heads side by side, [B·S, H·L]",
     "einsum": "the same side-by-side copy, made inside einsum",
-    "per_head_sum": "every head's result, [B, S, H, D], before the sum",
+    "per_head_sum": "a heads-first copy of z and every head's result, [H, B·S, D], until the sum is done",
     "per_head_sum_out": "a heads-first copy of z and every head's result, allocated once",
     "head_loop": "one head's [B, S, D] product next to the running sum",
     "broadcast": "every single product z·W_O, [B, S, H, L, D], then [B, S, H, D]",

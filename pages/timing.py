@@ -94,8 +94,8 @@ st.markdown(
                ("gemm", "nothing: a bare matrix product on inputs prepared in advance — the hardware's reference"),
                ("concat", "one copy of z with the heads side by side"),
                ("einsum", "the same copy, made by einsum itself"),
-               ("per_head_sum", "all H per-head results, $[B, S, H, D]$"),
-               ("per_head_sum_out", "the same, in buffers allocated once and reused"),
+               ("per_head_sum", "a heads-first copy of z and all H per-head results, $[H, B \\cdot S, D]$"),
+               ("per_head_sum_out", "the same two, in buffers allocated once and reused"),
                ("head_loop", "one head's result at a time"),
                ("broadcast", "every single product, $[B, S, H, L, D]$, then $[B, S, H, D]$"),
            )]
@@ -114,8 +114,9 @@ broadcasting, then sum over $l$); `head_loop` is how most people first write the
 The memory each arrangement needs follows from the shapes alone. Counting in units of the output
 ($B \times S \times D$ numbers), beyond the inputs and the result that every arrangement must hold:
 `concat` and `einsum` need one unit, for the side-by-side copy (none where size-1 axes make `z` side
-by side already, as with a single head or a single token); `per_head_sum` needs $H$, because
-it writes every head's full-width result before adding them. `broadcast` needs $D + H - 1$, for
+by side already, as with a single head or a single token); `per_head_sum` needs $H + 1$, because
+it writes every head's full-width result before adding them, and keeps the heads-first copy of `z`
+it made them from until the sum is done (why, in "The hidden part of the cost" below). `broadcast` needs $D + H - 1$, for
 two tensors alive at once: every product $z_{b,h,s,l}\,(W_O)_{h,l,d}$ kept separately,
 $[B, S, H, L, D]$, which is $H \times L = D$ units; and, while the sum over $l$ runs, its result, the
 per-head partial sums $[B, S, H, D]$, $H$ units. Their peak, $D + H$, comes before the result exists,
@@ -352,7 +353,7 @@ overtakes the projections at long sequences.
 ### The hidden part of the cost: allocation
 
 Part of what the materialized sum costs is not arithmetic at all. Each call of `per_head_sum`
-allocates a fresh $[B, S, H, D]$ tensor. On Linux, glibc's `malloc` serves a large request with its
+allocates a fresh tensor of every head's result, $H \times B \times S \times D$ numbers. On Linux, glibc's `malloc` serves a large request with its
 own `mmap` from the operating system and hands it back with `munmap` when it is freed; the next
 call gets fresh pages, and the kernel fills each {timing.PAGE_BYTES // 1024} KiB page with zeros the
 first time it is touched (a *page fault*). The line between small and large moves as a process
@@ -362,10 +363,14 @@ top of the heap is also handed back once it passes a second threshold. So the sa
 may or may not pay for page faults, depending on what the process allocated before, and on which
 thread asks. Setting `MALLOC_MMAP_THRESHOLD_` and `MALLOC_TRIM_THRESHOLD_` in the environment fixes
 both lines, and raising them keeps freed blocks for reuse. Even without a page fault, *where* the
-block lands matters: on the machine this page was written on, in some fresh processes the per-head
-result moved between places in the heap from call to call, and `per_head_sum` then ran well below
-`per_head_sum_out` with no page faults at all (the figures are in `docs/timing.md`,
-"Repeatability").
+block lands matters, and so does the order in which a call frees what it made. Written as one
+`einsum`, the per-head product frees its copy of `z` as soon as the product is done, before the sum
+allocates its output. On the machine this page was written on, that left some heap layouts in which
+the next call's per-head result could not land where the last one had: it moved between places in
+the heap call after call, and `per_head_sum` ran well below `per_head_sum_out` with no page faults
+at all. `core.attention.project_then_sum` therefore keeps the copy until the sum is done, and no
+layout tried there slowed it down (the figures, and `scripts/heap_layouts.py` to repeat them, are in
+`docs/timing.md`, "Where the result lands").
 
 `per_head_sum_out` does the identical copy, batched product and sum, but into buffers allocated
 once. The difference between the two is the allocation's price, and the **page faults per call**
@@ -381,7 +386,7 @@ page faults.
             st.markdown(
                 f"In the run above, `per_head_sum` took **{faults['per_head_sum']:,.0f}** page faults per call and "
                 f"`per_head_sum_out` **{fmt(faults.get('per_head_sum_out'), ',.0f')}**. Its "
-                f"{mib(per_head_mem['extra_bytes'])} of per-head results span **{per_head_mem['pages']:,.0f}** pages of "
+                f"{mib(per_head_mem['extra_bytes'])} of per-head results and heads-first copy span **{per_head_mem['pages']:,.0f}** pages of "
                 f"{timing.PAGE_BYTES // 1024} KiB: a count near that means they are faulted in afresh on every call, "
                 "a count near zero that the memory was reused."
             )

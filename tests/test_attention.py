@@ -71,6 +71,23 @@ def test_per_head_results_are_the_heads_terms():
     torch.testing.assert_close(concat_then_project(z, W_O), concat @ W_O.reshape(12, 12))
 
 
+@given(sizes, st.sampled_from([torch.float64, torch.float32]), st.integers(0, 1000), st.booleans())
+def test_project_then_sum_is_the_sum_of_the_per_head_results(size, dtype, seed, bias):
+    # project_then_sum writes its batched product out (to keep the heads-first copy alive until
+    # the sum is done); it must still be exactly Σ_h of per_head_results, size-1 axes included.
+    B, S, H, L = size
+    gen = torch.Generator().manual_seed(seed)
+    z = torch.randn(B, H, S, L, generator=gen, dtype=dtype)  # [B, H, S, L]
+    W_O = torch.randn(H, L, H * L, generator=gen, dtype=dtype)  # [H, L, D]
+    b_O = torch.randn(H * L, generator=gen, dtype=dtype) if bias else None  # [D]
+    out = project_then_sum(z, W_O, b_O)  # [B, S, D]
+    expected = per_head_results(z, W_O).sum(dim=2)  # [B, S, D]
+    if b_O is not None:
+        expected = expected + b_O
+    assert out.shape == (B, S, H * L) and out.dtype == dtype
+    torch.testing.assert_close(out, expected, rtol=REL_TOL[dtype], atol=REL_TOL[dtype])
+
+
 def test_trace_shapes_at_the_seed_sizes():
     B, S, D, H = 1, 20, 512, 8
     weights, tr = run_seeded(B, S, D, H, seed=0)

@@ -166,16 +166,18 @@ def test_preallocated_variant_allocates_nothing_per_call_and_per_head_sum_does()
     alloc_sum, _, _ = timing.count_allocations(timing.make_variant("per_head_sum", z, W_O))
     assert alloc_out == 0
     assert alloc_sum == (size.n_heads + 2) * size.bsd * 4  # z copy, H results, the output
-    # H× the output for the materialized sum; D + H − 1 for broadcast (H·L = D)
-    assert timing.extra_bytes("per_head_sum", size, 4) == size.n_heads * size.bsd * 4
+    # H + 1 outputs for the materialized sum (the heads-first copy of z is alive until the sum is
+    # done, as per_head_sum_out's); D + H − 1 for broadcast (H·L = D)
+    assert timing.extra_bytes("per_head_sum", size, 4) == (size.n_heads + 1) * size.bsd * 4
+    assert timing.extra_bytes("per_head_sum", size, 4) == timing.extra_bytes("per_head_sum_out", size, 4)
     assert timing.extra_bytes("broadcast", size, 4) == (size.d_model + size.n_heads - 1) * size.bsd * 4
 
 
 def test_memory_table_counts_pages_and_multiples():
     table = timing.memory_table(Size(8, 256, 512, 8), "float32").set_index("variant")
-    assert table.loc["per_head_sum", "extra_bytes"] == 32 * 2**20
-    assert table.loc["per_head_sum", "times_output"] == 8
-    assert table.loc["per_head_sum", "pages"] == 32 * 2**20 // timing.PAGE_BYTES
+    assert table.loc["per_head_sum", "extra_bytes"] == 36 * 2**20
+    assert table.loc["per_head_sum", "times_output"] == 9
+    assert table.loc["per_head_sum", "pages"] == 36 * 2**20 // timing.PAGE_BYTES
     assert table.loc["gemm", "extra_bytes"] == 0
 
 
