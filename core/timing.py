@@ -78,7 +78,7 @@ __all__ = [
     "Size", "Variant", "VARIANTS", "PROJECTION_VARIANTS", "FORWARD_VARIANTS", "SWEEP_AXES", "CSV_COLUMNS",
     "CONFIDENCE", "MIN_ROUNDS", "MAX_ROUNDS", "TARGET_ROUNDS", "BASE_SHARE", "NOISY_WIDTH", "DEFAULT_RUN",
     "SETTLE_GAIN", "SETTLE_CALLS", "SETTLE_MAX_S",
-    "MALLOC_SETTINGS", "PAGE_BYTES", "GLIBC_MMAP_THRESHOLD_START", "GLIBC_MMAP_THRESHOLD_MAX",
+    "HOLDS", "MALLOC_SETTINGS", "PAGE_BYTES", "GLIBC_MMAP_THRESHOLD_START", "GLIBC_MMAP_THRESHOLD_MAX",
     "flops", "extra_bytes", "estimated_bytes", "element_size", "memory_table",
     "projection_inputs", "make_variant", "forward_inputs", "make_forward", "check_tolerance", "rel_error",
     "float64_reference", "first_call", "count_allocations", "median_interval", "verdict", "interleave",
@@ -226,8 +226,10 @@ def extra_bytes(variant: str, size: Size, element_size: int) -> int | None:
     return elements * element_size
 
 
-_HOLDS = {
-    "gemm": "nothing: its input was concatenated before the clock started",
+# What each projection variant holds besides its inputs and its [B, S, D] result (the page's table
+# and memory_table's "holds" column).
+HOLDS = {
+    "gemm": "nothing: a bare matrix product on inputs concatenated before the clock started (the reference)",
     "concat": "z copied with the heads side by side, [B·S, H·L]",
     "einsum": "the same side-by-side copy, made inside einsum",
     "per_head_sum": "a heads-first copy of z and every head's result, [H, B·S, D], until the sum is done",
@@ -257,7 +259,7 @@ def memory_table(size: Size, dtype: str) -> pd.DataFrame:
     for name in PROJECTION_VARIANTS:
         extra = extra_bytes(name, size, element_size_)
         rows.append({
-            "variant": name, "holds": _HOLDS[name], "extra_bytes": extra, "extra_mib": extra / 2**20,
+            "variant": name, "holds": HOLDS[name], "extra_bytes": extra, "extra_mib": extra / 2**20,
             "times_output": extra / out_bytes, "output_bytes": out_bytes, "pages": math.ceil(extra / PAGE_BYTES),
             "needs_bytes": estimated_bytes(name, size, element_size_),
         })

@@ -89,16 +89,7 @@ them. They differ only in what they put in memory on the way.
 st.markdown(
     "\n".join(
         ["| variant | the line that does the work | what it keeps besides z, W_O and the result |", "|---|---|---|"]
-        + [f"| `{name}` | `{timing.VARIANTS[name].code}` | {row} |"
-           for name, row in (
-               ("gemm", "nothing: a bare matrix product on inputs prepared in advance — the hardware's reference"),
-               ("concat", "one copy of z with the heads side by side"),
-               ("einsum", "the same copy, made by einsum itself"),
-               ("per_head_sum", "a heads-first copy of z and all H per-head results, $[H, B \\cdot S, D]$"),
-               ("per_head_sum_out", "the same two, in buffers allocated once and reused"),
-               ("head_loop", "one head's result at a time"),
-               ("broadcast", "every single product, $[B, S, H, L, D]$, then $[B, S, H, D]$"),
-           )]
+        + [f"| `{name}` | `{timing.VARIANTS[name].code}` | {timing.HOLDS[name]} |" for name in timing.PROJECTION_VARIANTS]
     )
 )
 
@@ -368,9 +359,9 @@ block lands matters, and so does the order in which a call frees what it made. W
 allocates its output. On the machine this page was written on, that left some heap layouts in which
 the next call's per-head result could not land where the last one had: it moved between places in
 the heap call after call, and `per_head_sum` ran well below `per_head_sum_out` with no page faults
-at all. `core.attention.project_then_sum` therefore keeps the copy until the sum is done, and no
-layout tried there slowed it down (the figures, and `scripts/heap_layouts.py` to repeat them, are in
-`docs/timing.md`, "Where the result lands").
+at all. `core.attention.project_then_sum` therefore keeps the copy until the sum is done, so the
+sum's output can never take the copy's place (what that changed there is in `docs/timing.md`,
+"Where the result lands"; `scripts/heap_layouts.py` measures it on any machine).
 
 `per_head_sum_out` does the identical copy, batched product and sum, but into buffers allocated
 once. The difference between the two is the allocation's price, and the **page faults per call**

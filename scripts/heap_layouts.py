@@ -46,27 +46,25 @@ SLOW = 0.85  # a layout is slow for a form below this fraction of the median ove
 def forms(z: torch.Tensor, W_O: torch.Tensor) -> dict:
     B, H, S, L = z.shape
 
-    def copy_freed_first() -> torch.Tensor:
-        z_heads = z.transpose(0, 1).reshape(H, B * S, L)  # [H, B·S, L]
-        result = torch.bmm(z_heads, W_O)  # [H, B·S, D]
-        del z_heads  # freed before the sum's output is allocated, as inside einsum
-        return result.sum(dim=0).view(B, S, -1)  # [B, S, D]
-
-    def view_sum(free_first: bool) -> Callable[[], torch.Tensor]:
+    def written_out(free_first: bool, through_view: bool) -> Callable[[], torch.Tensor]:
+        """project_then_sum's bmm, with its copy freed before the sum or not, summed over [H, B·S, D]
+        or through the [B, S, H, D] view that einsum returns."""
         def call() -> torch.Tensor:
             z_heads = z.transpose(0, 1).reshape(H, B * S, L)  # [H, B·S, L]
             result = torch.bmm(z_heads, W_O)  # [H, B·S, D]
             if free_first:
-                del z_heads
-            return result.view(H, B, S, -1).permute(1, 2, 0, 3).sum(dim=2)  # [B, S, H, D] → [B, S, D]
+                del z_heads  # freed before the sum's output is allocated, as inside einsum
+            if through_view:
+                return result.view(H, B, S, -1).permute(1, 2, 0, 3).sum(dim=2)  # [B, S, H, D] → [B, S, D]
+            return result.sum(dim=0).view(B, S, -1)  # [B, S, D]
         return call
 
     return {
         "project_then_sum": lambda: project_then_sum(z, W_O),
         "einsum_then_sum": lambda: per_head_results(z, W_O).sum(dim=2),
-        "copy_freed_first": copy_freed_first,
-        "kept_view_sum": view_sum(free_first=False),
-        "freed_view_sum": view_sum(free_first=True),
+        "copy_freed_first": written_out(free_first=True, through_view=False),
+        "kept_view_sum": written_out(free_first=False, through_view=True),
+        "freed_view_sum": written_out(free_first=True, through_view=True),
     }
 
 

@@ -31,7 +31,7 @@ def test_page_draws_charts_and_readouts(page, server):
     assert charts_drawn(page) >= 5  # reshape right and wrong, precision dots, waterfall, W_O twice
     assert SCI.fullmatch(metric_value(page, "Max abs diff")), metric_value(page, "Max abs diff")
     assert SCI.fullmatch(metric_value(page, "Max rel diff")), metric_value(page, "Max rel diff")
-    assert page.locator(".katex").count() >= 5  # the formulas are typeset, not raw TeX
+    expect(page.locator(".katex").nth(4)).to_be_attached()  # at least 5 formulas typeset, not raw TeX
     screenshot(page, "concat_vs_sum")
 
     # A widget writes its value into the URL, and the readouts follow.
@@ -58,7 +58,8 @@ def test_dark_theme_draws_the_same_figures(page, server):
 def test_link_sets_controls_and_bad_values_say_so(page, server):
     page.set_viewport_size({"width": 1280, "height": 2400})
     open_app(page, server, "concat-vs-sum", {"dtype": "bfloat16", "heads": "7", "seq": "lots", "device": "cuda"})
-    alerts = page.locator("[data-testid=stAlert]").all_inner_texts()
+    expect(page.locator("[data-testid=stAlert]", has_text="device=cuda").first).to_be_visible(timeout=30_000)
+    alerts = page.locator("[data-testid=stAlert]").all_inner_texts()  # read once the notices are drawn
     joined = " ".join(alerts)
     assert "seq=lots" in joined and "not a number" in joined
     assert "device=cuda" in joined

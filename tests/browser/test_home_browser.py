@@ -3,6 +3,7 @@
 import re
 
 import pytest
+from playwright.sync_api import expect
 
 from tests.browser.harness import open_app, screenshot
 
@@ -15,5 +16,5 @@ def test_home_renders_with_live_number(page, server):
     metric = page.locator("[data-testid=stMetric]").first
     value = metric.locator("[data-testid=stMetricValue]").inner_text()
     assert re.fullmatch(r"\d\.\d\de[-+]\d\d", value.strip()), value
-    assert page.locator(".katex").count() >= 3  # the formulas are typeset, not raw TeX
+    expect(page.locator(".katex").nth(2)).to_be_attached()  # at least 3 formulas typeset, not raw TeX
     screenshot(page, "home")

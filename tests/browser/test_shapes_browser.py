@@ -1,6 +1,7 @@
 """The shape table page in a real browser: it renders, draws, reacts, and survives a bad link."""
 
 import pytest
+from playwright.sync_api import expect
 
 from tests.browser.harness import assert_no_exception, charts_drawn, new_context, open_app, rerun_after, screenshot
 
@@ -31,7 +32,7 @@ def test_shape_table_renders_at_the_posts_sizes(page, server):
     # The contracted axis is set in italics, in letters and in numbers (step 2 sums over V).
     italics = [t.strip() for t in table.locator("em").all_inner_texts()]
     assert "V" in italics and "50,000" in italics
-    assert page.locator(".katex").count() >= 5  # the formulas are typeset, not raw TeX
+    expect(page.locator(".katex").nth(4)).to_be_attached()  # at least 5 formulas typeset, not raw TeX
     page.set_viewport_size(TALL)
     assert _wait_for_charts(page, 2) >= 2  # the flow picture and the endings' memory
     page.wait_for_timeout(500)

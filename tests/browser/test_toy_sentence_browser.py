@@ -43,7 +43,7 @@ def test_heatmaps_draw_and_controls_write_the_url(page, server):
     # embeddings, entropy, all heads' weights, one head close up, the terms of all heads, output
     page.wait_for_function(f"document.querySelectorAll('{CHARTS}').length >= 6", timeout=30_000)
     assert charts_drawn(page) >= 6
-    assert page.locator(".katex").count() >= 10  # the formulas are typeset, not raw TeX
+    expect(page.locator(".katex").nth(9)).to_be_attached()  # at least 10 formulas typeset, not raw TeX
     screenshot(page, "toy_sentence_causal")
 
     # A page-level control writes its value into the address bar, so the view can be shared.
