@@ -8,6 +8,7 @@ from hypothesis import strategies as st
 from streamlit.testing.v1 import AppTest
 
 from core.attention import trace_numel
+from core.sizes import heads_rule
 from tests.apptest_utils import notices, rerun
 from ui import controls
 
@@ -152,3 +153,80 @@ def test_two_groups_keep_every_notice_through_a_restart():
     msgs = notices(at)
     assert len(msgs) == 2, msgs
     assert "seq=lots" in msgs[0] and "coord=inf" in msgs[1]
+
+
+# ---- kv_heads: key/value heads shared by groups of query heads -------------------------------
+
+
+def _kv_script():
+    import streamlit as st
+
+    from ui.controls import Controls
+
+    c = Controls()
+    heads = c.integer("heads", "Heads", default=8, lo=1, hi=64)
+    c.kv_heads(heads)
+    c.show_notices()
+    st.write(repr(c.values))
+
+
+def _kv_run(query: dict) -> AppTest:
+    at = AppTest.from_function(_kv_script, default_timeout=30)
+    for k, v in query.items():
+        at.query_params[k] = v
+    at.run()
+    assert not at.exception
+    return at
+
+
+def test_kv_heads_is_a_shared_name():
+    assert "kv_heads" in controls.SHARED_NAMES
+
+
+def test_kv_heads_defaults_to_no_sharing_and_takes_divisors_silently():
+    at = _kv_run({})
+    assert notices(at) == [] and _values(at) == {"heads": 8, "kv_heads": 8}
+    assert [int(o) for o in at.radio(key="kv_heads").options] == [8, 4, 2, 1]
+    at = _kv_run({"kv_heads": "2"})
+    assert notices(at) == [] and _values(at)["kv_heads"] == 2
+
+
+@pytest.mark.parametrize(
+    "query, used, phrase",
+    [
+        ({"kv_heads": "0"}, 1, "at least 1"),
+        ({"kv_heads": "-4"}, 1, "at least 1"),
+        ({"kv_heads": "5"}, 4, "don't divide 8 query heads"),
+        ({"kv_heads": "99"}, 8, "more than the 8 query heads"),
+        ({"kv_heads": "2.5"}, 2, "not a whole number"),
+        ({"kv_heads": "abc"}, 8, "not a number"),
+        ({"kv_heads": "inf"}, 8, "not a number"),
+        ({"kv_heads": "nan"}, 8, "not a number"),
+        ({"kv_heads": "👋" * 5000}, 8, "not a number"),
+        ({"heads": "6", "kv_heads": "4"}, 3, "kv_heads can be 1, 2, 3, 6"),
+        ({"heads": "1", "kv_heads": "2"}, 1, "more than the 1 query head:"),
+    ],
+)
+def test_hostile_kv_heads_become_the_nearest_divisor(query, used, phrase):
+    at = _kv_run(query)
+    msgs = notices(at)
+    assert len(msgs) == 1 and phrase in msgs[0], msgs
+    assert f"Showing `kv_heads={used}` instead" in msgs[0]
+    assert _values(at)["kv_heads"] == used
+    assert len(msgs[0]) < 400  # a 10,000-character link value is cut before it is quoted
+
+
+def test_kv_heads_follows_a_change_of_heads():
+    at = _kv_run({"kv_heads": "2"})
+    at.number_input(key="heads").set_value(6).run()
+    assert _values(at) == {"heads": 6, "kv_heads": 2}  # 2 still divides 6
+    at.radio(key="kv_heads").set_value(3).run()
+    at.number_input(key="heads").set_value(8).run()
+    assert _values(at) == {"heads": 8, "kv_heads": 8}  # 3 doesn't divide 8: back to no sharing
+    assert notices(at) == []
+
+
+def test_kv_heads_problem():
+    assert controls.kv_heads_problem(8, 2) is None
+    assert "don't divide" in controls.kv_heads_problem(8, 3)
+    assert controls.heads_problem(512, 7) == heads_rule(512, 7, 64)  # one rule, one wording

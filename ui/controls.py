@@ -1,10 +1,11 @@
 """Controls that live in the URL, the caps that keep a public server safe, and the link to a view.
 
 Every page builds its widgets through :class:`Controls`, so the shared query-parameter names
-(``batch, seq, vocab, d_model, heads, seed, dtype, device, sentence, token, causal, scale``) mean
-the same thing everywhere, and a link whose value could not be used says so in words instead of
-silently falling back. Streamlit's ``bind="query-params"`` does the syncing; this module adds
-the message, the combination checks (heads must divide the width) and the memory caps.
+(``batch, seq, vocab, d_model, heads, kv_heads, seed, dtype, device, sentence, token, causal,
+scale``) mean the same thing everywhere, and a link whose value could not be used says so in words
+instead of silently falling back. Streamlit's ``bind="query-params"`` does the syncing; this module
+adds the message, the combination checks (their rules and wording live in ``core.sizes``) and the
+memory caps.
 """
 
 from __future__ import annotations
@@ -16,8 +17,10 @@ from urllib.parse import urlencode
 
 import streamlit as st
 
+from core.sizes import divisors, heads_rule, kv_heads_rule, nearest_kv_heads
+
 SHARED_NAMES = (
-    "batch", "seq", "vocab", "d_model", "heads", "seed",
+    "batch", "seq", "vocab", "d_model", "heads", "kv_heads", "seed",
     "dtype", "device", "sentence", "token", "causal", "scale",
 )
 
@@ -179,6 +182,49 @@ class Controls:
         self.values[name] = value
         return value
 
+    def kv_heads(
+        self,
+        heads: int,
+        label: str = "Key/value heads (H_kv)",
+        *,
+        help: str | None = None,
+        where=st,
+    ) -> int:
+        """How many key/value heads the ``heads`` query heads share: a divisor of ``heads``.
+
+        A radio of the divisors, largest first, so the default is H_kv = H (plain multi-head
+        attention, today's behaviour) and the last is 1 (multi-query attention). A link value
+        that is not a divisor (0, 5 with 8 heads, more than the heads, ``2.5``) becomes the
+        nearest divisor, with a notice; junk becomes the default. When ``heads`` changes so that
+        the chosen value no longer divides it, the widget returns to H_kv = H.
+        """
+        name = "kv_heads"
+        options = sorted(divisors(heads), reverse=True)  # [H, …, 1]; index 0, the default, is H
+        raw = self._raw(name)
+        if raw is not None and raw not in [str(o) for o in options]:
+            try:
+                asked = float(raw)
+                if asked != asked or math.isinf(asked):
+                    raise ValueError
+            except ValueError:
+                used, why = heads, "it is not a number."
+            else:
+                used = nearest_kv_heads(heads, round(asked))
+                why = kv_heads_rule(heads, int(asked)) if asked.is_integer() else "it is not a whole number."
+                why = f"{why} The nearest that works is {used}."
+            # Setting the state before the widget exists is the one way to give a bound widget a
+            # value other than its default; index 0 keeps Streamlit from warning about it.
+            st.session_state[name] = used
+            self.notices.append(
+                f"The link asked for `{name}={_short(raw)}`, which can't be used: {why} "
+                f"Showing `{name}={used}` instead."
+            )
+        value = where.radio(
+            label, options, index=0, key=name, bind="query-params", horizontal=True, help=help,
+        )
+        self.values[name] = int(value)
+        return int(value)
+
     def _refuse(self, name: str, raw: str, why: str, used: object) -> None:
         self.notices.append(
             f"The link asked for `{name}={_short(raw)}`, which is {why}; showing `{name}={used}` instead."
@@ -195,16 +241,20 @@ class Controls:
 
 
 def heads_problem(d_model: int, heads: int, hi: int = MAX_HEADS) -> str | None:
-    """A readable message when ``heads`` does not divide ``d_model``, else None."""
-    if d_model % heads == 0:
-        return None
-    divisors = [h for h in range(1, min(d_model, hi) + 1) if d_model % h == 0]
-    near = sorted(divisors, key=lambda h: (abs(h - heads), h))[:4]
-    return (
-        f"{heads} heads don't divide a width of {d_model}: each head gets D / H = "
-        f"{d_model}/{heads} = {d_model / heads:.3g} dimensions, and a head's width must be a whole "
-        f"number. Try heads = {', '.join(map(str, sorted(near)))}, or change the width."
-    )
+    """A readable message when ``heads`` does not divide ``d_model``, else None.
+
+    The rule and its wording are ``core.sizes.heads_rule`` (the one that ``LayerSizes`` applies).
+    """
+    return heads_rule(d_model, heads, hi)
+
+
+def kv_heads_problem(heads: int, kv_heads: int) -> str | None:
+    """A readable message when ``kv_heads`` cannot serve ``heads`` query heads, else None.
+
+    ``Controls.kv_heads`` already snaps link values to a divisor; this is for values that come
+    from elsewhere (a preset, a computed default). The rule is ``core.sizes.kv_heads_rule``.
+    """
+    return kv_heads_rule(heads, kv_heads)
 
 
 def _shrink_hint(tensor: str) -> str:
