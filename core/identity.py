@@ -26,18 +26,25 @@ def random_input(
 def run_seeded(
     batch: int, seq: int, d_model: int, n_heads: int, *, seed: int = 0,
     dtype: torch.dtype = torch.float32, device: str = "cpu", causal: bool = False,
-    scale: bool = True, bias: bool = False,
+    scale: bool = True, bias: bool = False, n_kv_heads: int | None = None,
 ) -> tuple[AttentionWeights, AttentionTrace]:
-    """Seeded weights and input → the full trace. The same arguments give the same numbers."""
-    weights = AttentionWeights.random(d_model, n_heads, seed=seed, dtype=dtype, device=device, bias=bias)
+    """Seeded weights and input → the full trace. The same arguments give the same numbers.
+
+    ``n_kv_heads`` (default ``n_heads``) shares keys and values among groups of query heads; the
+    input and every other weight are the same numbers at every ``n_kv_heads``.
+    """
+    weights = AttentionWeights.random(
+        d_model, n_heads, n_kv_heads=n_kv_heads, seed=seed, dtype=dtype, device=device, bias=bias
+    )
     x = random_input(batch, seq, d_model, seed=seed, dtype=dtype, device=device)  # [B, S, D]
     return weights, multi_head_attention(x, weights, causal=causal, scale=scale)
 
 
 def identity_demo(
     batch: int = 1, seq: int = 20, d_model: int = 512, n_heads: int = 8, *, seed: int = 0,
-    dtype: torch.dtype = torch.float32, device: str = "cpu",
+    dtype: torch.dtype = torch.float32, device: str = "cpu", n_kv_heads: int | None = None,
 ) -> Diff:
     """concat-then-project against project-then-sum on one seeded forward pass."""
-    _, trace = run_seeded(batch, seq, d_model, n_heads, seed=seed, dtype=dtype, device=device)
+    _, trace = run_seeded(batch, seq, d_model, n_heads, seed=seed, dtype=dtype, device=device,
+                          n_kv_heads=n_kv_heads)
     return compare(trace.out_sum, trace.out_concat)
