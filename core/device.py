@@ -16,6 +16,7 @@ __all__ = [
     "available_devices",
     "dtype_from_name",
     "dtype_name",
+    "dtype_bytes",
     "supported_dtypes",
     "is_supported",
     "describe",
@@ -50,6 +51,11 @@ def dtype_name(dtype: torch.dtype) -> str:
         if dt == dtype:
             return name
     raise ValueError(f"{dtype} is not one of {', '.join(DTYPE_NAMES)}")
+
+
+def dtype_bytes(name: str) -> int:
+    """Bytes per number of a named dtype: 8, 4, 2, 2 (torch's own ``itemsize``)."""
+    return dtype_from_name(name).itemsize
 
 
 def supported_dtypes(device: str) -> list[str]:

@@ -108,6 +108,10 @@ def kv_heads_rule(n_heads: int, n_kv_heads: int) -> str | None:
     return f"{why} With {n_heads} {head_word}, kv_heads can be {', '.join(map(str, options))}."
 
 
+def _is_count(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 1
+
+
 @dataclass(frozen=True)
 class LayerSizes:
     """B, S, V, D, H, H_kv of one attention layer; L and G derived; every rule in :meth:`problems`.
@@ -128,6 +132,9 @@ class LayerSizes:
     def __post_init__(self) -> None:
         if self.n_kv_heads is None:
             object.__setattr__(self, "n_kv_heads", self.n_heads)
+        if (self.head_dim is not None and _is_count(self.d_model) and _is_count(self.n_heads)
+                and self.d_model % self.n_heads == 0 and self.head_dim == self.d_model // self.n_heads):
+            object.__setattr__(self, "head_dim", None)  # the usual width, said out loud: same layer
         problems = self.problems()
         if problems:
             raise ValueError(" ".join(problems))

@@ -137,3 +137,8 @@ def test_explicit_head_dim_lifts_the_width_rule():
     assert LayerSizes(1, 20, 256_000, 3072, 16).d_head == 192  # without it, L = D / H
     assert LayerSizes(1, 1, 1, 100, 3, head_dim=7).d_head == 7  # H need not divide D then
     assert LayerSizes.check(batch=1, seq=1, vocab=1, d_model=8, n_heads=2, head_dim=0) != []
+
+
+def test_head_dim_equal_to_the_usual_width_is_the_same_layer():
+    assert LayerSizes(1, 20, 50_000, 512, 8, head_dim=64) == RUNNING_EXAMPLE
+    assert LayerSizes(1, 20, 50_000, 512, 8, head_dim=64).head_dim is None
