@@ -275,3 +275,22 @@ def test_cuda_grouped_matches_cpu_and_sdpa(dtype, H_kv):
     assert _rel_err(gpu.out_sum, gpu.out_concat) <= REL_TOL[dtype]
     ref = sdpa_reference(gpu.x, w, causal=True)
     assert _rel_err(ref, gpu.out_concat) <= REL_TOL[dtype] * 10
+
+
+def test_why_the_trace_copies_instead_of_viewing():
+    """The claims in expand_kv's docstring about views and strides, checked on torch itself."""
+    B, H_kv, G, S, L = 2, 3, 4, 5, 6
+    k = torch.randn(B, H_kv, S, L)  # [B, H_kv, S, L]
+    grouped = k[:, :, None].expand(B, H_kv, G, S, L)  # [B, H_kv, G, S, L]
+    assert grouped.stride(2) == 0 and grouped.data_ptr() == k.data_ptr()  # a genuine view
+    flat = grouped.reshape(B, H_kv * G, S, L)  # [B, H, S, L]
+    assert flat.data_ptr() != k.data_ptr() and 0 not in flat.stride()  # flattening it copies
+    assert torch.equal(flat, expand_kv(k, G))  # and is the same copy expand_kv makes
+    # With one key/value head (multi-query attention) a zero-stride [B, H, S, L] view does exist.
+    mqa = k[:, :1].expand(B, G, S, L)
+    assert mqa.stride(1) == 0 and torch.equal(mqa, expand_kv(k[:, :1], G))
+
+
+def test_to_keeps_the_grouping():
+    w = AttentionWeights.random(24, 6, n_kv_heads=2, seed=1, bias=True).to(dtype=torch.float64)
+    assert (w.n_kv_heads, w.group_size, w.dtype) == (2, 3, torch.float64) and w.b_K.shape == (2, 4)
