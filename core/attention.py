@@ -5,7 +5,7 @@ Conventions (as in TransformerLens): weights right-multiply (``x @ W``), and
     W_Q, W_K, W_V : [H, D, L]      one D×L matrix per head
     W_O           : [H, L, D]      head h owns rows h·L … (h+1)·L−1 of the D×D output matrix
 
-with B = batch, S = sequence length, D = d_model, H = n_heads, L = d_head = D / H.
+with B = batch, S = sequence length, D = d_model, H = n_heads, L = d_head (= D / H here).
 
 Grouped-query attention (GQA; Ainslie et al. 2023) shares keys and values: H_kv key/value heads,
 H_kv dividing H, each read by a group of G = H / H_kv consecutive query heads, so query head h
@@ -370,7 +370,7 @@ def expand_kv(t: Tensor, group_size: int, dim: int = 1) -> Tensor:
     The general view is the grouped layout ``t[:, :, None].expand(B, H_kv, G, S, L)``, stride 0
     on the G axis, but reshaping it to [B, H, S, L] copies, and so does ``torch.matmul`` when it
     meets it: a broadcast batch operand is materialised before the batched GEMM (measured with
-    torch's profiler on torch 2.13: ``q_grouped @ k_view`` allocates B·H·S·L elements, the
+    torch's profiler, torch 2.13 on the CPU: ``q_grouped @ k_view`` allocates B·H·S·L elements, the
     size of this copy). The copy-free form folds the group into the query rows instead
     (:func:`grouped_attention`), as fused kernels do. The trace keeps the copy because it is the
     tensor a reader can look at: one K and one V matrix per query head, the shared ones equal.

@@ -212,6 +212,23 @@ class LayerSizes:
         """The same layer as plain multi-head attention: H_kv = H."""
         return self.with_heads(self.n_heads)
 
+    @classmethod
+    def from_controls(cls, values: dict[str, object], default: "LayerSizes | None" = None) -> "LayerSizes":
+        """The layer a page's controls describe, from their URL names.
+
+        ``batch, seq, vocab, d_model, heads, kv_heads`` (as in ``ui.controls.SHARED_NAMES``); a
+        page without one of them gets ``default``'s (the running example unless given). Raises
+        ValueError with the rules' sentences when the values don't make a layer.
+        """
+        base = default or RUNNING_EXAMPLE
+        heads = int(values.get("heads", base.n_heads))
+        kv = values.get("kv_heads")
+        return cls(
+            int(values.get("batch", base.batch)), int(values.get("seq", base.seq)),
+            int(values.get("vocab", base.vocab)), int(values.get("d_model", base.d_model)),
+            heads, None if kv is None else int(kv),
+        )
+
     def as_dict(self) -> dict[str, int | None]:
         """Plain values for ``st.cache_data`` arguments, tables and links."""
         return asdict(self)

@@ -142,3 +142,12 @@ def test_explicit_head_dim_lifts_the_width_rule():
 def test_head_dim_equal_to_the_usual_width_is_the_same_layer():
     assert LayerSizes(1, 20, 50_000, 512, 8, head_dim=64) == RUNNING_EXAMPLE
     assert LayerSizes(1, 20, 50_000, 512, 8, head_dim=64).head_dim is None
+
+
+def test_from_controls_reads_the_url_names():
+    assert LayerSizes.from_controls({}) == RUNNING_EXAMPLE
+    s = LayerSizes.from_controls({"batch": 2, "seq": 5, "d_model": 64, "heads": 4, "kv_heads": 2})
+    assert (s.batch, s.seq, s.vocab, s.d_model, s.n_heads, s.n_kv_heads) == (2, 5, 50_000, 64, 4, 2)
+    assert LayerSizes.from_controls({"heads": 4}).n_kv_heads == 4  # no kv_heads control: no sharing
+    with pytest.raises(ValueError, match="don't divide a width of 512"):
+        LayerSizes.from_controls({"heads": 7})
