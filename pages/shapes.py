@@ -110,9 +110,9 @@ def endings_work_md(summary: dict, H: int) -> str:
     """What the two endings compute, in words derived from core.shapes.path_summary's counts."""
     mult, mult_2 = summary["concat_multiplies"], summary["additive_multiplies"]
     adds, adds_2 = summary["concat_adds"], summary["additive_adds"]
-    work = (f"both do {number(mult)} multiplications and {number(adds)} additions: every output number is $D$ "
+    work = (f"both do {count(mult, 'multiplication')} and {count(adds, 'addition')}: every output number is $D$ "
             "products and $D - 1$ additions either way" if (mult, adds) == (mult_2, adds_2) else
-            f"concatenating does {number(mult)} multiplications and {number(adds)} additions, adding "
+            f"concatenating does {count(mult, 'multiplication')} and {count(adds, 'addition')}, adding "
             f"{number(mult_2)} and {number(adds_2)}")
     text = f"**Neither ending does more arithmetic.** Counted exactly (`core.shapes.path_summary`), {work}. "
     concat_f, additive_f, surplus = summary["concat_flops"], summary["additive_flops"], summary["additive_surplus_flops"]
@@ -126,7 +126,7 @@ def endings_work_md(summary: dict, H: int) -> str:
     shown = (flops(additive_f), flops(concat_f))
     if shown[0] == shown[1]:  # rounded alike: print them whole, or the sentence compares X with X
         shown = (number(additive_f), number(concat_f))
-    outside = count(H - 1, "addition")
+    outside = "addition" if H == 2 else f"{number(H - 1)} additions"
     return text + (
         f"The FLOP column seems to charge the additive ending extra ({shown[0]} against {shown[1]}), but "
         "that is the 2-per-multiply-add convention: it charges every dot product one addition more than it "
@@ -332,7 +332,8 @@ if ok:
         st.markdown(
             f"**The causal mask is on**, so step 6 makes {count(n_mask_calls, 'more torch call')} ({mask_words}): "
             "it builds the S×S grid of keys that lie after each query and overwrites those scores with "
-            "−∞. No shape in the table changes, and the FLOP column charges the overwrite nothing."
+            "−∞" + (" (with one position there is no later key, so here it overwrites nothing)" if S == 1 else "")
+            + ". No shape in the table changes, and the FLOP column charges the overwrite nothing."
         )
     else:
         st.caption(f"With the causal mask on (the switch above), step 6 makes {count(n_mask_calls, 'more torch call')} "
@@ -351,6 +352,9 @@ else:
     shown = lambda t: "×".join(number(v) for v in t)  # noqa: E731
     if slips["reversed_error"]:
         outcome = f"Multiply by it and torch refuses: {_quoted(slips['reversed_error'])}."
+    elif all(d == 1 for d in slips["k"]):
+        outcome = ("At these sizes every axis has length 1, so reversing them changes nothing and the product "
+                   "happens to be right; at any other size it is not.")
     else:
         outcome = (f"At these particular sizes it doesn't even fail: broadcasting turns it into a "
                    f"{shown(slips['reversed_result'])} tensor that is not the scores at all, a silent bug.")

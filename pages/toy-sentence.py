@@ -17,7 +17,7 @@ from core import toy_sentence as toy
 from ui.charts import csv_download
 from ui.controls import MAX_SEED, MAX_SENTENCE_CHARS, MAX_TOKENS, Controls, heads_problem, show_link
 from ui.figures.toy_sentence import CELL_TEXT_MAX_TOKENS
-from ui.format import count, escape_md, shape
+from ui.format import count, escape_md, plural, shape
 from ui.render import chart, code, table, waiting
 from ui.views import toy_sentence as views
 from ui.shell import ensure_app_shell
@@ -184,7 +184,7 @@ with info:
     else:
         st.markdown(
             f"With $D = {d_model}$ and $H = {heads}$, each head works in $L = D/H = {d_model // heads}$ "
-            "dimensions; that $L$ is the $d_k$ (the width of the keys) of the scale below."
+            f"{plural(d_model // heads, 'dimension')}; that $L$ is the $d_k$ (the width of the keys) of the scale below."
         )
 if ready:
     pv = views.projection_view(tokens, d_model, heads, seed)
