@@ -130,9 +130,11 @@ def endings_work_md(summary: dict, H: int) -> str:
     return text + (
         f"The FLOP column seems to charge the additive ending extra ({shown[0]} against {shown[1]}), but "
         "that is the 2-per-multiply-add convention: it charges every dot product one addition more than it "
-        f"makes, and 8′ has $H$ = {H} times as many dot products as step 9, each {H} times shorter. The "
-        f"surplus, {flops(surplus)}, is exactly step 9′'s additions ({flops(summary['sum_flops'])}), counted "
-        "twice. Step 9 does all of them inside one large product, which is why it is the fast way to run "
+        f"makes, and 8′ has $H$ = {H} times as many dot products as step 9, each {H} times shorter. "
+        + (f"The surplus, {flops(surplus)}, is exactly step 9′'s additions, counted twice. "
+           if surplus == summary["sum_flops"] else
+           f"The surplus is {flops(surplus)}, and step 9′'s additions are {flops(summary['sum_flops'])}. ")
+        + "Step 9 does all of them inside one large product, which is why it is the fast way to run "
         f"the layer; 8′ and 9′ do the last {outside} of each sum outside, which is why they are the clear "
         "way to read it."
     )
@@ -461,7 +463,7 @@ carried: dict[str, str] = {}
 if ok and not live:
     carried = {k: st.query_params[k] for k in ("seed", *FRAGMENT_KEYS) if k in st.query_params}
     if carried:
-        pairs = [f"`{k}={v[:40].replace('`', chr(39))}`" for k, v in carried.items()]
+        pairs = [f"`{k}={' '.join(v[:40].split()).replace('`', chr(39))}`" for k, v in carried.items()]
         shown_values = pairs[0] if len(pairs) == 1 else ", ".join(pairs[:-1]) + " and " + pairs[-1]
         st.info(
             f"This link also sets {shown_values}: {'it chooses' if len(carried) == 1 else 'they choose'} what "

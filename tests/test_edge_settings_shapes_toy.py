@@ -133,7 +133,7 @@ def test_item_5_one_head_has_no_surplus_and_no_long_bar():
 def test_item_5_totals_that_round_alike_are_printed_whole():
     said = page_text(run_page("shapes", {"heads": "2"}))
     assert "(10,496,000 against 10,485,760)" in said and "10.5 M against 10.5 M" not in said
-    assert "The surplus, 10.2 k, is exactly step 9′'s additions (10.2 k)" in said
+    assert "The surplus, 10.2 k, is exactly step 9′'s additions, counted twice." in said
     assert "8′ and 9′ do the last addition of each sum outside" in said
 
 
@@ -193,3 +193,11 @@ def test_one_head_toy_page_speaks_of_one_head():
     assert "Every output is bitwise identical between the two endings: with one head" in said
     assert "the heads are column blocks" not in said and "With one head, its block is the whole" in said
     assert "of the product, head 0" in said and "all heads:" not in said
+
+
+def test_hostile_hidden_settings_are_shown_inert_and_kept():
+    at = run_page("shapes", {"seed": "a" * 10_000, "step": "`x`\n**b** $y$"})
+    note = next(i.value for i in at.info if "This link also sets" in i.value)
+    assert "a" * 41 not in note and "\n" not in note and "`x`" not in note
+    link = next(c.value for c in at.code if "?" in c.value and "seq=" in c.value)
+    assert "step=%60x%60" in link
