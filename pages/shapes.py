@@ -27,6 +27,7 @@ from ui.controls import (
     show_link,
 )
 from ui.format import count, flops, number, shape_md, size_bytes
+from ui.shell import ensure_app_shell
 from ui.views.shapes import (
     endings_numbers,
     endings_spec,
@@ -39,7 +40,6 @@ from ui.views.shapes import (
     traced_table,
     walk_numel,
 )
-from ui.shell import ensure_app_shell
 
 ensure_app_shell()
 

@@ -19,8 +19,8 @@ from ui.controls import MAX_SEED, MAX_SENTENCE_CHARS, MAX_TOKENS, Controls, head
 from ui.figures.toy_sentence import CELL_TEXT_MAX_TOKENS
 from ui.format import count, escape_md, plural, shape
 from ui.render import chart, code, table, waiting
-from ui.views import toy_sentence as views
 from ui.shell import ensure_app_shell
+from ui.views import toy_sentence as views
 
 ensure_app_shell()
 
