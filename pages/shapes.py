@@ -145,8 +145,8 @@ def endings_memory_md(summary: dict, H: int) -> str:
     concat_b, additive_b, ratio = summary["concat_bytes"], summary["additive_bytes"], summary["memory_ratio"]
     einsum = (
         "Written as one contraction, `torch.einsum(\"bhsl,hld->bsd\", z, W_O)` sums over $h$ and $l$ "
-        "together and keeps nothing per head: inside, einsum lays z out with $h$ and $l$ as one axis and "
-        "hands the work to a single matrix product, as steps 8 and 9 do. Whether it then runs as fast as "
+        "together and keeps nothing per head: inside, einsum copies z so that each token's $h$ and $l$ sit "
+        "side by side, as step 8 does, and hands the work to a single matrix product, as step 9 does. Whether it then runs as fast as "
         "step 9 is a question for a stopwatch, not for the algebra: at large sizes the one big product "
         "dominates and the forms run close, while at small sizes the fixed cost of each call and copy "
         "decides. The *Timing* page measures the endings on this server. "
