@@ -519,7 +519,7 @@ def op_trace(
     steps = _step_of_ops(t, _rows(t))
     return pd.DataFrame([
         {
-            "order": i + 1,
+            "order": i,  # counts from 0, as the essay's heads, rows and positions do
             "step": step or "",
             "torch call": op.name,
             "inputs": " , ".join("×".join(map(str, x.shape)) or "scalar" for x in op.inputs),
@@ -582,6 +582,11 @@ def path_summary(table: pd.DataFrame, n_heads: int) -> dict:
         "memory_ratio": int(by.loc["8′", "output_elements"]) // int(by.loc["8", "output_elements"]),
         "concat_flops": int(by.loc["8", "flops"] + by.loc["9", "flops"]),
         "additive_flops": int(by.loc["8′", "flops"] + by.loc["9′", "flops"]),
+        # What the 2-per-multiply-add convention charges the additive ending on top: step 9′'s
+        # additions (B·S·(H − 1)·D), zero with one head, where 8′ is step 9's product itself.
+        "additive_surplus_flops": int(by.loc["8′", "flops"] + by.loc["9′", "flops"] - by.loc["8", "flops"]
+                                      - by.loc["9", "flops"]),
+        "sum_flops": int(by.loc["9′", "flops"]),
         "concat_multiplies": out_elements * D,
         "concat_adds": out_elements * (D - 1),
         "additive_multiplies": out_elements * H * L,

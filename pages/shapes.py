@@ -1,7 +1,8 @@
 """The shape table: every tensor of the attention path at any size, traced from the real code.
 
-Numbers come from core.shapes (through the cached calls of ui.figures.shapes); the figures are
-built there too, so this script is the essay: prose, controls, and calls.
+Numbers come from core.shapes through the cached calls of ui.views.shapes, which also build the
+figures (chart specs in ui.figures.shapes); formats are ui.format's. So this script is the essay:
+prose, controls, calls and tables.
 """
 
 from __future__ import annotations
@@ -25,24 +26,20 @@ from ui.controls import (
     heads_problem,
     show_link,
 )
-from ui.figures.shapes import (
+from ui.format import count, flops, number, shape_md, size_bytes
+from ui.shell import ensure_app_shell
+from ui.views.shapes import (
     endings_numbers,
     endings_spec,
-    flops,
     flow_numbers,
     flow_spec,
     live_panels,
-    n,
     panel_numbers,
-    shape_md,
-    size_bytes,
     step_heatmap_spec,
-    step_table_md,
     traced_ops,
     traced_table,
     walk_numel,
 )
-from ui.shell import ensure_app_shell
 
 ensure_app_shell()
 
@@ -86,6 +83,94 @@ def _use(sizes: dict) -> None:
         st.session_state[key] = value
 
 
+def _quoted(error: str) -> str:
+    """torch's message as a code span, its own closing full stop dropped: the sentence ends it."""
+    return "`" + error.strip().rstrip(".").replace("`", "'") + "`"
+
+
+def step_table_md(table: pd.DataFrame) -> str:
+    """The eleven steps as one Markdown table, the contracted axis in italics."""
+    lines = [
+        "| step | operation | input 1 | input 2 | output | sums over | FLOPs | output memory |",
+        "|:--|:--|:--|:--|:--|:-:|--:|--:|",
+    ]
+    for _, r in table.iterrows():
+        out = shape_md(r["output_sym"], r["output"]) + (" (three: q, k, v)" if r["n_outputs"] == 3 else "")
+        lines.append(
+            f"| **{r['step']}** | {r['operation']} "
+            f"| {shape_md(r['input_1_sym'], r['input_1'], r['contracted_in_1'])} "
+            f"| {shape_md(r['input_2_sym'], r['input_2'], r['contracted_in_2'])} "
+            f"| {out} | {'–' if r['contracted'] is None else '*' + r['contracted'] + '*'} "
+            f"| {flops(r['flops'])} | {size_bytes(r['output_bytes'])} |"
+        )
+    return "\n".join(lines)
+
+
+def endings_work_md(summary: dict, H: int) -> str:
+    """What the two endings compute, in words derived from core.shapes.path_summary's counts."""
+    mult, mult_2 = summary["concat_multiplies"], summary["additive_multiplies"]
+    adds, adds_2 = summary["concat_adds"], summary["additive_adds"]
+    work = (f"both do {count(mult, 'multiplication')} and {count(adds, 'addition')}: every output number is $D$ "
+            "products and $D - 1$ additions either way" if (mult, adds) == (mult_2, adds_2) else
+            f"concatenating does {count(mult, 'multiplication')} and {count(adds, 'addition')}, adding "
+            f"{number(mult_2)} and {number(adds_2)}")
+    text = f"**Neither ending does more arithmetic.** Counted exactly (`core.shapes.path_summary`), {work}. "
+    concat_f, additive_f, surplus = summary["concat_flops"], summary["additive_flops"], summary["additive_surplus_flops"]
+    if surplus == 0:
+        return text + (
+            f"The FLOP column charges both endings the same, {flops(concat_f)}: with one head, step 8′ is step "
+            f"9's product itself and step 9′ has nothing to add ({flops(summary['sum_flops'])} FLOPs). Add heads "
+            "and the two endings part: step 9 keeps every addition inside one large product, 8′ and 9′ do the "
+            "last ones outside."
+        )
+    shown = (flops(additive_f), flops(concat_f))
+    if shown[0] == shown[1]:  # rounded alike: print them whole, or the sentence compares X with X
+        shown = (number(additive_f), number(concat_f))
+    outside = "addition" if H == 2 else f"{number(H - 1)} additions"
+    return text + (
+        f"The FLOP column seems to charge the additive ending extra ({shown[0]} against {shown[1]}), but "
+        "that is the 2-per-multiply-add convention: it charges every dot product one addition more than it "
+        f"makes, and 8′ has $H$ = {H} times as many dot products as step 9, each {H} times shorter. "
+        + (f"The surplus, {flops(surplus)}, is exactly step 9′'s additions, counted twice. "
+           if surplus == summary["sum_flops"] else
+           f"The surplus is {flops(surplus)}, and step 9′'s additions are {flops(summary['sum_flops'])}. ")
+        + "Step 9 does all of them inside one large product, which is why it is the fast way to run "
+        f"the layer; 8′ and 9′ do the last {outside} of each sum outside, which is why they are the clear "
+        "way to read it."
+    )
+
+
+def endings_memory_md(summary: dict, H: int) -> str:
+    """What the additive ending costs in memory, in words derived from the table's byte counts."""
+    concat_b, additive_b, ratio = summary["concat_bytes"], summary["additive_bytes"], summary["memory_ratio"]
+    einsum = (
+        "Written as one contraction, `torch.einsum(\"bhsl,hld->bsd\", z, W_O)` sums over $h$ and $l$ "
+        "together and keeps nothing per head: inside, einsum copies z so that each token's $h$ and $l$ sit "
+        "side by side, as step 8 does, and hands the work to a single matrix product, as step 9 does. Whether it then runs as fast as "
+        "step 9 is a question for a stopwatch, not for the algebra: at large sizes the one big product "
+        "dominates and the forms run close, while at small sizes the fixed cost of each call and copy "
+        "decides. The *Timing* page measures the endings on this server. "
+    )
+    tail = (
+        "The per-head tensor is worth its memory when you want to look at each head's contribution, which is "
+        "what interpretability tools keep it for (TransformerLens's `hook_result`, off unless you ask for "
+        "it). The *Concat versus sum* page runs both endings on real numbers and measures how far apart "
+        "rounding takes them."
+    )
+    if ratio == 1:
+        return (
+            "**With one head, keeping the heads apart costs nothing.** Step 8′'s per-head result is a single "
+            f"width-$D$ vector per token, as large as step 8's output ({size_bytes(additive_b)} each), so no "
+            "bar below is longer than another. With $H$ heads it would hold $H$ times as much. " + einsum + tail
+        )
+    return (
+        "**What it can cost is memory, and only if you materialize the heads' results.** Step 8′ as written "
+        f"here stores a width-$D$ vector per head per token: $H$ = {ratio} times what step 8 holds "
+        f"({size_bytes(additive_b)} against {size_bytes(concat_b)}), the long bar below. Nothing in the "
+        "mathematics forces that copy. " + einsum + tail
+    )
+
+
 controls = Controls()
 size_cols = st.columns(5)
 B = controls.integer("batch", "Batch $B$", default=SEED_SIZES["batch"], lo=1, hi=MAX_SYMBOLIC_BATCH,
@@ -98,9 +183,13 @@ D = controls.integer("d_model", "Width $D$", default=SEED_SIZES["d_model"], lo=1
                      where=size_cols[3], help="d_model: the length of every token's vector.")
 H = controls.integer("heads", "Heads $H$", default=SEED_SIZES["heads"], lo=1, hi=MAX_SYMBOLIC_HEADS,
                      where=size_cols[4], help="Must divide the width: each head gets L = D / H dimensions.")
-dtype_col, preset_col = st.columns([3, 2], vertical_alignment="bottom")
+dtype_col, causal_col, preset_col = st.columns([3, 1.3, 2], vertical_alignment="bottom")
 dtype = controls.choice("dtype", "Bytes per number (the memory column)", DTYPE_NAMES, default="float32",
                         where=dtype_col, help="Shapes don't depend on it; memory does.")
+causal = controls.flag("causal", "Causal mask", where=causal_col,
+                       help="Each position sees only itself and earlier ones: before the softmax, the scores of "
+                            "later keys become −∞. No shape changes; the torch calls below do, and so do the "
+                            "real values of step 6 on.")
 with preset_col, st.container(horizontal=True, horizontal_alignment="right"):
     st.button("The post's sizes", on_click=_use, args=(SEED_SIZES,), icon=":material/restart_alt:",
               help=_sizes_help(SEED_SIZES))
@@ -117,7 +206,7 @@ else:
     if "error" in traced:
         st.error(
             f"torch refused to trace these sizes. At `{traced['where']}` (`{traced['code']}`) it said: "
-            f"*{traced['error'].replace('*', '')}*. A tensor's size in bytes has to fit in a signed "
+            f"{_quoted(traced['error'])}. A tensor's size in bytes has to fit in a signed "
             "64-bit number (8 EiB), and the one made on that line would not. Make $S$, $B$ or $H$ smaller.",
             icon=":material/block:",
         )
@@ -139,7 +228,7 @@ else:
         "sums away: it appears in both inputs and not in the output ("
         + ", ".join(f"*{k}* {v}" for k, v in AXIS_NAMES.items()) + "). FLOPs count 2 per multiply-add, "
         "1 per addition or division and 5 per softmax entry. Steps 8, 9 and 8′, 9′ are the two endings; "
-        f"they are compared below. Head width $L = D/H$ = {n(Sizes(B, S, V, D, H).L)}; the largest tensor "
+        f"they are compared below. Head width $L = D/H$ = {number(Sizes(B, S, V, D, H).L)}; the largest tensor "
         f"is step {summary['largest_step']}'s output, {summary['largest_sym']}: "
         f"{size_bytes(summary['largest_bytes'])} in {dtype}."
     )
@@ -149,7 +238,7 @@ else:
         f"the table's one-hot product would add {flops(summary['lookup_flops'])} on its own, "
         f"{summary['lookup_share']:.0%} of the {flops(summary['total_flops'])} of steps 1–9; real models "
         f"never pay it, because they index the rows of $W_E$ instead. Parameters: "
-        f"{n(summary['total_params'])}."
+        f"{number(summary['total_params'])}."
     )
     with st.expander("Every column, as numbers"):
         st.dataframe(
@@ -225,18 +314,33 @@ from step 5 on is `core/attention.py`, the same code the other pages run on real
 """
 )
 if ok:
-    ops = traced_ops(B, S, V, D, H)
+    ops = traced_ops(B, S, V, D, H, causal)
+    other = traced_ops(B, S, V, D, H, not causal)
+    with_mask, without = (ops, other) if causal else (other, ops)
+    mask_calls = sorted(set(with_mask["torch call"]) - set(without["torch call"]))
+    n_mask_calls = len(with_mask) - len(without)
     st.code(
         "\n".join(f"# step {r['step']}: {r['operation']}  ({r['where']})\n{r['code']}\n" for _, r in table.iterrows()),
         language="python",
     )
     st.markdown(
-        f"The table has {len(table)} rows; tracing it took {n(len(ops))} torch calls. Most steps are one call, "
+        f"The table has {len(table)} rows; tracing it took {number(len(ops))} torch calls. Most steps are one call, "
         "but some lines do two things (`q @ k.transpose(-1, -2)` transposes, then multiplies), the scores "
         "are divided by $\\sqrt{L}$ in a call of their own, and a few calls only reshape. The list has "
-        "every one, as the recorder in `core.shapes` saw it, with the step it belongs to."
+        "every one, as the recorder in `core.shapes` saw it, with the step it belongs to, numbered from 0."
     )
-    with st.expander(f"Every torch call, in order: the {n(len(ops))} calls"):
+    mask_words = ", ".join(f"`{c}`" for c in mask_calls)
+    if causal:
+        st.markdown(
+            f"**The causal mask is on**, so step 6 makes {count(n_mask_calls, 'more torch call')} ({mask_words}): "
+            "it builds the S×S grid of keys that lie after each query and overwrites those scores with "
+            "−∞" + (" (with one position there is no later key, so here it overwrites nothing)" if S == 1 else "")
+            + ". No shape in the table changes, and the FLOP column charges the overwrite nothing."
+        )
+    else:
+        st.caption(f"With the causal mask on (the switch above), step 6 makes {count(n_mask_calls, 'more torch call')} "
+                   f"({mask_words}); no shape changes.")
+    with st.expander(f"Every torch call, in order: the {count(len(ops), 'call')}"):
         st.dataframe(ops, hide_index=True, width="stretch")
         csv_download(ops, "shape_torch_calls.csv", key="ops_csv")
 
@@ -247,12 +351,21 @@ if not ok:
     st.markdown(SLIPS_HEADING)
 else:
     slips = traced["slips"]
-    shown = lambda t: "×".join(n(v) for v in t)  # noqa: E731
+    shown = lambda t: "×".join(number(v) for v in t)  # noqa: E731
     if slips["reversed_error"]:
-        outcome = f"Multiply by it and torch refuses: *{slips['reversed_error']}*."
+        outcome = f"Multiply by it and torch refuses: {_quoted(slips['reversed_error'])}."
+    elif all(d == 1 for d in slips["k"]):
+        outcome = ("At these sizes every axis has length 1, so reversing them changes nothing and the product "
+                   "happens to be right; at any other size it is not.")
     else:
         outcome = (f"At these particular sizes it doesn't even fail: broadcasting turns it into a "
                    f"{shown(slips['reversed_result'])} tensor that is not the scores at all, a silent bug.")
+    if slips["one_head"] == slips["all_heads"]:
+        heads_words = (f"With one head, as here, that is all of them: `q` is B×H×S×L = {shown(slips['all_heads'])} "
+                       "either way. Add a head and the two part.")
+    else:
+        heads_words = (f"The layer computes all $H$ heads at once, and `q` is B×H×S×L = {shown(slips['all_heads'])}. "
+                       "Read every per-head shape in the post with $H = 1$: one head at a time.")
     st.markdown(
         f"""
 {SLIPS_HEADING}
@@ -262,9 +375,7 @@ kind of slip that costs a student an afternoon, so here they are, checked by tor
 (`core.shapes.seed_slips`).
 
 **One head printed as if it were all of them.** Step 5's output is printed as 1×1×20×64. That is
-the shape of a single head, `q[:, h:h+1]`, which here is {shown(slips['one_head'])}. The layer
-computes all $H$ heads at once, and `q` is B×H×S×L = {shown(slips['all_heads'])}. Read every
-per-head shape in the post with $H = 1$: one head at a time.
+the shape of a single head, `q[:, h:h+1]`, which here is {shown(slips['one_head'])}. {heads_words}
 
 **kᵀ written backwards.** The transposed keys are given as L×S×H×B, which is *every* axis of `k`
 reversed: `k.permute(3, 2, 1, 0)` is {shown(slips['k_reversed'])}. That is what `.T` does to a 4-D
@@ -295,36 +406,13 @@ $$
 """
 )
 if ok:
-    st.markdown(
-        f"""
-**Neither ending does more arithmetic.** Counted exactly (`core.shapes.path_summary`), both do
-{n(summary['concat_multiplies'])} multiplications, and {n(summary['concat_adds'])} against
-{n(summary['additive_adds'])} additions: every output number is $D$ products and $D - 1$ additions
-either way. The FLOP column seems to charge the additive ending extra
-({flops(summary['additive_flops'])} against {flops(summary['concat_flops'])}), but that is the
-2-per-multiply-add convention: it charges every dot product one addition more than it makes, and
-8′ has $H$ times as many dot products as step 9, each $H$ times shorter. The surplus is exactly
-step 9′'s additions, counted twice. Step 9 does all of them
-inside one large product, which is why it is the fast way to run the layer; 8′ and 9′ do the last
-$H - 1$ additions of each sum outside, which is why they are the clear way to read it.
-
-**What it can cost is memory, and only if you materialize the heads' results.** Step 8′ as written
-here stores a width-$D$ vector per head per token: $H$ = {summary['memory_ratio']} times what step 8
-holds ({size_bytes(summary['additive_bytes'])} against {size_bytes(summary['concat_bytes'])}), the
-long bar below. Nothing in the mathematics forces that copy. Written as one contraction,
-`torch.einsum("bhsl,hld->bsd", z, W_O)` sums over $h$ and $l$ together, keeps nothing per head, and
-runs as the same single product as step 9; the *Timing* page measures it at that speed. The
-per-head tensor is worth its memory when you want to look at each head's contribution, which is
-what interpretability tools keep it for (TransformerLens's `hook_result`, off unless you ask for
-it). The *Concat versus sum* page runs both endings on real numbers and measures how far apart
-rounding takes them.
-"""
-    )
+    st.markdown(endings_work_md(summary, H) + "\n\n" + endings_memory_md(summary, H))
     figure(
         endings_spec(B, S, V, D, H, dtype),
         caption=(f"What each ending keeps in memory, step by step, from the heads' outputs z (step 7) to "
-                 f"the layer's output, at {dtype} (`core.shapes.shape_table`). The long bar is step 8′'s "
-                 "per-head results."),
+                 f"the layer's output, at {dtype} (`core.shapes.shape_table`). "
+                 + ("The long bar is step 8′'s per-head results." if summary["memory_ratio"] > 1 else
+                    "With one head, step 8′'s per-head result is as large as step 8's output: no bar is longer.")),
         table=endings_numbers(B, S, V, D, H, dtype), csv_name="shape_endings_memory.csv", key="endings",
         table_label="The two endings, as numbers",
         column_config={c: st.column_config.NumberColumn(c, format="localized") for c in ("elements", "bytes", "FLOPs")},
@@ -355,9 +443,9 @@ if ok:
     if budget_problem(numel, DTYPES[dtype].itemsize) or total > LIVE_MAX_ELEMENTS:
         biggest = max(numel, key=numel.get)
         st.info(
-            f"Real values are shown for small models only. At these sizes the path holds {n(total)} "
-            f"numbers (the largest, `{biggest}`, has {n(numel[biggest])}; the embedding matrix alone is "
-            f"V×D = {n(numel['W_E'])}), and this view stops at {n(LIVE_MAX_ELEMENTS)}. Press "
+            f"Real values are shown for small models only. At these sizes the path holds {number(total)} "
+            f"numbers (the largest, `{biggest}`, has {number(numel[biggest])}; the embedding matrix alone is "
+            f"V×D = {number(numel['W_E'])}), and this view stops at {number(LIVE_MAX_ELEMENTS)}. Press "
             "**A tiny model** above, or make $V$, $D$ and $S$ smaller.",
             icon=":material/visibility_off:",
         )
@@ -367,23 +455,40 @@ if ok:
                                 help="Draws the token ids, the embeddings and every weight.")
         controls.show_notices()
 
-FRAGMENT_KEYS = ("step", "causal", "scale", "at_batch", "at_head")
+FRAGMENT_KEYS = ("step", "scale", "at_batch", "at_head")
+
+# A link made at small sizes may carry this section's settings (and the seed). At sizes where the
+# section is hidden they change nothing, but they stay in the link, with a word on why.
+carried: dict[str, str] = {}
+if ok and not live:
+    carried = {k: st.query_params[k] for k in ("seed", *FRAGMENT_KEYS) if k in st.query_params}
+    if carried:
+        pairs = [f"`{k}={' '.join(v[:40].split()).replace('`', chr(39))}`" for k, v in carried.items()]
+        shown_values = pairs[0] if len(pairs) == 1 else ", ".join(pairs[:-1]) + " and " + pairs[-1]
+        st.info(
+            f"This link also sets {shown_values}: {'it chooses' if len(carried) == 1 else 'they choose'} what "
+            "*Look inside a step* shows, which needs a small model, so at these sizes "
+            f"{'it changes' if len(carried) == 1 else 'they change'} nothing. "
+            f"{'It stays' if len(carried) == 1 else 'They stay'} in the link below.",
+            icon=":material/link:",
+        )
+        controls.values.update(carried)
 
 
 @st.fragment
-def look_inside(live: bool, seed: int) -> None:
+def look_inside(live: bool, seed: int, causal: bool) -> None:
     """The step picker and its heatmaps: moving one of these reruns this section only.
 
     It also draws the link, last, so that the link follows this section's controls too.
     """
     for key in FRAGMENT_KEYS:  # a fragment rerun keeps the page's values, not this section's old ones
         controls.values.pop(key, None)
+    controls.values.update({k: v for k, v in carried.items() if k in FRAGMENT_KEYS})
     if live:
         c_step, c_flags = st.columns([3, 1.3])
         step = controls.choice("step", "Step", STEP_IDS, default="6", where=c_step,
                                help="Steps 8′ and 9′ are the additive ending.")
         with c_flags:
-            causal = controls.flag("causal", "Causal mask", help="Each position sees only itself and earlier ones.")
             scale = controls.flag("scale", "Divide scores by √L", default=True)
         row = by_step.loc[step]
         has_head = "H" in row["output_sym"].split("×")  # steps 5, 6, 7 and 8′ have a head axis
@@ -399,8 +504,8 @@ def look_inside(live: bool, seed: int) -> None:
         rows_n, cols_n = panel_shape(step, B, S, V, D, H)
         if rows_n * cols_n > LIVE_MAX_CELLS:
             st.info(
-                f"Step {step}'s output, one matrix at a time, is {n(rows_n)}×{n(cols_n)} = {n(rows_n * cols_n)} "
-                f"numbers: too many to draw (this view stops at {n(LIVE_MAX_CELLS)}). Pick another step or "
+                f"Step {step}'s output, one matrix at a time, is {number(rows_n)}×{number(cols_n)} = {number(rows_n * cols_n)} "
+                f"numbers: too many to draw (this view stops at {number(LIVE_MAX_CELLS)}). Pick another step or "
                 "make the sizes smaller.", icon=":material/visibility_off:")
         else:
             args = (step, B, S, V, D, H, seed, dtype, causal, scale, at_batch, at_head)
@@ -426,4 +531,4 @@ def look_inside(live: bool, seed: int) -> None:
     show_link(controls.values)
 
 
-look_inside(live, seed)
+look_inside(live, seed, causal)

@@ -1,7 +1,8 @@
 """Attention on a sentence: every number of a tiny multi-head attention layer, on the reader's text.
 
-The maths lives in core/toy.py (run_toy, score_spread, scale_effect and the table builders); the
-figures and cached views in ui/figures/toy_sentence.py. This page lays them out as an essay.
+The maths lives in core/toy_sentence.py (run_toy, score_spread, scale_effect and the table
+builders), the cached calls into it in ui/views/toy_sentence.py, the chart specs in
+ui/figures/toy_sentence.py and the drawing helpers in ui/render.py. This page lays them out as an essay.
 The token and head pickers are fragments: moving one reruns its own section only.
 """
 
@@ -12,12 +13,14 @@ from urllib.parse import urlencode
 import streamlit as st
 from streamlit.errors import StreamlitAPIException
 
-from core import toy
+from core import toy_sentence as toy
 from ui.charts import csv_download
 from ui.controls import MAX_SEED, MAX_SENTENCE_CHARS, MAX_TOKENS, Controls, heads_problem, show_link
-from ui.figures import toy_sentence as fig
-from ui.figures.toy_sentence import chart, code, md, shape, table, waiting
+from ui.figures.toy_sentence import CELL_TEXT_MAX_TOKENS
+from ui.format import count, escape_md, plural, shape
+from ui.render import chart, code, table, waiting
 from ui.shell import ensure_app_shell
+from ui.views import toy_sentence as views
 
 ensure_app_shell()
 
@@ -71,7 +74,7 @@ sentence = controls.text(
     "sentence", "Your sentence", default=toy.DEFAULT_SENTENCE, max_chars=MAX_SENTENCE_CHARS,
     help=f"Up to {MAX_SENTENCE_CHARS} characters; the first {MAX_TOKENS} tokens are used.",
 )
-sv = fig.sentence_view(sentence, MAX_TOKENS)
+sv = views.sentence_view(sentence, MAX_TOKENS)
 tokens: tuple[str, ...] = ()
 if sv["problem"]:
     st.error(sv["problem"], icon=":material/edit_note:")
@@ -80,7 +83,7 @@ else:
     if sv["found"] > MAX_TOKENS:
         st.warning(
             f"The sentence has {sv['found']} tokens; this page uses the first {MAX_TOKENS} so that every "
-            f"heatmap stays readable. The last one used is “{md(tokens[-1])}”.",
+            f"heatmap stays readable. The last one used is “{escape_md(tokens[-1])}”.",
             icon=":material/content_cut:",
         )
     if len(tokens) == 1:
@@ -93,13 +96,14 @@ else:
     with left:
         st.dataframe(sv["tokens_table"], hide_index=True, width="stretch")
         st.caption(
-            f"The sentence as {len(tokens)} tokens: position in the sentence, the token, its id "
-            "(`core.toy.read_sentence`)."
+            f"The sentence as {count(sv['n_tokens'], 'token')}: position in the sentence, the token, its id "
+            "(`core.toy_sentence.read_sentence`)."
         )
         csv_download(sv["tokens_csv"], "tokens.csv", key="tokens_csv")
     with right:
         st.dataframe(sv["vocab_table"], hide_index=True, width="stretch")
-        st.caption(f"The vocabulary: V = {len(sv['vocab_table'])} distinct tokens, sorted (`core.toy.build_vocab`).")
+        st.caption(f"The vocabulary: V = {count(sv['n_vocab'], 'distinct token')}, sorted "
+                   "(`core.toy_sentence.build_vocab`).")
 
 # ---- 2 · embeddings -------------------------------------------------------------------------------
 st.header("2 · Embeddings: one row of $W_E$ per token", divider="gray")
@@ -112,9 +116,9 @@ the rows out:
 )
 st.latex(r"X = \operatorname{onehot}(\text{ids})\,W_E \qquad [S, V] \times [V, D] \to [S, D]")
 if tokens:
-    with st.expander(f"The one-hot rows of this sentence, {shape(sv['one_hot'].shape)} = [S, V]"):
+    with st.expander(f"The one-hot rows of this sentence, {shape((sv['n_tokens'], sv['n_vocab']))} = [S, V]"):
         st.dataframe(sv["one_hot"])
-        st.caption("Row i has a single 1, in the column `id:token` of token i's id (`core.toy.one_hot_frame`).")
+        st.caption("Row i has a single 1, in the column `id:token` of token i's id (`core.toy_sentence.one_hot_frame`).")
 st.markdown(
     """
 The table here is seeded rather than learned. A token's row is $D$ standard-normal numbers from a
@@ -137,12 +141,12 @@ with ctl:
     )
 with figure_area:
     if tokens:
-        ev = fig.embedding_view(tokens, d_model, seed)
+        ev = views.embedding_view(tokens, d_model, seed)
         chart(
             ev["spec"],
             f"X, the embeddings {shape(ev['shape'])} = [S, D]: one row per token, one column per "
             f"coordinate, picked from a table W_E of {shape(ev['W_E_shape'])} = [V, D]; blue is negative, "
-            "orange positive (`core.toy.embed`, `core.toy.token_embedding`).",
+            "orange positive (`core.toy_sentence.embed`, `core.toy_sentence.token_embedding`).",
         )
         with st.expander("The numbers behind this figure"):
             table(ev["wide"])
@@ -180,10 +184,10 @@ with info:
     else:
         st.markdown(
             f"With $D = {d_model}$ and $H = {heads}$, each head works in $L = D/H = {d_model // heads}$ "
-            "dimensions; that $L$ is the $d_k$ (the width of the keys) of the scale below."
+            f"{plural(d_model // heads, 'dimension')}; that $L$ is the $d_k$ (the width of the keys) of the scale below."
         )
 if ready:
-    pv = fig.projection_view(tokens, d_model, heads, seed)
+    pv = views.projection_view(tokens, d_model, heads, seed)
     sh = pv["shapes"]
     code(
         (f"# x: [S, D] = {shape(sh['x'])};  W_Q, W_K, W_V: [H, D, L] = {shape(sh['W_Q'])}", ""),
@@ -193,9 +197,11 @@ if ready:
     )
     table(pv["qkv"], hide_index=True, pinned=())
     st.caption(
-        f"q, k and v for every token (rows) and head (`core.toy.run_toy`): column `h{heads - 1} l0` is head "
-        f"{heads - 1}, coordinate l = 0. Laid side by side the heads' blocks make one [S, D] matrix, x times a single "
-        "D×D matrix: the heads are column blocks of one projection."
+        f"q, k and v for every token (rows) and head (`core.toy_sentence.run_toy`): column `h{heads - 1} l0` is head "
+        f"{heads - 1}, coordinate l = 0. "
+        + ("Laid side by side the heads' blocks make one [S, D] matrix, x times a single D×D matrix: the heads "
+           "are column blocks of one projection." if heads > 1 else
+           "With one head, its block is the whole [S, D] matrix: x times a single D×D matrix.")
     )
     csv_download(pv["qkv_csv"], "queries_keys_values.csv", key="qkv_csv", label="Download q, k, v as CSV")
 elif not tokens:
@@ -233,7 +239,7 @@ scale = controls.flag(
     "scale", "Divide scores by √d_k", default=True, where=c2,
     help="Turn off to see what the softmax does to unscaled dot products.",
 )
-av = fig.attention_view(tokens, d_model, heads, seed, causal, scale) if ready else None
+av = views.attention_view(tokens, d_model, heads, seed, causal, scale) if ready else None
 if av:
     sh, L = av["shapes"], av["d_head"]
     lines = [('scores = torch.einsum("hil,hjl->hij", q, k)',
@@ -281,8 +287,8 @@ if av:
         if sp["d_head"] < MAX_TOY_D_MODEL else ""
     )
     st.caption(
-        f"Measured q and k spreads: {sp['q_std']:.3f} and {sp['k_std']:.3f} (`core.toy.score_spread`); "
-        f"the sentence above is `core.toy.scale_effect` (verdict “{effect['verdict']}”: a mean row entropy "
+        f"Measured q and k spreads: {sp['q_std']:.3f} and {sp['k_std']:.3f} (`core.toy_sentence.score_spread`); "
+        f"the sentence above is `core.toy_sentence.scale_effect` (verdict “{effect['verdict']}”: a mean row entropy "
         f"under {toy.SCALE_SLIGHT_BELOW:.0%} lower is slight, {toy.SCALE_STRONG_FROM:.0%} or more strong, "
         f"clear in between).{suggestion}"
     )
@@ -311,8 +317,8 @@ if av:
     chart(
         av["overview_spec"],
         (f"The weights of all {av['n_heads']} heads, heads 0 to {av['n_heads'] - 1}" if av["n_heads"] > 1
-         else "The weights of the layer's one head, head 0") + "; hover a cell for its weight and score" + (" (grey × cells are masked: weight 0)." if causal else ".")
-        + " `core.toy.run_toy`: `pattern = scores.softmax(dim=-1)`.",
+         else "The weights of the layer's one head, head 0") + "; hover a cell for its weight and score" + (" (grey × cells are masked: weight 0)." if av["masked_cells"] else ".")
+        + " `core.toy_sentence.run_toy`: `pattern = scores.softmax(dim=-1)`.",
         width="content",
     )
     csv_download(av["weights_csv"], "attention_weights.csv", key="weights_csv",
@@ -320,6 +326,17 @@ if av:
 else:
     waiting(blocked)
 head_slot = st.container()  # filled by the fragment one_head, called at the end of the script
+
+
+def masked_cells_words(n: int) -> str:
+    """The close-up caption's word on the mask: only where it hides cells, in the right number."""
+    if n == 0:
+        return ""
+    if n == 1:
+        return (" Masked: the one cell right of the diagonal (key j after query i); its weight is exactly 0, "
+                "and so is shown.")
+    return (f" Masked: the {count(n, 'cell')} right of the diagonal (key j after query i); their weight is "
+            "exactly 0, and so is shown.")
 
 
 def section_control(name: str, label: str, hi: int, help: str):
@@ -351,19 +368,18 @@ def one_head() -> None:
             + ("only head 0. Showing that one." if heads == 1 else f"heads 0 to {h}. Showing the last one, head {h}."),
             icon=":material/arrow_range:",
         )
-    hv = fig.head_view(tokens, d_model, heads, seed, causal, scale, h)
+    hv = views.head_view(tokens, d_model, heads, seed, causal, scale, h)
 
-    left, right = st.columns([2, 3]) if len(tokens) <= fig.CELL_TEXT_MAX_TOKENS else (st.container(), st.container())
+    left, right = st.columns([2, 3]) if len(tokens) <= CELL_TEXT_MAX_TOKENS else (st.container(), st.container())
     with left:
         chart(hv["spec"], f"Head {h}: rows are queries i, columns keys j; hover a cell for its weight and score."
-              + (" Grey × cells are masked (later keys)." if causal else ""), width="content")
+              + (" Grey × cells are masked (later keys)." if hv["mask"].any() else ""), width="content")
     with right:
         table(hv["table"], pinned=("Σ row", "entropy (bits)"))
         st.caption(
-            f"Head {h}'s weights as numbers (`core.toy.weights_table`), each row's sum (1: the softmax makes "
+            f"Head {h}'s weights as numbers (`core.toy_sentence.weights_table`), each row's sum (1: the softmax makes "
             "it so) and entropy in bits."
-            + (f" Masked: the {int(hv['mask'].sum())} cells right of the diagonal (key j after query i); "
-               "their weight is exactly 0, and so is shown." if causal else "")
+            + masked_cells_words(int(hv["mask"].sum()))
         )
 
 
@@ -379,7 +395,7 @@ st.latex(r"z^h_i = \sum_{j} a^h_{ij}\, v^h_j \qquad [S] \text{ weights} \times [
 token_slot = st.container()  # filled by the fragment one_token, called at the end of the script
 if av:
     table(av["z_concat"])
-    st.caption(f"z for every token and head (`core.toy.run_toy`), heads side by side: column `h{heads - 1} l0` "
+    st.caption(f"z for every token and head (`core.toy_sentence.run_toy`), heads side by side: column `h{heads - 1} l0` "
                f"is head {heads - 1}, coordinate l = 0. Row i is what the picker above takes apart for token i.")
     csv_download(av["z_csv"], "z_all_tokens.csv", key="z_csv")
 
@@ -401,8 +417,8 @@ def one_token() -> None:
     if not ready:
         waiting(blocked)
         return
-    info.markdown(f"Query token **{i}**: “{md(tokens[i])}”.")
-    fv = fig.focus_view(tokens, d_model, heads, seed, causal, scale, i)
+    info.markdown(f"Query token **{i}**: “{escape_md(tokens[i])}”.")
+    fv = views.focus_view(tokens, d_model, heads, seed, causal, scale, i)
     visible = [j for j in range(len(tokens)) if not fv["masked"][j]]
     shown = visible if len(visible) <= 8 else visible[:6] + visible[-1:]
     rows = []
@@ -416,15 +432,18 @@ def one_token() -> None:
         fv["spec"],
         f"Query {i}, a panel per head: row j is the term a_ij·v_j, what key j adds, across the head's "
         "coordinates l; the outlined last row is their sum z_i" + (" (grey × rows are masked keys: a_ij = 0)." if fv["masked"].any() else ".")
-        + " `core.toy.context_terms`.",
+        + " `core.toy_sentence.context_terms`.",
         width="content",
     )
     table(fv["table"], hide_index=True, pinned=("head", "key"))
     st.caption(
-        "Every head's terms for this token: each key's weight a_ij and the product a_ij·v_j (the value "
-        f"vectors v_j are the rows `v` of section 3's table); each head's row `z_{i} = Σ` adds them up "
-        "(`core.toy.context_terms`). Masked keys are ticked in `masked`: their weight, and so their term, "
-        "is exactly 0."
+        ("Every head's" if heads > 1 else "The head's") + " terms for this token: each key's weight a_ij and the product a_ij·v_j (the value "
+        f"vectors v_j are the rows `v` of section 3's table); {'each head' if heads > 1 else 'the head'}'s row "
+        f"`z_{i} = Σ` adds them up "
+        "(`core.toy_sentence.context_terms`). "
+        + ("Masked keys are ticked in `masked`: their weight, and so their term, is exactly 0." if fv["masked"].any()
+           else f"Query {i} is the last token, so the causal mask hides no key from it: `masked` is ticked nowhere."
+           if causal else "No key is masked without the causal mask: `masked` is ticked nowhere.")
     )
     csv_download(fv["csv"], f"context_terms_token{i}.csv", key="terms_csv", label="Download every term as CSV")
 
@@ -439,7 +458,8 @@ $[S, S]$ times the values $[S, L]$. As an einsum, the key position $j$ is summed
           f"{shape(fs['pattern'])} × {shape(fs['v'])} → {shape(fs['z'])}  [H, S, L]"))
     d = fv["diff"]
     st.metric(
-        f"Largest gap between the term-by-term z_{i} and row {i} of the product, all heads",
+        f"Largest gap between the term-by-term z_{i} and row {i} of the product, "
+        + ("all heads" if heads > 1 else "head 0"),
         f"{d['max_abs']:.1e}",
         help="Both are float64; any gap is rounding from adding the same terms in another order.",
     )
@@ -480,7 +500,7 @@ if av:
     chart(
         av["out_spec"],
         f"The layer's output {shape(sh['out'])} = [S, D], one row per token; blue negative, orange "
-        "positive (`core.toy.run_toy`: `out`).",
+        "positive (`core.toy_sentence.run_toy`: `out`).",
     )
     with st.expander("The numbers behind this figure"):
         table(av["out"])
@@ -492,9 +512,12 @@ if av:
     k2.metric("This page vs `core.attention.multi_head_attention`, max |diff|",
               f"{av['vs_reference']:.1e}", help="Same embeddings and weights, the essay's shared implementation.")
     st.caption(
-        f"{cvs['bitwise_equal']:.0%} of the outputs are bitwise identical between the two endings; the "
-        f"largest gap is {cvs['eps_units']:.1f} times float64's rounding unit at the output's scale "
-        "(`core.compare.compare`). The next page measures the same gap in float32, float16 and bfloat16."
+        ("Every output is bitwise identical between the two endings"
+         + (": with one head there is no sum across heads" if heads == 1 else "")
+         if cvs["max_abs"] == 0 else
+         f"{cvs['bitwise_equal']:.0%} of the outputs are bitwise identical between the two endings; the "
+         f"largest gap is {cvs['eps_units']:.1f} times float64's rounding unit at the output's scale")
+        + " (`core.compare.compare`). The next page measures the same gap in float32, float16 and bfloat16."
     )
 else:
     waiting(blocked)

@@ -158,7 +158,7 @@ from pathlib import Path  # noqa: E402
 import streamlit.testing.v1.local_script_runner as local_script_runner  # noqa: E402
 
 from core.shapes import path_summary, shape_table  # noqa: E402
-from ui.figures.shapes import flops  # noqa: E402
+from ui.format import flops  # noqa: E402
 
 SETTINGS = [{}, TINY, {"batch": "2", "seq": "6", "vocab": "12", "d_model": "24", "heads": "3", "step": "8",
                        "at_batch": "1", "causal": "true"}]
@@ -313,9 +313,9 @@ def test_the_script_opens_with_prose():
     assert "altair" not in source and "alt." not in source
     first_def = min(source.index(w) for w in ("\ndef ", "\n@st.") if w in source)
     assert source.index("st.title(") < first_def and source.index("st.markdown(") < first_def
-    assert source.count("st.cache_data") == 0  # cached calls live in ui/figures/shapes.py
+    assert source.count("st.cache_data") == 0  # cached calls live in ui/views/shapes.py
     spec = json.loads(run_page("shapes", TINY).get("vega_lite_chart")[2].proto.spec)
-    assert spec["layer"][0]["mark"]["type"] == "rect"  # the heatmap, built in ui/figures/shapes.py
+    assert spec["layer"][0]["mark"]["type"] == "rect"  # the heatmap, built in ui/views/shapes.py
 
 
 def test_the_step_header_follows_the_scale_toggle():

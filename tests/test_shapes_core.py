@@ -139,6 +139,7 @@ def test_exact_counts_show_both_endings_do_the_same_work():
         # the FLOP convention's surplus for the additive ending is exactly step 9′'s additions
         table = shape_table(B, S, V, D, H).set_index("step")
         assert s["additive_flops"] - s["concat_flops"] == table.loc["9′", "flops"] == B * S * (H - 1) * D
+        assert s["additive_surplus_flops"] == s["sum_flops"] == B * S * (H - 1) * D  # 0 with one head
 
 
 def test_contracted_axis_positions():
@@ -321,3 +322,12 @@ def test_numeric_columns_keep_gaps():
     out = numeric_columns(frame, ["a", "b"])
     assert str(out["a"].dtype) == "Int64" and out["a"].isna().tolist() == [False, True, False]
     assert out["b"].dtype.kind == "f" and out["b"][0] == float(2**70)
+
+
+def test_the_torch_calls_count_from_zero():
+    """Issue 18 §11: the `order` column counted 1 … 21 while the essay counts from 0."""
+    ops = op_trace(1, 5, 10, 16, 4)
+    assert ops["order"].tolist() == list(range(len(ops)))
+    masked = op_trace(1, 5, 10, 16, 4, causal=True)
+    extra = set(masked["torch call"]) - set(ops["torch call"])
+    assert "masked_fill" in extra and set(masked.loc[masked["torch call"].isin(extra), "step"]) == {"6"}

@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from core import toy
+from core import toy_sentence as toy
 from tests.apptest_utils import notices, rerun, run_page, texts
 
 PAGE = "toy-sentence"

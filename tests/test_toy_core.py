@@ -1,4 +1,4 @@
-"""core/toy.py: the tokenizer, the seeded embeddings, and the einsum forward pass of the sentence page."""
+"""core/toy_sentence.py: the tokenizer, the seeded embeddings, and the einsum forward pass of the sentence page."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from core import toy
+from core import toy_sentence as toy
 from core.attention import multi_head_attention
 
 SEED_SENTENCE = "my name is Marcello Politi"

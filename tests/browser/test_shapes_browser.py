@@ -108,3 +108,17 @@ def test_the_step_picker_reruns_its_section_and_updates_the_link(page, server):
     expect(other.locator("[data-testid=stCaptionContainer]", has_text="core.shapes.step_values")).to_contain_text(
         "q[0, 1]", timeout=60_000)
     other.close()
+
+
+def test_causal_at_the_posts_sizes_acts_and_stays_in_the_url(page, server):
+    """Issue 18 §12: `causal=true` at the default sizes was ignored and dropped from the link. Now
+    it is a switch of the page: on, step 6's extra torch calls are named, and a dtype change (a
+    full rerun) keeps it, and the hidden section's `step`, in the address bar."""
+    open_app(page, server, "shapes", {"causal": "true", "step": "5"})
+    expect(page.get_by_text("The causal mask is on", exact=False)).to_be_visible()
+    with rerun_after(page):
+        page.get_by_text("float64", exact=True).click()
+        page.wait_for_function("() => window.location.search.includes('dtype=float64')", timeout=30_000)
+    assert_no_exception(page)
+    assert "causal=true" in page.url and "step=5" in page.url
+    expect(page.get_by_text("The causal mask is on", exact=False)).to_be_visible()

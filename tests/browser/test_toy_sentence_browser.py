@@ -109,3 +109,14 @@ def test_markup_in_the_sentence_stays_text(page, server):
     expect(main.get_by_text("token=30", exact=False).first).to_be_visible()
     assert main.locator("img[src=x]").count() == 0
     assert main.locator("b:has-text('bold'), strong:has-text('not bold')").count() == 0
+
+
+def test_one_token_with_the_mask_reads_in_the_singular(page, server):
+    """Issue 18 §8: "The sentence as 1 tokens", "V = 1 distinct tokens" and a caption about the 0
+    masked cells; as drawn, the captions count one token and say nothing of masked cells."""
+    open_app(page, server, PATH, {"sentence": "hello", "causal": "true"})
+    captions = page.locator("[data-testid=stCaptionContainer]")
+    expect(captions.filter(has_text="The sentence as 1 token:")).to_have_count(1)
+    expect(captions.filter(has_text="V = 1 distinct token,")).to_have_count(1)
+    expect(captions.filter(has_text="Masked:")).to_have_count(0)
+    assert_no_exception(page)

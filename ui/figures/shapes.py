@@ -1,9 +1,8 @@
-"""Figures, number formats and cached core calls of the shape-table page (pages/shapes.py).
+"""Chart specs of the shape-table page (pages/shapes.py): plain data in, a Vega-Lite dict out.
 
-Every number comes from ``core.shapes``: ``shape_table`` (the table), ``path_summary`` (its
-totals), ``flow_edges`` (the picture's arrows), ``step_values`` (real values of one step). Each
-figure is one function: plain arguments in, a Vega-Lite dict out, built once per argument set
-inside ``st.cache_data`` (``ui.charts.chart_spec``), so a rerun skips Altair's validation.
+One function per figure: the path as boxes and arrows (``flow_spec``), what each ending keeps in
+memory (``endings_spec``) and one step's real values (``step_heatmap_spec``). The cached views in
+``ui/views/shapes.py`` call them once per setting, so a rerun skips Altair's validation.
 """
 
 from __future__ import annotations
@@ -11,21 +10,9 @@ from __future__ import annotations
 import altair as alt
 import numpy as np
 import pandas as pd
-import streamlit as st
 
-from core.shapes import (
-    PathError,
-    flat_table,
-    flow_edges,
-    numeric_columns,
-    op_trace,
-    path_summary,
-    seed_slips,
-    shape_table,
-    step_values,
-    tensor_numel,
-)
 from ui.charts import DIVERGING, OKABE_ITO, SEQUENTIAL, chart_spec
+from ui.format import number, plain_shape, size_bytes
 
 # Okabe–Ito grey, blue and vermillion, named rather than indexed: distinct under every common
 # colour-vision deficiency and solid enough to carry text on either theme.
@@ -34,103 +21,6 @@ INK = {"shared": "black", "concat": "white", "additive": "black"}  # legible on 
 LABEL_GREY = "#808080"  # about 4.3:1 against both the light and the dark background
 ENDING_NAMES = {"shared": "shared", "concat": "concatenate, then project", "additive": "project, then add"}
 
-
-# ---- cached calls into core (plain arguments in, plain data out) ------------------------------
-
-
-@st.cache_data(show_spinner=False, max_entries=256)
-def traced_table(batch: int, seq: int, vocab: int, d_model: int, heads: int, dtype: str) -> dict:
-    """core.shapes.shape_table and what the page derives from it, or torch's refusal in words."""
-    try:
-        table = shape_table(batch, seq, vocab, d_model, heads, dtype=dtype)
-    except PathError as err:
-        return {"error": str(err), "where": err.where, "code": err.code}
-    return {
-        "table": table,
-        "numeric": flat_table(table),  # int64/float64 columns: sorts and copies as numbers
-        "exact": flat_table(table, exact=True),  # Python ints: the CSV holds every digit
-        "summary": path_summary(table, heads),
-        "edges": flow_edges(table),
-        "slips": seed_slips(batch, seq, d_model, heads),
-    }
-
-
-@st.cache_data(show_spinner=False, max_entries=64)
-def traced_ops(batch: int, seq: int, vocab: int, d_model: int, heads: int) -> pd.DataFrame:
-    return op_trace(batch, seq, vocab, d_model, heads)
-
-
-@st.cache_data(show_spinner=False, max_entries=256)
-def walk_numel(batch: int, seq: int, vocab: int, d_model: int, heads: int) -> dict[str, int]:
-    return tensor_numel(batch, seq, vocab, d_model, heads)
-
-
-# Real values: at most LIVE_MAX_CELLS (16,384) cells a panel, so 32 entries stay within a few tens of MiB.
-@st.cache_data(show_spinner=False, max_entries=32)
-def live_panels(step: str, batch: int, seq: int, vocab: int, d_model: int, heads: int, seed: int,
-                dtype: str, causal: bool, scale: bool, at_batch: int, at_head: int) -> list[dict]:
-    return step_values(step, batch, seq, vocab, d_model, heads, seed=seed, dtype=dtype, causal=causal,
-                       scale=scale, at_batch=at_batch, at_head=at_head)
-
-
-# ---- number formats (core computes, the page formats) ----------------------------------------
-
-
-def n(x: int) -> str:
-    return f"{int(x):,}"
-
-
-def shape_md(sym: str | None, shape: tuple | None, contracted_at: int | None = None) -> str:
-    """"B×S×*V* = 1×20×*50,000*": letters and numbers, the summed-away axis in italics."""
-    if sym is None or shape is None:
-        return "–"
-    letters, numbers = sym.split("×"), [n(v) for v in shape]
-    if contracted_at is not None:
-        i = int(contracted_at)
-        letters[i], numbers[i] = f"*{letters[i]}*", f"*{numbers[i]}*"
-    return f"{'×'.join(letters)} = {'×'.join(numbers)}"
-
-
-def plain_shape(shape: tuple | None) -> str:
-    return "" if shape is None else "×".join(map(str, shape))
-
-
-def size_bytes(x: int) -> str:
-    x = int(x)
-    for unit in ("bytes", "KiB", "MiB", "GiB", "TiB", "PiB", "EiB", "ZiB"):
-        if x < 1024 or unit == "ZiB":
-            return f"{x:,} bytes" if unit == "bytes" else f"{x:.3g} {unit}"
-        x /= 1024
-    raise AssertionError
-
-
-def flops(x: int) -> str:
-    x = int(x)
-    if x < 1000:
-        return str(x)
-    for unit, scale in (("Y", 1e24), ("Z", 1e21), ("E", 1e18), ("P", 1e15), ("T", 1e12), ("G", 1e9),
-                        ("M", 1e6), ("k", 1e3)):
-        if x >= scale:
-            return f"{x / scale:.3g} {unit}"
-    raise AssertionError
-
-
-def step_table_md(table: pd.DataFrame) -> str:
-    """The eleven steps as one Markdown table, the contracted axis in italics."""
-    lines = [
-        "| step | operation | input 1 | input 2 | output | sums over | FLOPs | output memory |",
-        "|:--|:--|:--|:--|:--|:-:|--:|--:|",
-    ]
-    for _, r in table.iterrows():
-        out = shape_md(r["output_sym"], r["output"]) + (" (three: q, k, v)" if r["n_outputs"] == 3 else "")
-        lines.append(
-            f"| **{r['step']}** | {r['operation']} "
-            f"| {shape_md(r['input_1_sym'], r['input_1'], r['contracted_in_1'])} "
-            f"| {shape_md(r['input_2_sym'], r['input_2'], r['contracted_in_2'])} "
-            f"| {out} | {'–' if r['contracted'] is None else '*' + r['contracted'] + '*'} "
-            f"| {flops(r['flops'])} | {size_bytes(r['output_bytes'])} |"
-        )
-    return "\n".join(lines)
 
 
 # ---- the path as a picture -------------------------------------------------------------------
@@ -151,7 +41,8 @@ INTO = {("5Q", "6"): -0.15, ("5K", "6"): 0.15, ("6", "7"): -0.15, ("5V", "7"): 0
 HALF_W, HALF_H = 0.42, 0.21
 
 
-def _flow_chart(edges: pd.DataFrame, table: pd.DataFrame) -> alt.LayerChart:
+def flow_spec(edges: pd.DataFrame, table: pd.DataFrame) -> dict:
+    """The path as boxes and arrows (``core.shapes.flow_edges``): a Vega-Lite dict."""
     by = table.set_index("step")
     node_rows = []
     for key, (x, y, label) in NODES.items():
@@ -161,7 +52,7 @@ def _flow_chart(edges: pd.DataFrame, table: pd.DataFrame) -> alt.LayerChart:
             "node": key, "label": label, "x": x - HALF_W, "x2": x + HALF_W, "y": y - HALF_H, "y2": y + HALF_H,
             "cx": x, "cy": y, "ending": "shared" if r is None else r["ending"],
             "operation": "input" if r is None and key == "ids" else ("result" if r is None else r["operation"]),
-            "code": "" if r is None else r["code"], "FLOPs": "" if r is None else n(r["flops"]),
+            "code": "" if r is None else r["code"], "FLOPs": "" if r is None else number(r["flops"]),
         })
     nodes = pd.DataFrame(node_rows)
     points, labels = [], []
@@ -178,7 +69,7 @@ def _flow_chart(edges: pd.DataFrame, table: pd.DataFrame) -> alt.LayerChart:
         if (e["from"], e["tensor"]) not in seen:  # one label per tensor leaving a box
             seen.add((e["from"], e["tensor"]))
             labels.append({**info, "x": x1, "y": y1 + HALF_H + 0.17,
-                           "text": f"{e['shape_sym']} = {'×'.join(n(v) for v in e['shape'])}"})
+                           "text": f"{e['shape_sym']} = {'×'.join(number(v) for v in e['shape'])}"})
     points, labels = pd.DataFrame(points), pd.DataFrame(labels)
     heads = points[points["corner"] == 3]
 
@@ -210,42 +101,15 @@ def _flow_chart(edges: pd.DataFrame, table: pd.DataFrame) -> alt.LayerChart:
         tooltip=box_tip)
     shapes = alt.Chart(labels).mark_text(align="left", dx=7, fontSize=11, fontWeight=500, color=LABEL_GREY).encode(
         x=x, y=y, text="text:N", tooltip=tip)
-    return alt.layer(lines, arrows, boxes, names, shapes).properties(height=720).configure_view(stroke=None)
-
-
-@st.cache_data(show_spinner=False, max_entries=64)
-def flow_spec(batch: int, seq: int, vocab: int, d_model: int, heads: int, dtype: str) -> dict:
-    """The path as boxes and arrows (core.shapes.flow_edges): a Vega-Lite dict, once per size."""
-    traced = traced_table(batch, seq, vocab, d_model, heads, dtype)
-    return chart_spec(_flow_chart(traced["edges"], traced["table"]))
-
-
-def flow_numbers(edges: pd.DataFrame) -> pd.DataFrame:
-    """The picture's arrows as a numeric table (shapes as labels, counts as int64)."""
-    flat = edges.assign(shape=edges["shape"].map(plain_shape))
-    return numeric_columns(flat, ["elements", "bytes"])
+    return chart_spec(alt.layer(lines, arrows, boxes, names, shapes).properties(height=720).configure_view(stroke=None))
 
 
 # ---- the two endings -------------------------------------------------------------------------
 
 
-@st.cache_data(show_spinner=False, max_entries=64)
-def endings_numbers(batch: int, seq: int, vocab: int, d_model: int, heads: int, dtype: str) -> pd.DataFrame:
-    """Steps 7–9 and 7–8′–9′ side by side: output shape, elements, bytes and FLOPs, as numbers."""
-    by = traced_table(batch, seq, vocab, d_model, heads, dtype)["table"].set_index("step")
-    rows = pd.DataFrame([
-        {"ending": ENDING_NAMES[e], "step": s, "tensor": f"{s}: {by.loc[s, 'output_sym']}",
-         "shape": plain_shape(by.loc[s, "output"]), "elements": int(by.loc[s, "output_elements"]),
-         "bytes": int(by.loc[s, "output_bytes"]), "FLOPs": int(by.loc[s, "flops"])}
-        for e, steps in (("concat", ("7", "8", "9")), ("additive", ("7", "8′", "9′"))) for s in steps
-    ], dtype=object)
-    return numeric_columns(rows, ["elements", "bytes", "FLOPs"])
-
-
-@st.cache_data(show_spinner=False, max_entries=64)
-def endings_spec(batch: int, seq: int, vocab: int, d_model: int, heads: int, dtype: str) -> dict:
-    """What each ending keeps in memory, step by step: bars of output bytes, one row per ending."""
-    mem = endings_numbers(batch, seq, vocab, d_model, heads, dtype)
+def endings_spec(mem: pd.DataFrame, dtype: str) -> dict:
+    """What each ending keeps in memory, step by step: bars of output bytes, one row per ending
+    (``mem``: the endings' table of ``ui.views.shapes.endings_numbers``)."""
     mem = mem.assign(memory=mem["bytes"].map(size_bytes), bytes=mem["bytes"].astype(float),
                      key=mem["ending"].map({v: k for k, v in ENDING_NAMES.items()}))
     bars = alt.Chart(mem).mark_bar().encode(
@@ -263,12 +127,9 @@ def endings_spec(batch: int, seq: int, vocab: int, d_model: int, heads: int, dty
 # ---- one step's real values ------------------------------------------------------------------
 
 
-@st.cache_data(show_spinner=False, max_entries=32)  # a spec inlines its cells: up to ~0.7 MB each
-def step_heatmap_spec(step: str, batch: int, seq: int, vocab: int, d_model: int, heads: int, seed: int,
-                      dtype: str, causal: bool, scale: bool, at_batch: int, at_head: int, panel: int) -> dict:
-    """Panel ``panel`` of core.shapes.step_values as a heatmap: exact values in tooltips, masked
+def step_heatmap_spec(p: dict, step: str, d_model: int, heads: int) -> dict:
+    """One panel ``p`` of ``core.shapes.step_values`` as a heatmap: exact values in tooltips, masked
     entries (−∞ before the softmax) left blank, dashed lines between heads at step 8."""
-    p = live_panels(step, batch, seq, vocab, d_model, heads, seed, dtype, causal, scale, at_batch, at_head)[panel]
     values = p["values"]  # [rows, cols], −inf where masked
     r, c = (a.ravel() for a in np.indices(values.shape))
     cells = pd.DataFrame({"r": r, "c": c, "value": np.where(np.isneginf(values), np.nan, values).ravel()})
@@ -298,11 +159,3 @@ def step_heatmap_spec(step: str, batch: int, seq: int, vocab: int, d_model: int,
     chart = alt.layer(*layers, title=f"{p['title']}: {p['code']}").properties(
         height=min(560, 130 + 26 * values.shape[0]))  # the height includes the title and axes
     return chart_spec(chart)
-
-
-def panel_numbers(panel: dict) -> pd.DataFrame:
-    """One panel's values as a numeric table: a row per row of the slice, −inf where masked."""
-    values = panel["values"]  # [rows, cols]
-    wide = pd.DataFrame(values, columns=[str(j) for j in range(values.shape[1])])
-    wide.insert(0, panel["rows"], np.arange(values.shape[0]))
-    return wide

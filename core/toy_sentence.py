@@ -464,6 +464,9 @@ def scale_effect(spread: dict) -> ScaleEffect:
         )
     elif reason == "equal":
         sentence = f"At d_k = {L} the two settings give the same mean row entropy here, {mean_s:.2f} bits."
+        if abs(mean_s - uniform) <= SCALE_SAME_BITS:  # e.g. "a a a": identical tokens, identical scores
+            sentence += (" That is an even spread over the visible keys: within each row every key scores "
+                         "alike, and equal scores stay equal whatever they are multiplied by.")
     else:
         effect = {
             "slight": "a slight sharpening",
