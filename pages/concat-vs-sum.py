@@ -1,7 +1,8 @@
 """Concat versus sum: both endings of attention computed side by side, with readouts you can trust.
 
-Every number comes from core.concat_sum (through the cached calls in ui/figures/concat_vs_sum.py,
-which also builds the charts); this file is the essay: prose, controls, readouts and tables.
+Every number comes from core.concat_vs_sum, through the cached calls in ui/views/concat_vs_sum.py
+(which also build the charts of ui/figures/concat_vs_sum.py); this file is the essay: prose,
+controls, readouts and tables.
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ import pandas as pd
 import streamlit as st
 from streamlit.errors import StreamlitAPIException
 
-from core.concat_sum import EXTENDED_MAX_MACS, forward_flops, page_numel
+from core.concat_vs_sum import EXTENDED_MAX_MACS, forward_flops, page_numel
 from core.device import DTYPE_NAMES, available_devices, is_supported
 from ui.charts import csv_download, figure
 from ui.controls import (
@@ -23,7 +24,9 @@ from ui.controls import (
     heads_problem,
     view_link,
 )
-from ui.figures.concat_vs_sum import (
+from ui.format import count, sci, shape
+from ui.shell import ensure_app_shell
+from ui.views.concat_vs_sum import (
     cached_layouts,
     cached_report,
     cached_reshape,
@@ -31,7 +34,6 @@ from ui.figures.concat_vs_sum import (
     cached_torch,
     cached_waterfall,
 )
-from ui.shell import ensure_app_shell
 
 ensure_app_shell()
 
@@ -43,20 +45,6 @@ MAX_PAGE_D_MODEL = 1024
 MAX_PASS_FLOPS = 2_000_000_000
 DEFAULTS = dict(batch=1, seq=20, d_model=512, heads=8, seed=0, dtype="float32", device="cpu", causal=False)
 CUDA_ABSENT = "not available on this server (no GPU found)"
-
-
-def sci(x: float | None, digits: int = 2) -> str:
-    """A readout in scientific notation; '—' where there is nothing to show."""
-    return "—" if x is None or pd.isna(x) else f"{x:.{digits}e}"
-
-
-def count(n: int, noun: str) -> str:
-    """'1 head', '8 heads': a number with its noun, singular or plural."""
-    return f"{n:,} {noun}" + ("" if n == 1 else "s")
-
-
-def shape(dims: list[int]) -> str:
-    return "[" + ", ".join(f"{d:,}" for d in dims) + "]"
 
 
 def numbers_table(df: pd.DataFrame, *, key: str, csv_name: str, label: str, column_config: dict | None = None,
@@ -173,7 +161,7 @@ if ok:
     st.markdown(
         f"""
 The shapes along each path, read off the tensors this page just computed
-(`core.concat_sum.path_shapes`):
+(`core.concat_vs_sum.path_shapes`):
 
 | concatenate, then project | shape | project each head, then add | shape |
 |---|---|---|---|
@@ -209,7 +197,7 @@ if ok:
         pit["spec"], key="reshape_chart",
         caption=f"Row s is token s's concatenated vector, cut into its H = {count(heads, 'block')} of L = {count(L, 'number')}; "
         "colour = the head a block was read from, label = the token it was read from. Blocks from "
-        "`core.concat_sum.reshape_origin`, numbers (in the tooltips) from `reshape_pitfall`.",
+        "`core.concat_vs_sum.reshape_origin`, numbers (in the tooltips) from `reshape_pitfall`.",
     )
     if pit["out_max_rel"] == 0:
         st.markdown(
@@ -387,7 +375,7 @@ if ok:
         "scale: machine epsilon, the gap between the two endings, each ending's error against the "
         "float64 product of its own inputs, and the whole layer's error against a float64 run. "
         "Zeros (bitwise-identical results) cannot sit on a log axis and appear only in the table. "
-        "Computed by `core.concat_sum.concat_sum_report`.",
+        "Computed by `core.concat_vs_sum.concat_vs_sum_report`.",
     )
     shown = table[[
         "dtype", "eps", "max_abs", "max_rel", "eps_units", "bitwise_equal", "allclose", "outside_tolerance",
@@ -442,7 +430,7 @@ st.dataframe(
 csv_download(rounding, "rounding_order.csv", key="rounding_csv")
 st.markdown(
     """
-Each sum above is computed in its own dtype by `core.concat_sum.rounding_example`, then 1 is
+Each sum above is computed in its own dtype by `core.concat_vs_sum.rounding_example`, then 1 is
 subtracted exactly. The two endings of attention are this, at scale. The concat path's matrix
 kernel adds each output's D products in whatever blocked order suits the hardware; the sum path adds
 L of them per head, rounds, and then adds H partial results. Every product is the same; the brackets
@@ -488,7 +476,7 @@ if ok:
     chk, sh = lay["checks"], lay["shapes"]
     st.markdown(
         f"""
-Checked on this page's weights (`core.concat_sum.w_o_layouts`, exact `torch.equal`):
+Checked on this page's weights (`core.concat_vs_sum.w_o_layouts`, exact `torch.equal`):
 `out_proj.weight` {shape(sh['linear_weight'])} equals `W_O.reshape(H * L, D).T`:
 **{'yes' if chk['linear_is_flat_transposed'] else 'NO'}**; every paper block $W_O^h$
 {shape(sh['W_O_h_paper'])} equals columns $hL \\dots hL{{+}}L{{-}}1$ of `out_proj.weight`:
@@ -533,7 +521,7 @@ if ok:
     tc = cached_torch(*layer, dtype, device, causal)
     m = st.columns(3)
     m[0].metric("Concat path vs PyTorch: rel diff", sci(tc["concat"]["max_rel"]),
-                help=f"Norm-wise; max abs diff {sci(tc['concat']['max_abs'])} (core.concat_sum.torch_check).")
+                help=f"Norm-wise; max abs diff {sci(tc['concat']['max_abs'])} (core.concat_vs_sum.torch_check).")
     m[1].metric("Sum path vs PyTorch: rel diff", sci(tc["sum"]["max_rel"]),
                 help=f"Norm-wise; max abs diff {sci(tc['sum']['max_abs'])}.")
     m[2].metric("out_proj.weight is W_O", "yes" if tc["out_proj_is_W_O"] else "NO",
@@ -558,7 +546,7 @@ if ok:
     )
     st.markdown(
         f"""
-What the module actually ran, recorded live by `core.concat_sum.torch_calls` while it ran: it
+What the module actually ran, recorded live by `core.concat_vs_sum.torch_calls` while it ran: it
 {route}.{steps} Its attention kernel is free to round in other places than this page's step-by-step
 code. Measured in {dtype}, it lands {tc['concat']['eps_units']:.2f} ε from the concat path and
 {tc['sum']['eps_units']:.2f} ε from the sum path, and {tc['concat']['bitwise_equal']:.0%} and
@@ -644,7 +632,7 @@ def one_number_section() -> None:
         caption=f"Coordinate j = {coord} of token s = {token} in {dtype}: each coloured bar is one head's term "
         f"Σ_l z[h, s, l] × W_O[h, l, j], starting where the running total of the heads before it ended "
         "(dashed). The hollow bars are what the two paths actually computed. Terms from "
-        "`core.concat_sum.head_terms` (the trace's `per_head`), totals from `waterfall`.",
+        "`core.concat_vs_sum.head_terms` (the trace's `per_head`), totals from `waterfall`.",
     )
     left, right = st.columns(2)
     left.metric("Concat path computed", f"{wf['concat']:.9g}", help=f"out_concat[0, {token}, {coord}], in {dtype}.")

@@ -74,7 +74,7 @@ SMALL = {"seq": "6", "d_model": "32", "heads": "4"}
 
 
 def waterfall_caption(page):
-    return page.locator("[data-testid=stCaptionContainer]", has_text="core.concat_sum.head_terms")
+    return page.locator("[data-testid=stCaptionContainer]", has_text="core.concat_vs_sum.head_terms")
 
 
 def set_number(page, label: str, value: str) -> None:

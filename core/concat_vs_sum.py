@@ -42,7 +42,7 @@ __all__ = [
     "final_step_reference",
     "identity_check",
     "path_shapes",
-    "concat_sum_report",
+    "concat_vs_sum_report",
     "head_terms",
     "waterfall",
     "w_o_layouts",
@@ -203,7 +203,7 @@ def path_shapes(trace: AttentionTrace, weights: AttentionWeights) -> dict:
     }
 
 
-def concat_sum_report(
+def concat_vs_sum_report(
     batch: int, seq: int, d_model: int, n_heads: int, *, seed: int = 0, device: str = "cpu",
     causal: bool = False, dtypes: tuple[str, ...] = DTYPE_NAMES,
 ) -> dict:

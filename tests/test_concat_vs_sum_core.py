@@ -1,4 +1,4 @@
-"""core.concat_sum: the readouts behind the concat-versus-sum page are right, and can tell wrong from right."""
+"""core.concat_vs_sum: the readouts behind the concat-versus-sum page are right, and can tell wrong from right."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-import core.concat_sum as cs
+import core.concat_vs_sum as cs
 from core.attention import multi_head_attention
 from core.compare import compare, eps
 from core.device import DTYPE_NAMES, dtype_from_name
@@ -23,7 +23,7 @@ SMALL = dict(batch=2, seq=5, d_model=16, n_heads=4)
 
 @pytest.fixture(scope="module")
 def report():
-    return cs.concat_sum_report(1, 20, 512, 8, seed=0)
+    return cs.concat_vs_sum_report(1, 20, 512, 8, seed=0)
 
 
 def rows_by_dtype(report) -> dict[str, dict]:
@@ -53,7 +53,7 @@ def test_precision_story_at_the_essays_sizes(report):
 
 def test_report_rows_are_the_same_layer_as_run_seeded():
     """The table casts one float64 draw; that must be bitwise what run_seeded gives in each dtype."""
-    report = cs.concat_sum_report(**SMALL, seed=3, causal=True)
+    report = cs.concat_vs_sum_report(**SMALL, seed=3, causal=True)
     for row in report["rows"]:
         weights, trace = run_seeded(**SMALL, seed=3, dtype=dtype_from_name(row["dtype"]), causal=True)
         _, trace64 = run_seeded(**SMALL, seed=3, dtype=torch.float64, causal=True)
@@ -74,7 +74,7 @@ def test_shapes_are_read_off_real_tensors(report):
 
 def test_dtypes_not_supported_on_a_device_are_skipped(monkeypatch):
     monkeypatch.setattr(cs, "is_supported", lambda dtype, device: dtype != "bfloat16")
-    report = cs.concat_sum_report(**SMALL)
+    report = cs.concat_vs_sum_report(**SMALL)
     assert [r["dtype"] for r in report["rows"]] == ["float64", "float32", "float16"]
 
 
@@ -285,7 +285,7 @@ def test_cost_model():
 
 
 def test_multi_head_attention_is_deterministic_for_the_cast_inputs():
-    """concat_sum_report relies on casting the float64 draw; check the cast is exact and stable."""
+    """concat_vs_sum_report relies on casting the float64 draw; check the cast is exact and stable."""
     w64, t64 = run_seeded(**SMALL, dtype=torch.float64)
     w16 = w64.to(dtype=torch.float16)
     a = multi_head_attention(t64.x.to(torch.float16), w16)
@@ -296,8 +296,8 @@ def test_multi_head_attention_is_deterministic_for_the_cast_inputs():
 @pytest.mark.cuda
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 def test_cuda_matches_cpu():
-    cpu = rows_by_dtype(cs.concat_sum_report(**SMALL, device="cpu"))
-    gpu = rows_by_dtype(cs.concat_sum_report(**SMALL, device="cuda"))
+    cpu = rows_by_dtype(cs.concat_vs_sum_report(**SMALL, device="cpu"))
+    gpu = rows_by_dtype(cs.concat_vs_sum_report(**SMALL, device="cuda"))
     assert gpu["float64"]["max_abs"] < 1e-12 and gpu["float64"]["closer"] is not None
     for d in gpu:
         assert gpu[d]["eps_units"] < 64 and cpu[d]["eps_units"] < 64
