@@ -480,7 +480,7 @@ if ok:
     tc = cached_torch(*layer, dtype, device, causal)
     m = st.columns(3)
     m[0].metric("Concat path vs PyTorch: rel diff", sci(tc["concat"]["max_rel"]),
-                help=f"Norm-wise; max abs diff {sci(tc['concat']['max_abs'])} (core.concat_vs_sum.torch_check).")
+                help=f"Norm-wise; max abs diff {sci(tc['concat']['max_abs'])} (core.concat_vs_sum_torch.torch_check).")
     m[1].metric("Sum path vs PyTorch: rel diff", sci(tc["sum"]["max_rel"]),
                 help=f"Norm-wise; max abs diff {sci(tc['sum']['max_abs'])}.")
     m[2].metric("out_proj.weight is W_O", "yes" if tc["out_proj_is_W_O"] else "NO",
@@ -505,7 +505,7 @@ if ok:
     )
     st.markdown(
         f"""
-What the module actually ran, recorded live by `core.concat_vs_sum.torch_calls` while it ran: it
+What the module actually ran, recorded live by `core.concat_vs_sum_torch.torch_calls` while it ran: it
 {route}.{steps} Its attention kernel is free to round in other places than this page's step-by-step
 code. {prose.against_pytorch(tc, dtype)}
 """

@@ -13,6 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import core.concat_vs_sum as cs
+import core.concat_vs_sum_torch as ct
 from core.attention import multi_head_attention
 from core.compare import compare, eps
 from core.device import DTYPE_NAMES, dtype_from_name
@@ -251,7 +252,7 @@ def test_w_o_layouts_small_and_odd_sizes():
 @pytest.mark.parametrize("causal", [False, True])
 @pytest.mark.parametrize("dtype, tol", [("float64", 1e-12), ("float32", 1e-5), ("bfloat16", 5e-2)])
 def test_same_as_pytorch(dtype, tol, causal):
-    tc = cs.torch_check(**SMALL, seed=4, dtype=dtype, causal=causal)
+    tc = ct.torch_check(**SMALL, seed=4, dtype=dtype, causal=causal)
     assert tc["out_proj_is_W_O"]
     assert tc["concat"]["max_rel"] < tol and tc["sum"]["max_rel"] < tol
 
@@ -301,7 +302,7 @@ def test_cuda_matches_cpu():
     assert gpu["float64"]["max_abs"] < 1e-12 and gpu["float64"]["closer"] is not None
     for d in gpu:
         assert gpu[d]["eps_units"] < 64 and cpu[d]["eps_units"] < 64
-    tc = cs.torch_check(**SMALL, dtype="float32", device="cuda", causal=True)
+    tc = ct.torch_check(**SMALL, dtype="float32", device="cuda", causal=True)
     assert tc["concat"]["max_rel"] < 1e-3  # TF32 may be on for matmuls on Ampere and newer
     lay = cs.w_o_layouts(16, 4, device="cuda")
     assert all(lay["checks"].values())
@@ -354,7 +355,7 @@ def test_reshape_origin_is_a_permutation_of_head_token_blocks(s, h):
 @pytest.mark.parametrize("causal", [False, True])
 @pytest.mark.parametrize("heads", [4, 3])
 def test_torch_calls_are_recorded_from_the_run(causal, heads):
-    tc = cs.torch_check(2, 5, 12, heads, seed=1, causal=causal)
+    tc = ct.torch_check(2, 5, 12, heads, seed=1, causal=causal)
     calls = tc["calls"]
     assert list(calls["call"]) == ["linear", "scaled_dot_product_attention", "permute", "reshape", "linear"]
     assert calls["inputs"][0] == "[5, 2, 12]; [36, 12]"  # [S, B, D] (batch_first undone) @ in_proj_weight.T
@@ -370,6 +371,6 @@ def test_torch_calls_see_the_fast_path_when_torch_takes_it():
 
     mha = nn.MultiheadAttention(8, 2, bias=True, batch_first=True).eval()
     x = torch.randn(1, 3, 8)
-    out, calls = cs.torch_calls(mha, x, None)
+    out, calls = ct.torch_calls(mha, x, None)
     assert list(calls["call"]) == ["_native_multi_head_attention"]
     assert out.shape == (1, 3, 8)

@@ -134,7 +134,7 @@ WRONG = {
     "equal range": re.compile(r"between (\S+ ?\S*) and \1(?![\d])"),
     "equal pair as different": re.compile(r"(?<![\d.])(\d[\d.,]*(?:e[+-]\d+)?(?: ?[kMG%ε×])?) against \1(?![\d.e])"),
     "a zero ratio blamed on its denominator": re.compile(r"\*\*0\.00e\+00\*\*[\s\S]{0,200}denominator"),
-    "counted heads where there is one": re.compile(r"(?:The|Of the) 1 head\b|\b0 (?:push|pull)"),
+    "counted heads where there is one": re.compile(r"(?:The|Of the) 1 head\b|\b0 (?:push|pull)|H = 1 products? of"),
 }
 
 

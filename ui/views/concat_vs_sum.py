@@ -2,7 +2,8 @@
 
 Every number comes from ``core.concat_vs_sum``: ``concat_vs_sum_report`` (the precision table),
 ``head_terms`` + ``waterfall`` (one output number head by head), ``reshape_pitfall`` (the
-reshape that runs and is wrong), ``w_o_layouts`` (W_O three ways), ``torch_check`` (PyTorch).
+reshape that runs and is wrong), ``w_o_layouts`` (W_O three ways), and
+``core.concat_vs_sum_torch.torch_check`` (PyTorch).
 Each ``cached_*`` function takes plain arguments and returns plain data, with the figure's
 Vega-Lite dict (``ui.figures.concat_vs_sum``) built inside the same cache entry, so a rerun skips
 both the computation and Altair's validation.
@@ -18,10 +19,10 @@ from core.concat_vs_sum import (
     head_terms,
     reshape_pitfall,
     rounding_example,
-    torch_check,
     w_o_layouts,
     waterfall,
 )
+from core.concat_vs_sum_torch import torch_check
 from ui.figures.concat_vs_sum import precision_chart, reshape_chart, w_o_chart, waterfall_chart
 
 # W_O is D×D: 262,144 cells at D = 512, too many for a browser chart. Show an even sample.
