@@ -197,22 +197,7 @@ if ok:
         "colour = the head a block was read from, label = the token it was read from. Blocks from "
         "`core.concat_vs_sum.reshape_origin`, numbers (in the tooltips) from `reshape_pitfall`.",
     )
-    if pit["out_max_rel"] == 0:
-        st.markdown(
-            "At these sizes the two agree exactly (their difference is 0): with "
-            f"{'one token' if seq == 1 else 'one head'} the transpose only moves an axis of length 1, so "
-            "memory order is already right. Make S and H both larger than 1 to see them part."
-        )
-    else:
-        st.markdown(
-            f"""
-Both are {shape(pit['shape_right'])}. The wrong one puts a different mix of numbers into
-{prose.share(pit['rows_differ'])} of the token rows, and after the same `@ W_O.reshape(H * L, D)` its output is
-off by **{sci(pit['out_max_rel'])}** of the outputs' scale (max |difference| ÷ max |output|,
-`core.compare.max_rel`; the largest difference is {sci(pit['out_max_abs'])}). Rounding, below, moves
-them by {sci(row['max_rel'])} in {dtype}; a mistake moves every output it touches by a number of its own size.
-"""
-        )
+    st.markdown(prose.reshape_outcome(pit, seq, row["max_rel"], dtype))
     numbers_table(
         pit["origin"], key="reshape_table", csv_name="concat_right_and_wrong.csv",
         label="Where every block came from, both ways (first tokens)",
@@ -438,19 +423,8 @@ Checked on this page's weights (`core.concat_vs_sum.w_o_layouts`, exact `torch.e
 **{'yes' if chk['paper_blocks_are_linear_columns'] else 'NO'}**.
 """
     )
-    entries = heads * L * d_model
-    if lay["rows_shown"] * lay["cols_shown"] == entries:
-        sample_note = "The one entry. " if entries == 1 else f"All {entries:,} entries. "
-    else:
-        ls = ", ".join(map(str, sorted(cells["l"].unique())))
-        rows_part = (f"all {heads * L:,} rows" if lay["rows_shown"] == heads * L else
-                     f"{lay['rows_shown']:,} of the {heads * L:,} rows (l = {ls} "
-                     f"{'of the one head' if heads == 1 else 'of each head'})")
-        cols_part = (f"all {count(d_model, 'column')}" if lay["cols_shown"] == d_model else
-                     f"{lay['cols_shown']} of the {d_model:,} columns, evenly spaced")
-        sample_note = f"{rows_part} and {cols_part}, out of {entries:,} entries. "
-        sample_note = sample_note[0].upper() + sample_note[1:]
-    sample_note += "Hover for any entry's coordinates in every layout."
+    sample_note = prose.w_o_sample_note(lay["rows_shown"], lay["cols_shown"], sorted(cells["l"].unique()),
+                                        heads, L, d_model)
     left, right = st.columns(2, gap="large")
     with left:
         st.markdown(f"**TransformerLens: `W_O.reshape(H * L, D)`** {shape(sh['W_O_flat'])}, heads are row bands")
@@ -486,27 +460,10 @@ if ok:
     m[2].metric("out_proj.weight is W_O", "yes" if tc["out_proj_is_W_O"] else "NO",
                 help="torch.equal(out_proj.weight, W_O.reshape(H * L, D).T)")
     calls = tc["calls"]
-    if tc["fast_path"]:
-        route = ("took its fused fast path, `torch._native_multi_head_attention`, which runs the whole "
-                 "layer in one call")
-    else:
-        route = (
-            "skipped its fused fast path (`torch._native_multi_head_attention`"
-            + (", which it only takes for a layer with an in-projection bias; this one has none)"
-               if not tc["has_in_proj_bias"] else ")")
-            + f" and ran `F.multi_head_attention_forward`: {count(tc['linear_calls'], '`linear` call')} and "
-            f"{count(tc['sdpa_calls'], '`scaled_dot_product_attention` call')}, listed below in the order they ran"
-        )
-    steps = "" if tc["fast_path"] else (
-        " The first `linear` is the packed in-projection, Q, K and V in one product with the "
-        "$[3D, D]$ `in_proj_weight`; `scaled_dot_product_attention` does the scores, the softmax and the "
-        "weighted sum for every head at once; then a `permute` (the transpose above) and a `reshape` lay "
-        "the heads side by side, and the last `linear` is `out_proj`. PyTorch, too, ends with the concat path."
-    )
     st.markdown(
         f"""
 What the module actually ran, recorded live by `core.concat_vs_sum_torch.torch_calls` while it ran: it
-{route}.{steps} Its attention kernel is free to round in other places than this page's step-by-step
+{prose.pytorch_route(tc)} Its attention kernel is free to round in other places than this page's step-by-step
 code. {prose.against_pytorch(tc, dtype)}
 """
     )

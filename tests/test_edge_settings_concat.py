@@ -110,6 +110,31 @@ def test_shares_never_round_to_an_edge_they_did_not_reach(x, shown):
     assert prose.share(x) == shown
 
 
+def test_the_reshape_sentence_at_a_rounding_gap_of_zero():
+    pit = {"out_max_rel": 1.2, "out_max_abs": 2.0, "rows_differ": 1.0, "shape_right": [1, 3, 8]}
+    text = prose.reshape_outcome(pit, 3, 0.0, "float64")
+    assert "0.00e+00" not in text and "does not move them at all in float64" in text
+    assert "agree exactly" in prose.reshape_outcome({**pit, "out_max_rel": 0.0}, 1, 0.0, "float32")
+
+
+@pytest.mark.parametrize("args, says, never", [
+    ((1, 1, [0], 1, 1, 1), "The one entry.", "All 1 entries"),
+    ((6, 48, [0, 102], 1, 512, 512), "(l = 0, 102 of the one head)", "of each head"),
+    ((6, 48, [0, 9], 1, 48, 48), "all 48 columns", "48 of the 48 columns"),
+    ((48, 48, [0, 13], 8, 64, 512), "48 of the 512 rows (l = 0, 13 of each head)", "of the one head"),
+])
+def test_the_w_o_sample_note_fits_its_counts(args, says, never):
+    note = prose.w_o_sample_note(*args)
+    assert says in note and never not in note
+
+
+def test_the_pytorch_route_counts_its_calls():
+    tc = {"fast_path": False, "has_in_proj_bias": False, "linear_calls": 1, "sdpa_calls": 1}
+    text = prose.pytorch_route(tc)
+    assert "1 `linear` call and 1 `scaled_dot_product_attention` call," in text
+    assert "this one has none" in text
+
+
 # ---- the page itself at a grid of edge settings ---------------------------------------------------
 
 GRID = {

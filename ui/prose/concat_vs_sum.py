@@ -13,13 +13,13 @@ from __future__ import annotations
 
 import math
 
-from ui.format import count, plural, sci, signed
+from ui.format import count, plural, sci, shape, signed
 
 __all__ = [
     "MUCH_SMALLER", "COMPARABLE_UP_TO", "MEASURABLY",
     "share", "in_eps", "work_of_each_path", "gap_in_eps", "why_norm_wise", "tolerance_note",
     "mean_errors", "worst_errors", "why_either_can_win", "precision_summary", "one_number",
-    "against_pytorch",
+    "against_pytorch", "pytorch_route", "reshape_outcome", "w_o_sample_note",
 ]
 
 MUCH_SMALLER = 0.1  # gap ÷ the layer's own error below this: "much smaller than"
@@ -93,6 +93,40 @@ def work_of_each_path(heads: int, L: int, d_model: int, macs: int, extra_adds: i
             f"(`core.attention.project_then_sum`). Written this way it also materializes `per_head`, "
             f"{per_head_numel:,} numbers, {heads} times the output's {out_numel:,}; written as one "
             "contraction over `h` and `l` together it would not (the *Timing* page measures both).")
+
+
+# ---- the reshape that runs and is wrong -----------------------------------------------------------
+
+
+def reshape_outcome(pit: dict, seq: int, rounding_rel: float, dtype: str) -> str:
+    """What building the concatenation without the transpose did to this layer (``reshape_pitfall``)."""
+    if pit["out_max_rel"] == 0:
+        return ("At these sizes the two agree exactly (their difference is 0): with "
+                f"{'one token' if seq == 1 else 'one head'} the transpose only moves an axis of length 1, so "
+                "memory order is already right. Make S and H both larger than 1 to see them part.")
+    rounding = (f"does not move them at all in {dtype}" if rounding_rel == 0
+                else f"moves them by {sci(rounding_rel)} in {dtype}")
+    return (f"Both are {shape(pit['shape_right'])}. The wrong one puts a different mix of numbers into "
+            f"{share(pit['rows_differ'])} of the token rows, and after the same `@ W_O.reshape(H * L, D)` its "
+            f"output is off by **{sci(pit['out_max_rel'])}** of the outputs' scale (max |difference| ÷ max "
+            f"|output|, `core.compare.max_rel`; the largest difference is {sci(pit['out_max_abs'])}). Rounding, "
+            f"below, {rounding}; a mistake moves every output it touches by a number of its own size.")
+
+
+def w_o_sample_note(rows_shown: int, cols_shown: int, ls: list[int], heads: int, L: int, d_model: int) -> str:
+    """Which entries of W_O the two heatmaps show: all of them, or an even sample (``w_o_layouts``)."""
+    entries = heads * L * d_model
+    if rows_shown * cols_shown == entries:
+        note = "The one entry. " if entries == 1 else f"All {entries:,} entries. "
+    else:
+        rows = (f"all {heads * L:,} rows" if rows_shown == heads * L else
+                f"{rows_shown:,} of the {heads * L:,} rows (l = {', '.join(map(str, ls))} "
+                f"{'of the one head' if heads == 1 else 'of each head'})")
+        cols = (f"all {count(d_model, 'column')}" if cols_shown == d_model else
+                f"{cols_shown:,} of the {d_model:,} columns, evenly spaced")
+        note = f"{rows} and {cols}, out of {entries:,} entries. "
+        note = note[0].upper() + note[1:]
+    return note + "Hover for any entry's coordinates in every layout."
 
 
 # ---- how far apart, in ε and element by element --------------------------------------------------
@@ -324,3 +358,19 @@ def against_pytorch(tc: dict, dtype: str) -> str:
     return (f"Measured in {dtype}, it lands {in_eps(c['eps_units'])} from the concat path and "
             f"{in_eps(s['eps_units'])} from the sum path, and {share(c['bitwise_equal'])} and "
             f"{share(s['bitwise_equal'])} of its outputs match them bit for bit.")
+
+
+def pytorch_route(tc: dict) -> str:
+    """Which path nn.MultiheadAttention took, from the calls ``torch_calls`` recorded while it ran."""
+    if tc["fast_path"]:
+        return ("took its fused fast path, `torch._native_multi_head_attention`, which runs the whole layer in "
+                "one call.")
+    bias = (", which it only takes for a layer with an in-projection bias; this one has none)"
+            if not tc["has_in_proj_bias"] else ")")
+    return ("skipped its fused fast path (`torch._native_multi_head_attention`" + bias
+            + f" and ran `F.multi_head_attention_forward`: {count(tc['linear_calls'], '`linear` call')} and "
+            f"{count(tc['sdpa_calls'], '`scaled_dot_product_attention` call')}, listed below in the order they "
+            "ran. The first `linear` is the packed in-projection, Q, K and V in one product with the $[3D, D]$ "
+            "`in_proj_weight`; `scaled_dot_product_attention` does the scores, the softmax and the weighted sum "
+            "for every head at once; then a `permute` (the transpose above) and a `reshape` lay the heads side "
+            "by side, and the last `linear` is `out_proj`. PyTorch, too, ends with the concat path.")
