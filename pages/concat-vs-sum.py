@@ -261,7 +261,7 @@ if ok:
                 help="max over all B·S·D outputs of |out_concat − out_sum| (core.compare.compare).")
     m[1].metric("Max rel diff, norm-wise", sci(row["max_rel"]),
                 help="max |out_concat − out_sum| ÷ max |out_concat|: the error at the scale the outputs live on.")
-    m[2].metric("Bitwise-equal outputs", f"{row['bitwise_equal']:.1%}",
+    m[2].metric("Bitwise-equal outputs", prose.share(row['bitwise_equal'], digits=1),
                 help="Share of outputs whose bits are identical on both paths.")
     m[3].metric(f"allclose at {dtype} tolerance", "yes" if row["allclose"] else "no",
                 help=f"torch.testing.assert_close with its default rtol = {row['rtol']:g}, atol = {row['atol']:g}.")

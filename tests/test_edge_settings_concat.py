@@ -108,6 +108,8 @@ def test_the_work_paragraph_at_one_head_says_the_two_are_one_computation():
                                       (1.0, "100%")])
 def test_shares_never_round_to_an_edge_they_did_not_reach(x, shown):
     assert prose.share(x) == shown
+    assert prose.share(0.9996, digits=1) == "over 99.9%" and prose.share(0.0004, digits=1) == "under 0.1%"
+    assert prose.share(0.25, digits=1) == "25.0%"
 
 
 def test_the_reshape_sentence_at_a_rounding_gap_of_zero():

@@ -32,18 +32,19 @@ def _missing(x) -> bool:
     return x is None or (isinstance(x, float) and math.isnan(x))
 
 
-def share(x: float) -> str:
-    """'41%', 'under 1%', 'over 99%', '0%', '100%': a fraction of the outputs, never rounded to an
-    edge it did not reach (0.3 % does not print as 0 %, 99.7 % not as 100 %)."""
+def share(x: float, digits: int = 0) -> str:
+    """'41%', 'under 1%', 'over 99%', '0%', '100%' (or '99.7%', 'over 99.9%' with digits=1): a fraction
+    of the outputs, never rounded to an edge it did not reach (0.3 % is not '0%', 99.7 % not '100%')."""
     if x <= 0:
         return "0%"
     if x >= 1:
         return "100%"
-    if x < 0.005:
-        return "under 1%"
-    if x > 0.995:
-        return "over 99%"
-    return f"{x:.0%}"
+    step = 10.0 ** -(digits + 2)  # the smallest share this many digits can show
+    if x < step / 2:
+        return f"under {step:.{digits}%}"
+    if x > 1 - step / 2:
+        return f"over {1 - step:.{digits}%}"
+    return f"{x:.{digits}%}"
 
 
 def in_eps(x: float) -> str:
