@@ -1,7 +1,8 @@
 """Concat versus sum: both endings of attention computed side by side, with readouts you can trust.
 
-Every number comes from core.concat_sum (through the cached calls in ui/figures/concat_vs_sum.py,
-which also builds the charts); this file is the essay: prose, controls, readouts and tables.
+Every number comes from core.concat_vs_sum, through the cached calls in ui/views/concat_vs_sum.py
+(which also build the charts of ui/figures/concat_vs_sum.py); this file is the essay: prose,
+controls, readouts and tables.
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ import pandas as pd
 import streamlit as st
 from streamlit.errors import StreamlitAPIException
 
-from core.concat_sum import EXTENDED_MAX_MACS, forward_flops, page_numel
+from core.concat_vs_sum import EXTENDED_MAX_MACS, forward_flops, page_numel
 from core.device import DTYPE_NAMES, available_devices, is_supported
 from ui.charts import csv_download, figure
 from ui.controls import (
@@ -23,7 +24,10 @@ from ui.controls import (
     heads_problem,
     view_link,
 )
-from ui.figures.concat_vs_sum import (
+from ui.format import count, sci, shape, signed
+from ui.prose import concat_vs_sum as prose
+from ui.shell import ensure_app_shell
+from ui.views.concat_vs_sum import (
     cached_layouts,
     cached_report,
     cached_reshape,
@@ -31,7 +35,6 @@ from ui.figures.concat_vs_sum import (
     cached_torch,
     cached_waterfall,
 )
-from ui.shell import ensure_app_shell
 
 ensure_app_shell()
 
@@ -43,20 +46,6 @@ MAX_PAGE_D_MODEL = 1024
 MAX_PASS_FLOPS = 2_000_000_000
 DEFAULTS = dict(batch=1, seq=20, d_model=512, heads=8, seed=0, dtype="float32", device="cpu", causal=False)
 CUDA_ABSENT = "not available on this server (no GPU found)"
-
-
-def sci(x: float | None, digits: int = 2) -> str:
-    """A readout in scientific notation; '—' where there is nothing to show."""
-    return "—" if x is None or pd.isna(x) else f"{x:.{digits}e}"
-
-
-def count(n: int, noun: str) -> str:
-    """'1 head', '8 heads': a number with its noun, singular or plural."""
-    return f"{n:,} {noun}" + ("" if n == 1 else "s")
-
-
-def shape(dims: list[int]) -> str:
-    return "[" + ", ".join(f"{d:,}" for d in dims) + "]"
 
 
 def numbers_table(df: pd.DataFrame, *, key: str, csv_name: str, label: str, column_config: dict | None = None,
@@ -143,11 +132,12 @@ if ok:
     report = cached_report(*layer, device, causal)
     table: pd.DataFrame = report["table"]
     shapes: dict = report["shapes"]
-    row = table.set_index("dtype").loc[dtype]
+    row: dict = table.set_index("dtype", drop=False).loc[dtype].to_dict()  # this precision's readouts
     L = shapes["z"][3]
     pit = cached_reshape(*layer, dtype, device, causal)
     st.caption(
-        f"A layer with B = {batch}, S = {seq}, D = {d_model:,}, H = {heads}, so each head is L = {L:,} wide; "
+        f"A layer with B = {batch}, S = {seq}, D = {d_model:,}, H = {heads}, so "
+        f"{'its one head' if heads == 1 else 'each head'} is L = {L:,} wide; "
         f"{dtype} on {device}{', causal' if causal else ''}. Weights and input are seeded Gaussians "
         f"(`core.identity.run_seeded`, seed {seed}); no bias, so the output is exactly the projection."
     )
@@ -173,7 +163,7 @@ if ok:
     st.markdown(
         f"""
 The shapes along each path, read off the tensors this page just computed
-(`core.concat_sum.path_shapes`):
+(`core.concat_vs_sum.path_shapes`):
 
 | concatenate, then project | shape | project each head, then add | shape |
 |---|---|---|---|
@@ -182,12 +172,8 @@ The shapes along each path, read off the tensors this page just computed
 | `W_O.reshape(H * L, D)` | {shape(shapes['W_O_flat'])} | `per_head`: every head's result | {shape(shapes['per_head'])} |
 | `out_concat` | {shape(shapes['out_concat'])} | `out_sum = per_head.sum(dim=2)` | {shape(shapes['out_sum'])} |
 
-The concat path is one matrix product of {shapes['macs']:,} multiply-adds, and each output adds up
-its D = {d_model:,} products in one go (`core.attention.concat_then_project`). The sum path does the
-same {shapes['macs']:,} multiply-adds as H = {count(heads, 'product')} of L = {count(L, 'term')} each, then
-{shapes['extra_adds']:,} additions across the heads (`core.attention.project_then_sum`). Written this
-way it also materializes `per_head`, {shapes['per_head_numel']:,} numbers, H times the output; written
-as one contraction over `h` and `l` together it would not (the *Timing* page measures both).
+{prose.work_of_each_path(heads, L, d_model, shapes['macs'], shapes['extra_adds'], shapes['per_head_numel'],
+                          batch * seq * d_model)}
 """
     )
 
@@ -209,24 +195,9 @@ if ok:
         pit["spec"], key="reshape_chart",
         caption=f"Row s is token s's concatenated vector, cut into its H = {count(heads, 'block')} of L = {count(L, 'number')}; "
         "colour = the head a block was read from, label = the token it was read from. Blocks from "
-        "`core.concat_sum.reshape_origin`, numbers (in the tooltips) from `reshape_pitfall`.",
+        "`core.concat_vs_sum.reshape_origin`, numbers (in the tooltips) from `reshape_pitfall`.",
     )
-    if pit["out_max_rel"] == 0:
-        st.markdown(
-            f"At these sizes the two agree exactly (difference {sci(pit['out_max_rel'])}): with "
-            f"{'one token' if seq == 1 else 'one head'} the transpose only moves an axis of length 1, so "
-            "memory order is already right. Make S and H both larger than 1 to see them part."
-        )
-    else:
-        st.markdown(
-            f"""
-Both are {shape(pit['shape_right'])}. The wrong one puts a different mix of numbers into
-{pit['rows_differ']:.0%} of the token rows, and after the same `@ W_O.reshape(H * L, D)` its output is
-off by **{sci(pit['out_max_rel'])}** of the outputs' scale (max |difference| ÷ max |output|,
-`core.compare.max_rel`; the largest difference is {sci(pit['out_max_abs'])}). Rounding, below, moves
-them by {sci(row['max_rel'])} in {dtype}; a mistake moves every output it touches by a number of its own size.
-"""
-        )
+    st.markdown(prose.reshape_outcome(pit, seq, row["max_rel"], dtype))
     numbers_table(
         pit["origin"], key="reshape_table", csv_name="concat_right_and_wrong.csv",
         label="Where every block came from, both ways (first tokens)",
@@ -238,16 +209,25 @@ st.markdown(
     """
 ### TransformerLens in one line
 
-TransformerLens, the usual library for taking trained transformers apart, names the page's
-`per_head` tensor **`result`**: the hook `blocks.{layer}.attn.hook_result`, shaped
-[batch, pos, head_index, d_model], one full-width vector per head. It exists only when the model
-is built with `use_attn_result=True`, which is off by default because it costs H times the
-memory of the output. By default the layer takes the concat path instead: in current versions
-`z` (kept as [batch, pos, head_index, d_head], so no transpose is needed) is reshaped to
-[batch, pos, n_heads · d_head] and sent through one linear map with `W_O`, the whole projection and
-the sum over heads in one product (older versions write the same single contraction as one einsum
-over head_index and d_head together). That is the thesis in practice: the library computes the
-concatenation for speed, and switching a flag gives you each head's term of the same sum.
+TransformerLens, the usual library for taking trained transformers apart, stores `W_O` as this page
+does, [n_heads, d_head, d_model], and has a name for the page's `per_head` tensor: **`result`**.
+In `HookedTransformer`, its model class through version 2.x (still shipped in 3.x), that is the
+hook `blocks.{layer}.attn.hook_result`, shaped [batch, pos, head_index, d_model], one full-width
+vector per head. It exists only when the model is built with `use_attn_result=True`, which is
+off by default because it costs H times the memory of the output. By default the layer takes the
+concat path instead: in recent versions `z` (kept as [batch, pos, head_index, d_head], so no
+transpose is needed) is reshaped to [batch, pos, n_heads · d_head] and sent through one linear map
+with `W_O`, the whole projection and the sum over heads in one product (older versions write the
+same single contraction as one einsum over head_index and d_head together). That is the thesis in
+practice: the library computes the concatenation for speed, and switching a flag gives you each
+head's term of the same sum.
+
+TransformerLens 3 made `TransformerBridge` the recommended way to load a model: it wraps the
+Hugging Face implementation instead of re-implementing it, names its hook points `hook_in` and
+`hook_out`, and keeps the old `HookedTransformer` names as aliases (registered by
+`enable_compatibility_mode()`). So the names above are `HookedTransformer`'s; on a bridge, look up
+what an old name maps to in your version before you read per-head results from it. The weights
+keep the same layout either way.
 """
 )
 st.markdown(
@@ -281,35 +261,14 @@ if ok:
                 help="max over all B·S·D outputs of |out_concat − out_sum| (core.compare.compare).")
     m[1].metric("Max rel diff, norm-wise", sci(row["max_rel"]),
                 help="max |out_concat − out_sum| ÷ max |out_concat|: the error at the scale the outputs live on.")
-    m[2].metric("Bitwise-equal outputs", f"{row['bitwise_equal']:.1%}",
+    m[2].metric("Bitwise-equal outputs", prose.share(row['bitwise_equal'], digits=1),
                 help="Share of outputs whose bits are identical on both paths.")
     m[3].metric(f"allclose at {dtype} tolerance", "yes" if row["allclose"] else "no",
                 help=f"torch.testing.assert_close with its default rtol = {row['rtol']:g}, atol = {row['atol']:g}.")
-    b, s, j = row["elementwise_at"]
-    scale_note = f"(they reach about {row['output_scale']:.3g} here)"
-    mistake = (f"the wrong reshape above, a real mistake, is off by {sci(pit['out_max_rel'])} of the outputs' "
-               f"scale {scale_note}." if pit["out_max_rel"] > 0 else
-               f"a real mistake is off by something like the outputs themselves {scale_note}.")
-    text = f"""
-In units that mean something: the largest gap is **{row['eps_units']:.2f} ε** at the outputs' scale,
-where ε = {sci(row['eps'])} is {dtype}'s machine epsilon, the relative size of one rounding step.
-A difference of a few ε is rounding; {mistake}
-
-*Why norm-wise?* The relative readout divides by the **largest** output, not by each output. Among
-{batch * seq * d_model:,} sums of signed terms some land near zero, and dividing by those makes
-any rounding look huge: element by element, the worst ratio here is
-**{sci(row['elementwise_max_rel'])}**, at token {s}, coordinate {j} of sequence {b}, where the output is only
-{sci(row['elementwise_magnitude'])}. Nothing is wrong there; the denominator is just tiny.
-"""
+    text = (prose.gap_in_eps(row, heads, pit["out_max_rel"], batch * seq * d_model) + "\n\n"
+            + prose.why_norm_wise(row, batch * seq * d_model))
     if not row["allclose"]:
-        text += f"""
-`allclose` says *no* because `torch.testing.assert_close` checks each element against
-atol + rtol·|value|, with its {dtype} defaults rtol = {row['rtol']:g} and atol = {row['atol']:g}. The
-two paths differ by at most {row['eps_units']:.2f} ε at the outputs' scale, and rtol is
-{row['rtol'] / row['eps']:.2g} ε; for outputs near zero only the tiny atol is left:
-{row['outside_tolerance']:.1%} of the outputs fall outside. That is a statement about the default
-tolerance, not about the identity.
-"""
+        text += "\n\n" + prose.tolerance_note(row)
     st.markdown(text)
 
     st.markdown(
@@ -328,32 +287,10 @@ for the lower precisions, and for float64 itself in 80-bit extended precision an
                 help="max |out_sum − reference| ÷ max |reference| (core.compare.error_vs_reference).")
     verdict = {"concat": "concat", "sum": "sum", "tie": "a tie"}.get(row["closer"], "—")
     m[2].metric("Closer on average", verdict, help="The path with the smaller mean |error| over all outputs.")
-    if row["closer"] is None or pd.isna(row["closer"]):
-        mean_line = (
-            "No reference for float64 at these sizes: the extended-precision product is skipped above "
-            f"{EXTENDED_MAX_MACS:,} multiply-adds (or where this machine's numpy has no extended precision). "
-            "Pick a smaller layer or a lower precision to see the verdict."
-        )
-    else:
-        mean_line = (
-            f"Mean |error|: concat {sci(row['concat_err_mean'])}, sum {sci(row['sum_err_mean'])}. "
-            f"Concat is strictly closer on {row['concat_closer']:.0%} of the outputs, sum on "
-            f"{row['sum_closer']:.0%}, and they tie on the rest."
-        )
-    verdicts = ", ".join(f"{d}: {v if isinstance(v, str) else 'no reference'}"
-                         for d, v in zip(table["dtype"], table["closer"]))
+    verdicts = {d: (v if isinstance(v, str) else None) for d, v in zip(table["dtype"], table["closer"])}
     st.markdown(
-        f"""
-{mean_line}
-
-Two effects pull in opposite directions. The sum path adds in groups (H sums of L terms, then a sum
-of H), and shorter sums collect less rounding error, the same reason pairwise summation beats one
-long running total. But the sum path also rounds each head's partial result to the working
-precision before the heads are added, while the concat path's single matrix product rounds each
-output once, and kernels for float16 and bfloat16 commonly accumulate in float32 before that one
-rounding. Which effect wins depends on the sizes, the precision and the kernel; at this layer the
-path closer on average is, per precision: {verdicts}.
-"""
+        prose.mean_errors(row, EXTENDED_MAX_MACS) + " " + prose.worst_errors(row) + "\n\n"
+        + prose.why_either_can_win(heads, verdicts)
     )
 
 # ---- every precision at once ---------------------------------------------------------------------
@@ -369,16 +306,7 @@ between 1 and the next number it can represent: {sci(eps_of['float64'])} for flo
 for bfloat16, which keeps float32's range with far fewer significant bits.
 """
 if ok:
-    lower = table[table["layer_err_rel"].notna()]
-    ratios = ", ".join(f"{g / e:.2g}× in {d}" for d, g, e in zip(lower["dtype"], lower["max_rel"],
-                                                                 lower["layer_err_rel"]))
-    intro += (
-        f"Measured in its own ε, the gap between the endings stays between {table['eps_units'].min():.2f} ε "
-        f"and {table['eps_units'].max():.2f} ε in every format. Divided by the error the whole layer carries "
-        f"from running in that format instead of float64, the gap between the endings is {ratios}"
-        + (" — smaller in every format, so picking an ending is not where precision is lost."
-           if (lower["max_rel"] < lower["layer_err_rel"]).all() else ".")
-    )
+    intro += "\n" + prose.precision_summary(table.to_dict("records"), heads)
 st.markdown(intro)
 if ok:
     figure(
@@ -387,7 +315,7 @@ if ok:
         "scale: machine epsilon, the gap between the two endings, each ending's error against the "
         "float64 product of its own inputs, and the whole layer's error against a float64 run. "
         "Zeros (bitwise-identical results) cannot sit on a log axis and appear only in the table. "
-        "Computed by `core.concat_sum.concat_sum_report`.",
+        "Computed by `core.concat_vs_sum.concat_vs_sum_report`.",
     )
     shown = table[[
         "dtype", "eps", "max_abs", "max_rel", "eps_units", "bitwise_equal", "allclose", "outside_tolerance",
@@ -442,7 +370,7 @@ st.dataframe(
 csv_download(rounding, "rounding_order.csv", key="rounding_csv")
 st.markdown(
     """
-Each sum above is computed in its own dtype by `core.concat_sum.rounding_example`, then 1 is
+Each sum above is computed in its own dtype by `core.concat_vs_sum.rounding_example`, then 1 is
 subtracted exactly. The two endings of attention are this, at scale. The concat path's matrix
 kernel adds each output's D products in whatever blocked order suits the hardware; the sum path adds
 L of them per head, rounds, and then adds H partial results. Every product is the same; the brackets
@@ -488,22 +416,15 @@ if ok:
     chk, sh = lay["checks"], lay["shapes"]
     st.markdown(
         f"""
-Checked on this page's weights (`core.concat_sum.w_o_layouts`, exact `torch.equal`):
+Checked on this page's weights (`core.concat_vs_sum.w_o_layouts`, exact `torch.equal`):
 `out_proj.weight` {shape(sh['linear_weight'])} equals `W_O.reshape(H * L, D).T`:
 **{'yes' if chk['linear_is_flat_transposed'] else 'NO'}**; every paper block $W_O^h$
 {shape(sh['W_O_h_paper'])} equals columns $hL \\dots hL{{+}}L{{-}}1$ of `out_proj.weight`:
 **{'yes' if chk['paper_blocks_are_linear_columns'] else 'NO'}**.
 """
     )
-    if lay["rows_shown"] * lay["cols_shown"] == heads * L * d_model:
-        sample_note = f"All {heads * L * d_model:,} entries. "
-    else:
-        sample_note = (
-            f"{lay['rows_shown']:,} of the {heads * L:,} rows (l = "
-            f"{', '.join(map(str, sorted(cells['l'].unique())))} of each head) and {lay['cols_shown']} of the "
-            f"{d_model:,} columns, evenly spaced, out of {heads * L * d_model:,} entries. "
-        )
-    sample_note += "Hover for any entry's coordinates in every layout."
+    sample_note = prose.w_o_sample_note(lay["rows_shown"], lay["cols_shown"], sorted(cells["l"].unique()),
+                                        heads, L, d_model)
     left, right = st.columns(2, gap="large")
     with left:
         st.markdown(f"**TransformerLens: `W_O.reshape(H * L, D)`** {shape(sh['W_O_flat'])}, heads are row bands")
@@ -533,36 +454,17 @@ if ok:
     tc = cached_torch(*layer, dtype, device, causal)
     m = st.columns(3)
     m[0].metric("Concat path vs PyTorch: rel diff", sci(tc["concat"]["max_rel"]),
-                help=f"Norm-wise; max abs diff {sci(tc['concat']['max_abs'])} (core.concat_sum.torch_check).")
+                help=f"Norm-wise; max abs diff {sci(tc['concat']['max_abs'])} (core.concat_vs_sum_torch.torch_check).")
     m[1].metric("Sum path vs PyTorch: rel diff", sci(tc["sum"]["max_rel"]),
                 help=f"Norm-wise; max abs diff {sci(tc['sum']['max_abs'])}.")
     m[2].metric("out_proj.weight is W_O", "yes" if tc["out_proj_is_W_O"] else "NO",
                 help="torch.equal(out_proj.weight, W_O.reshape(H * L, D).T)")
     calls = tc["calls"]
-    if tc["fast_path"]:
-        route = ("took its fused fast path, `torch._native_multi_head_attention`, which runs the whole "
-                 "layer in one call")
-    else:
-        route = (
-            "skipped its fused fast path (`torch._native_multi_head_attention`"
-            + (", which it only takes for a layer with an in-projection bias; this one has none)"
-               if not tc["has_in_proj_bias"] else ")")
-            + f" and ran `F.multi_head_attention_forward`: {count(tc['linear_calls'], '`linear` call')} and "
-            f"{count(tc['sdpa_calls'], '`scaled_dot_product_attention` call')}, listed below in the order they ran"
-        )
-    steps = "" if tc["fast_path"] else (
-        " The first `linear` is the packed in-projection, Q, K and V in one product with the "
-        "$[3D, D]$ `in_proj_weight`; `scaled_dot_product_attention` does the scores, the softmax and the "
-        "weighted sum for every head at once; then a `permute` (the transpose above) and a `reshape` lay "
-        "the heads side by side, and the last `linear` is `out_proj`. PyTorch, too, ends with the concat path."
-    )
     st.markdown(
         f"""
-What the module actually ran, recorded live by `core.concat_sum.torch_calls` while it ran: it
-{route}.{steps} Its attention kernel is free to round in other places than this page's step-by-step
-code. Measured in {dtype}, it lands {tc['concat']['eps_units']:.2f} ε from the concat path and
-{tc['sum']['eps_units']:.2f} ε from the sum path, and {tc['concat']['bitwise_equal']:.0%} and
-{tc['sum']['bitwise_equal']:.0%} of its outputs match them bit for bit.
+What the module actually ran, recorded live by `core.concat_vs_sum_torch.torch_calls` while it ran: it
+{prose.pytorch_route(tc)} Its attention kernel is free to round in other places than this page's step-by-step
+code. {prose.against_pytorch(tc, dtype)}
 """
     )
     numbers_table(calls, key="torch_calls", csv_name="multihead_attention_calls.csv",
@@ -644,32 +546,17 @@ def one_number_section() -> None:
         caption=f"Coordinate j = {coord} of token s = {token} in {dtype}: each coloured bar is one head's term "
         f"Σ_l z[h, s, l] × W_O[h, l, j], starting where the running total of the heads before it ended "
         "(dashed). The hollow bars are what the two paths actually computed. Terms from "
-        "`core.concat_sum.head_terms` (the trace's `per_head`), totals from `waterfall`.",
+        "`core.concat_vs_sum.head_terms` (the trace's `per_head`), totals from `waterfall`.",
     )
     left, right = st.columns(2)
-    left.metric("Concat path computed", f"{wf['concat']:.9g}", help=f"out_concat[0, {token}, {coord}], in {dtype}.")
-    right.metric("Sum path computed", f"{wf['sum']:.9g}", help=f"out_sum[0, {token}, {coord}], in {dtype}.")
-    left.metric("Rounded head terms, summed in float64", f"{wf['rounded_terms_summed']:.9g}",
+    left.metric("Concat path computed", signed(wf['concat'], '.9g'), help=f"out_concat[0, {token}, {coord}], in {dtype}.")
+    right.metric("Sum path computed", signed(wf['sum'], '.9g'), help=f"out_sum[0, {token}, {coord}], in {dtype}.")
+    left.metric("Rounded head terms, summed in float64", signed(wf['rounded_terms_summed'], '.9g'),
                 help=f"The H terms as the layer computed them (each rounded to {dtype}), added in float64.")
-    right.metric("Float64 product of the same inputs", f"{wf['float64_product']:.9g}",
+    right.metric("Float64 product of the same inputs", signed(wf['float64_product'], '.9g'),
                  help=f"Σ_h Σ_l z × W_O recomputed in float64 from the same {dtype} z and W_O: no rounding to "
                       f"{dtype} anywhere. What both paths aim at.")
-    if wf["concat_minus_sum"] == 0:
-        apart = "the same number, bit for bit"
-    else:
-        apart = (f"{sci(abs(wf['concat_minus_sum']))} apart, which is {wf['ulps_apart']:.3g} ulp (one ulp, the "
-                 f"spacing of {dtype} numbers near this value, is {sci(wf['ulp'])})")
-    st.markdown(
-        f"""
-That is the identity with real numbers. The {count(heads, 'head term')}, each already rounded to {dtype} by
-the layer and then added in float64, make {wf['rounded_terms_summed']:.9g}; recomputing the whole sum
-in float64 from the same inputs gives {wf['float64_product']:.9g}, so rounding the terms moved it by
-{sci(abs(wf['rounding_in_terms']))}. The two paths computed {apart}. Of the {count(heads, 'head')},
-{wf['heads_up']} {'pushes' if wf['heads_up'] == 1 else 'push'} this number up and {wf['heads_down']}
-{'pulls' if wf['heads_down'] == 1 else 'pull'} it down. Nothing inside the layer makes the heads agree,
-and each one's contribution can be read off on its own.
-"""
-    )
+    st.markdown(prose.one_number(wf, heads, dtype))
     numbers_table(
         wf["table"], key="waterfall_table", csv_name=f"one_number_s{token}_j{coord}.csv",
         label="Each head's term and the running total",

@@ -74,7 +74,7 @@ SMALL = {"seq": "6", "d_model": "32", "heads": "4"}
 
 
 def waterfall_caption(page):
-    return page.locator("[data-testid=stCaptionContainer]", has_text="core.concat_sum.head_terms")
+    return page.locator("[data-testid=stCaptionContainer]", has_text="core.concat_vs_sum.head_terms")
 
 
 def set_number(page, label: str, value: str) -> None:
@@ -106,8 +106,8 @@ def test_token_and_coordinate_pickers_rerun_their_section_and_update_the_url(pag
     other.goto(page.url)
     wait_ready(other)  # the new document's run (and the rerun its URL-bound widgets ask for) has finished
     expect(waterfall_caption(other)).to_contain_text("Coordinate j = 17 of token s = 3", timeout=60_000)
-    expect(other.get_by_label("Token s", exact=True)).to_have_value("3")
-    expect(other.get_by_label("Output coordinate j", exact=True)).to_have_value("17")
+    expect(other.get_by_label("Token s", exact=True)).to_have_value("3", timeout=30_000)
+    expect(other.get_by_label("Output coordinate j", exact=True)).to_have_value("17", timeout=30_000)
     other.close()
 
 

@@ -1,88 +1,17 @@
-"""Figures and cached core calls of the *Concat versus sum* page (pages/concat-vs-sum.py).
+"""Chart specs of the *Concat versus sum* page (pages/concat-vs-sum.py): one function per figure.
 
-Every number comes from ``core.concat_sum``: ``concat_sum_report`` (the precision table),
-``head_terms`` + ``waterfall`` (one output number head by head), ``reshape_pitfall`` (the
-reshape that runs and is wrong), ``w_o_layouts`` (W_O three ways), ``torch_check`` (PyTorch).
-The ``cached_*`` functions take plain arguments and return plain data; each figure is one
-function, plain data in and a Vega-Lite dict out, built once per input inside ``st.cache_data``
-(``ui.charts.chart_spec``), so a rerun skips Altair's validation.
+Each takes plain data (the tables ``core.concat_vs_sum`` returns) and gives back a Vega-Lite dict
+(``ui.charts.chart_spec``). They are called inside the page's cached calls
+(``ui.views.concat_vs_sum``), whose cache keys already fix every input, so a rerun skips Altair's
+validation.
 """
 
 from __future__ import annotations
 
 import altair as alt
 import pandas as pd
-import streamlit as st
 
-from core.concat_sum import (
-    concat_sum_report,
-    head_terms,
-    reshape_pitfall,
-    rounding_example,
-    torch_check,
-    w_o_layouts,
-    waterfall,
-)
 from ui.charts import DIVERGING, OKABE_ITO, chart_spec, head_colors
-
-# W_O is D×D: 262,144 cells at D = 512, too many for a browser chart. Show an even sample.
-W_O_ROWS_PER_HEAD = 6
-W_O_MAX_COLS = 48
-RESHAPE_TOKENS = 4  # tokens of the first sequence shown in the reshape picture
-
-# ---- cached calls into core (plain arguments in, plain data out) ------------------------------
-
-
-@st.cache_data(show_spinner="Running the layer in every precision…", max_entries=32)
-def cached_report(batch: int, seq: int, d_model: int, heads: int, seed: int, device: str, causal: bool) -> dict:
-    report = concat_sum_report(batch, seq, d_model, heads, seed=seed, device=device, causal=causal)
-    table = pd.DataFrame(report["rows"])
-    return {"table": table, "shapes": report["shapes"], "spec": precision_chart(table)}
-
-
-@st.cache_data(show_spinner="Splitting one output coordinate into its heads…", max_entries=32)
-def cached_terms(batch: int, seq: int, d_model: int, heads: int, seed: int, dtype: str, device: str,
-                 causal: bool, coord: int) -> dict:
-    return head_terms(batch, seq, d_model, heads, coord=coord, seed=seed, dtype=dtype, device=device,
-                      causal=causal)
-
-
-@st.cache_data(show_spinner=False, max_entries=64)
-def cached_waterfall(batch: int, seq: int, d_model: int, heads: int, seed: int, dtype: str, device: str,
-                     causal: bool, token: int, coord: int) -> dict:
-    """``core.concat_sum.waterfall`` for one (s, j), and its chart."""
-    t = cached_terms(batch, seq, d_model, heads, seed, dtype, device, causal, coord)
-    wf = waterfall(t["terms"][token], t["float64_terms"][token], t["out_concat"][token], t["out_sum"][token],
-                   dtype)
-    return {"wf": wf, "spec": waterfall_chart(wf["table"], wf["concat"], wf["sum"], heads, token, coord)}
-
-
-@st.cache_data(show_spinner="Building the concatenation twice…", max_entries=32)
-def cached_reshape(batch: int, seq: int, d_model: int, heads: int, seed: int, dtype: str, device: str,
-                   causal: bool) -> dict:
-    pit = reshape_pitfall(batch, seq, d_model, heads, seed=seed, dtype=dtype, device=device, causal=causal,
-                          max_tokens=RESHAPE_TOKENS)
-    return {**pit, "spec": reshape_chart(pit["origin"], heads)}
-
-
-@st.cache_data(show_spinner="Laying out W_O…", max_entries=32)
-def cached_layouts(d_model: int, heads: int, seed: int, dtype: str, device: str) -> dict:
-    lay = w_o_layouts(d_model, heads, seed=seed, dtype=dtype, device=device,
-                      rows_per_head=W_O_ROWS_PER_HEAD, max_cols=W_O_MAX_COLS)
-    return {**lay, "tl": w_o_chart(lay["cells"], heads, transposed=False),
-            "linear": w_o_chart(lay["cells"], heads, transposed=True)}
-
-
-@st.cache_data(show_spinner="Running torch.nn.MultiheadAttention…", max_entries=32)
-def cached_torch(batch: int, seq: int, d_model: int, heads: int, seed: int, dtype: str, device: str,
-                 causal: bool) -> dict:
-    return torch_check(batch, seq, d_model, heads, seed=seed, dtype=dtype, device=device, causal=causal)
-
-
-@st.cache_data(show_spinner=False, max_entries=1)
-def cached_rounding() -> pd.DataFrame:
-    return rounding_example()
-
 
 # ---- figures ------------------------------------------------------------------------------------
 
@@ -96,9 +25,9 @@ MEASURES = {
 
 
 def precision_chart(table: pd.DataFrame) -> dict:
-    """Log-scale dot chart of the precision table (``concat_sum_report`` rows): a column per dtype.
+    """Log-scale dot chart of the precision table (``concat_vs_sum_report`` rows): a column per dtype.
 
-    Called inside ``cached_report``, whose cache key already fixes every input.
+    Called inside ``ui.views.concat_vs_sum.cached_report``, whose cache key already fixes every input.
     """
     order = list(table["dtype"])
     long = table.melt(id_vars="dtype", value_vars=list(MEASURES), var_name="key", value_name="value")
@@ -131,7 +60,7 @@ def precision_chart(table: pd.DataFrame) -> dict:
 def waterfall_chart(steps: pd.DataFrame, concat: float, sum_: float, heads: int, token: int, coord: int) -> dict:
     """Head terms stacked into the total (``waterfall``'s table), then the two paths' results.
 
-    Called inside ``cached_waterfall``, whose cache key already fixes every input.
+    Called inside ``ui.views.concat_vs_sum.cached_waterfall``, whose cache key already fixes every input.
     """
     totals = pd.DataFrame({"head": ["sum path", "concat path"], "value": [sum_, concat]})
     x = alt.X("head:N", sort=list(steps["head"]) + list(totals["head"]), title=None, axis=alt.Axis(labelAngle=0))
@@ -205,7 +134,7 @@ def w_o_chart(cells: pd.DataFrame, heads: int, *, transposed: bool) -> dict:
 
     Rows i = h·L + l down and output coordinates j across (TransformerLens, ``transposed=False``),
     or the transpose (``out_proj.weight`` of nn.Linear, and the paper). Called inside
-    ``cached_layouts``.
+    ``ui.views.concat_vs_sum.cached_layouts``.
     """
     cells = cells.assign(row=lambda d: d["i"].astype(str), col=lambda d: d["j"].astype(str))
     rows = [str(i) for i in sorted(cells["i"].unique())]

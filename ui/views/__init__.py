@@ -1,1 +1,1 @@
-"""Each page's cached calls into core: plain arguments in, plain data (tables, numbers, chart specs) out."""
+"""Each page's cached calls into core: plain arguments in, plain data (and cached chart specs) out."""

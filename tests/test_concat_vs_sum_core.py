@@ -1,4 +1,4 @@
-"""core.concat_sum: the readouts behind the concat-versus-sum page are right, and can tell wrong from right."""
+"""core.concat_vs_sum: the readouts behind the concat-versus-sum page are right, and can tell wrong from right."""
 
 from __future__ import annotations
 
@@ -12,7 +12,8 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-import core.concat_sum as cs
+import core.concat_vs_sum as cs
+import core.concat_vs_sum_torch as ct
 from core.attention import multi_head_attention
 from core.compare import compare, eps
 from core.device import DTYPE_NAMES, dtype_from_name
@@ -23,7 +24,7 @@ SMALL = dict(batch=2, seq=5, d_model=16, n_heads=4)
 
 @pytest.fixture(scope="module")
 def report():
-    return cs.concat_sum_report(1, 20, 512, 8, seed=0)
+    return cs.concat_vs_sum_report(1, 20, 512, 8, seed=0)
 
 
 def rows_by_dtype(report) -> dict[str, dict]:
@@ -53,7 +54,7 @@ def test_precision_story_at_the_essays_sizes(report):
 
 def test_report_rows_are_the_same_layer_as_run_seeded():
     """The table casts one float64 draw; that must be bitwise what run_seeded gives in each dtype."""
-    report = cs.concat_sum_report(**SMALL, seed=3, causal=True)
+    report = cs.concat_vs_sum_report(**SMALL, seed=3, causal=True)
     for row in report["rows"]:
         weights, trace = run_seeded(**SMALL, seed=3, dtype=dtype_from_name(row["dtype"]), causal=True)
         _, trace64 = run_seeded(**SMALL, seed=3, dtype=torch.float64, causal=True)
@@ -74,7 +75,7 @@ def test_shapes_are_read_off_real_tensors(report):
 
 def test_dtypes_not_supported_on_a_device_are_skipped(monkeypatch):
     monkeypatch.setattr(cs, "is_supported", lambda dtype, device: dtype != "bfloat16")
-    report = cs.concat_sum_report(**SMALL)
+    report = cs.concat_vs_sum_report(**SMALL)
     assert [r["dtype"] for r in report["rows"]] == ["float64", "float32", "float16"]
 
 
@@ -251,7 +252,7 @@ def test_w_o_layouts_small_and_odd_sizes():
 @pytest.mark.parametrize("causal", [False, True])
 @pytest.mark.parametrize("dtype, tol", [("float64", 1e-12), ("float32", 1e-5), ("bfloat16", 5e-2)])
 def test_same_as_pytorch(dtype, tol, causal):
-    tc = cs.torch_check(**SMALL, seed=4, dtype=dtype, causal=causal)
+    tc = ct.torch_check(**SMALL, seed=4, dtype=dtype, causal=causal)
     assert tc["out_proj_is_W_O"]
     assert tc["concat"]["max_rel"] < tol and tc["sum"]["max_rel"] < tol
 
@@ -285,7 +286,7 @@ def test_cost_model():
 
 
 def test_multi_head_attention_is_deterministic_for_the_cast_inputs():
-    """concat_sum_report relies on casting the float64 draw; check the cast is exact and stable."""
+    """concat_vs_sum_report relies on casting the float64 draw; check the cast is exact and stable."""
     w64, t64 = run_seeded(**SMALL, dtype=torch.float64)
     w16 = w64.to(dtype=torch.float16)
     a = multi_head_attention(t64.x.to(torch.float16), w16)
@@ -296,12 +297,12 @@ def test_multi_head_attention_is_deterministic_for_the_cast_inputs():
 @pytest.mark.cuda
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 def test_cuda_matches_cpu():
-    cpu = rows_by_dtype(cs.concat_sum_report(**SMALL, device="cpu"))
-    gpu = rows_by_dtype(cs.concat_sum_report(**SMALL, device="cuda"))
+    cpu = rows_by_dtype(cs.concat_vs_sum_report(**SMALL, device="cpu"))
+    gpu = rows_by_dtype(cs.concat_vs_sum_report(**SMALL, device="cuda"))
     assert gpu["float64"]["max_abs"] < 1e-12 and gpu["float64"]["closer"] is not None
     for d in gpu:
         assert gpu[d]["eps_units"] < 64 and cpu[d]["eps_units"] < 64
-    tc = cs.torch_check(**SMALL, dtype="float32", device="cuda", causal=True)
+    tc = ct.torch_check(**SMALL, dtype="float32", device="cuda", causal=True)
     assert tc["concat"]["max_rel"] < 1e-3  # TF32 may be on for matmuls on Ampere and newer
     lay = cs.w_o_layouts(16, 4, device="cuda")
     assert all(lay["checks"].values())
@@ -354,7 +355,7 @@ def test_reshape_origin_is_a_permutation_of_head_token_blocks(s, h):
 @pytest.mark.parametrize("causal", [False, True])
 @pytest.mark.parametrize("heads", [4, 3])
 def test_torch_calls_are_recorded_from_the_run(causal, heads):
-    tc = cs.torch_check(2, 5, 12, heads, seed=1, causal=causal)
+    tc = ct.torch_check(2, 5, 12, heads, seed=1, causal=causal)
     calls = tc["calls"]
     assert list(calls["call"]) == ["linear", "scaled_dot_product_attention", "permute", "reshape", "linear"]
     assert calls["inputs"][0] == "[5, 2, 12]; [36, 12]"  # [S, B, D] (batch_first undone) @ in_proj_weight.T
@@ -370,6 +371,6 @@ def test_torch_calls_see_the_fast_path_when_torch_takes_it():
 
     mha = nn.MultiheadAttention(8, 2, bias=True, batch_first=True).eval()
     x = torch.randn(1, 3, 8)
-    out, calls = cs.torch_calls(mha, x, None)
+    out, calls = ct.torch_calls(mha, x, None)
     assert list(calls["call"]) == ["_native_multi_head_attention"]
     assert out.shape == (1, 3, 8)

@@ -312,3 +312,21 @@ def test_link_box_carries_every_control():
     link = [str(c.value) for c in at.code if "?" in str(c.value)][-1]
     for part in ("token=4", "coord=9", "heads=4", "seq=20", "dtype=float32"):
         assert part in link
+
+
+# ---- issue 19: one spelling per page, each ui module one job ------------------------------------
+
+
+def test_one_spelling_and_one_job_per_module():
+    """core/concat_vs_sum.py computes, ui/views caches the calls, ui/figures only builds chart specs,
+    ui/prose words the measured facts, and the page imports its formatters from ui/format.py."""
+    assert not (ROOT / "core" / "concat_sum.py").exists()
+    figures = (ROOT / "ui" / "figures" / "concat_vs_sum.py").read_text()
+    assert "import streamlit" not in figures and "cache_data" not in figures and "from core" not in figures
+    views = (ROOT / "ui" / "views" / "concat_vs_sum.py").read_text()
+    assert views.count("@st.cache_data(") == 7 and "alt." not in views
+    prose = (ROOT / "ui" / "prose" / "concat_vs_sum.py").read_text()
+    assert "import streamlit" not in prose
+    page = (ROOT / "pages" / "concat-vs-sum.py").read_text()
+    assert "from ui.format import" in page
+    assert not re.search(r"^def (sci|count|shape)\(", page, flags=re.M)

@@ -1,0 +1,82 @@
+"""The cached calls into core of the *Concat versus sum* page (pages/concat-vs-sum.py).
+
+Every number comes from ``core.concat_vs_sum``: ``concat_vs_sum_report`` (the precision table),
+``head_terms`` + ``waterfall`` (one output number head by head), ``reshape_pitfall`` (the
+reshape that runs and is wrong), ``w_o_layouts`` (W_O three ways), and
+``core.concat_vs_sum_torch.torch_check`` (PyTorch).
+Each ``cached_*`` function takes plain arguments and returns plain data, with the figure's
+Vega-Lite dict (``ui.figures.concat_vs_sum``) built inside the same cache entry, so a rerun skips
+both the computation and Altair's validation.
+"""
+
+from __future__ import annotations
+
+import pandas as pd
+import streamlit as st
+
+from core.concat_vs_sum import (
+    concat_vs_sum_report,
+    head_terms,
+    reshape_pitfall,
+    rounding_example,
+    w_o_layouts,
+    waterfall,
+)
+from core.concat_vs_sum_torch import torch_check
+from ui.figures.concat_vs_sum import precision_chart, reshape_chart, w_o_chart, waterfall_chart
+
+# W_O is D×D: 262,144 cells at D = 512, too many for a browser chart. Show an even sample.
+W_O_ROWS_PER_HEAD = 6
+W_O_MAX_COLS = 48
+RESHAPE_TOKENS = 4  # tokens of the first sequence shown in the reshape picture
+
+
+@st.cache_data(show_spinner="Running the layer in every precision…", max_entries=32)
+def cached_report(batch: int, seq: int, d_model: int, heads: int, seed: int, device: str, causal: bool) -> dict:
+    report = concat_vs_sum_report(batch, seq, d_model, heads, seed=seed, device=device, causal=causal)
+    table = pd.DataFrame(report["rows"])
+    return {"table": table, "shapes": report["shapes"], "spec": precision_chart(table)}
+
+
+@st.cache_data(show_spinner="Splitting one output coordinate into its heads…", max_entries=32)
+def cached_terms(batch: int, seq: int, d_model: int, heads: int, seed: int, dtype: str, device: str,
+                 causal: bool, coord: int) -> dict:
+    return head_terms(batch, seq, d_model, heads, coord=coord, seed=seed, dtype=dtype, device=device,
+                      causal=causal)
+
+
+@st.cache_data(show_spinner=False, max_entries=64)
+def cached_waterfall(batch: int, seq: int, d_model: int, heads: int, seed: int, dtype: str, device: str,
+                     causal: bool, token: int, coord: int) -> dict:
+    """``core.concat_vs_sum.waterfall`` for one (s, j), and its chart."""
+    t = cached_terms(batch, seq, d_model, heads, seed, dtype, device, causal, coord)
+    wf = waterfall(t["terms"][token], t["float64_terms"][token], t["out_concat"][token], t["out_sum"][token],
+                   dtype)
+    return {"wf": wf, "spec": waterfall_chart(wf["table"], wf["concat"], wf["sum"], heads, token, coord)}
+
+
+@st.cache_data(show_spinner="Building the concatenation twice…", max_entries=32)
+def cached_reshape(batch: int, seq: int, d_model: int, heads: int, seed: int, dtype: str, device: str,
+                   causal: bool) -> dict:
+    pit = reshape_pitfall(batch, seq, d_model, heads, seed=seed, dtype=dtype, device=device, causal=causal,
+                          max_tokens=RESHAPE_TOKENS)
+    return {**pit, "spec": reshape_chart(pit["origin"], heads)}
+
+
+@st.cache_data(show_spinner="Laying out W_O…", max_entries=32)
+def cached_layouts(d_model: int, heads: int, seed: int, dtype: str, device: str) -> dict:
+    lay = w_o_layouts(d_model, heads, seed=seed, dtype=dtype, device=device,
+                      rows_per_head=W_O_ROWS_PER_HEAD, max_cols=W_O_MAX_COLS)
+    return {**lay, "tl": w_o_chart(lay["cells"], heads, transposed=False),
+            "linear": w_o_chart(lay["cells"], heads, transposed=True)}
+
+
+@st.cache_data(show_spinner="Running torch.nn.MultiheadAttention…", max_entries=32)
+def cached_torch(batch: int, seq: int, d_model: int, heads: int, seed: int, dtype: str, device: str,
+                 causal: bool) -> dict:
+    return torch_check(batch, seq, d_model, heads, seed=seed, dtype=dtype, device=device, causal=causal)
+
+
+@st.cache_data(show_spinner=False, max_entries=1)
+def cached_rounding() -> pd.DataFrame:
+    return rounding_example()
