@@ -123,3 +123,43 @@ def test_hostile_link_values_give_a_notice_and_a_working_page(name, value):
     assert "FIGURE: 16" in texts(at)  # quiz stays off: nothing folded
     _radio(at).set_value("16").run()
     assert at.success
+
+
+def _tally(at: AppTest) -> dict[str, int]:
+    (table,) = [d.value for d in at.dataframe if "count" in d.value.columns]
+    return dict(zip(table["option"], table["count"]))
+
+
+def test_several_sessions_in_one_room_give_the_right_counts():
+    room = "T" + __import__("secrets").token_hex(4)
+    guesses = ["16", "16", "8", "9", "16", "8"]
+    readers = []
+    for g in guesses:
+        at = _run({"room": room})
+        assert not at.dataframe  # no tally before this reader has guessed
+        _radio(at).set_value(g).run()
+        readers.append(at)
+    readers[0].run()  # a rerun never counts twice
+    _radio(readers[1]).set_value("9").run()  # a changed guess moves the count
+    final = ["16", "9", "8", "9", "16", "8"]
+    counts = _tally(readers[0].run())
+    assert counts == {o: final.count(o) for o in _radio(readers[0]).options}
+    assert sum(counts.values()) == len(guesses)
+    captions = " ".join(c.value for c in readers[0].caption)
+    assert f"How room {room.upper()} guessed: 6 readers so far, 2 readers right" in captions
+
+
+def test_teacher_sees_the_tally_before_guessing_without_the_answer():
+    room = "T" + __import__("secrets").token_hex(4)
+    student = _run({"room": room})
+    _radio(student).set_value("8").run()
+    teacher = _run({"room": room, "teacher": "1"})
+    (table,) = [d.value for d in teacher.dataframe]
+    assert "right" not in table.columns and dict(zip(table["option"], table["count"]))["8"] == 1
+    assert not teacher.success and not teacher.error and not teacher.info
+    assert "right" not in " ".join(c.value for c in teacher.caption)
+    _click(teacher, "Reveal the answer")
+    (table,) = [d.value for d in teacher.dataframe]
+    assert list(table.loc[table["right"] == "yes", "option"]) == ["16"]
+    _radio(teacher).set_value("16").run()  # the teacher's own guess is not counted
+    assert sum(_tally(teacher).values()) == 1
