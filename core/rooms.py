@@ -17,12 +17,13 @@ rooms, on checkpoints per room and on voters per checkpoint, so hostile links ca
 from __future__ import annotations
 
 import re
+import secrets
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-__all__ = ["RoomStore", "RoomError", "valid_room", "normalize_room", "MAX_ROOM_CHARS"]
+__all__ = ["RoomStore", "RoomError", "valid_room", "normalize_room", "new_room_code", "MAX_ROOM_CHARS"]
 
 MAX_ROOM_CHARS = 12
 _ROOM = re.compile(rf"[A-Za-z0-9]{{1,{MAX_ROOM_CHARS}}}")
@@ -139,3 +140,11 @@ class RoomStore:
     def _expire(self, now: float) -> None:
         for code in [c for c, r in self._rooms.items() if now - r.last_seen > self.ttl_s]:
             del self._rooms[code]
+
+
+_CODE_ALPHABET = "ABCDEFGHJKLMNPQRSTUVWXYZ23456789"  # no 0/O or 1/I to misread from a slide
+
+
+def new_room_code(length: int = 6) -> str:
+    """A fresh random room code, easy to read aloud and type (32⁶ ≈ 10⁹ codes)."""
+    return "".join(secrets.choice(_CODE_ALPHABET) for _ in range(length))
