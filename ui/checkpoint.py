@@ -239,16 +239,20 @@ def _tally_spec(options: tuple[str, ...], counts: tuple[int, ...], answer: int) 
     table = _tally_table(options, counts, answer)
     table["status"] = ["not revealed" if answer < 0 else ("right" if i == answer else "not right")
                        for i in range(len(options))]
+    # The right option is named on its axis label too, so colour is never the only sign.
+    table["label"] = [o + ("  ✓" if i == answer else "") for i, o in enumerate(options)]
     scale = alt.Scale(domain=["right", "not right", "not revealed"], range=[_RIGHT, _OTHER, _HIDDEN])
     base = alt.Chart(table).encode(
-        y=alt.Y("option:N", sort=list(options), title=None, axis=alt.Axis(labelLimit=320)),
+        y=alt.Y("label:N", sort=list(table["label"]), title=None, axis=alt.Axis(labelLimit=320)),
+        # Room to the right of the longest bar for its count.
         x=alt.X("count:Q", title="readers", axis=alt.Axis(tickMinStep=1, format="d"),
-                scale=alt.Scale(domainMin=0, nice=True)),
+                scale=alt.Scale(domain=[0, max(max(counts, default=0), 1) * 1.15], nice=False)),
     )
     bars = base.mark_bar().encode(
         color=alt.Color("status:N", scale=scale, legend=None),
         tooltip=[alt.Tooltip("option:N"), alt.Tooltip("count:Q", title="readers"),
                  alt.Tooltip("status:N", title="answer")],
     )
-    labels = base.mark_text(align="left", dx=4).encode(text=alt.Text("count:Q", format="d"))
+    # Grey ink reads on the light and the dark theme alike (Vega's default text is black).
+    labels = base.mark_text(align="left", dx=4, color="#999999").encode(text=alt.Text("count:Q", format="d"))
     return chart_spec((bars + labels).properties(height=36 * len(options) + 20))
