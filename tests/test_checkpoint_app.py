@@ -163,3 +163,25 @@ def test_teacher_sees_the_tally_before_guessing_without_the_answer():
     assert list(table.loc[table["right"] == "yes", "option"]) == ["16"]
     _radio(teacher).set_value("16").run()  # the teacher's own guess is not counted
     assert sum(_tally(teacher).values()) == 1
+
+
+def _two_checkpoints():
+    import streamlit as st
+
+    from core.checkpoints import choice, fingerprint
+    from ui.checkpoint import checkpoint
+
+    for name in ("one", "two"):
+        checkpoint(choice(f"demo.{name}", f"Question {name}?", "yes", ["no"], "Because.", fingerprint()))
+    st.markdown("END")
+
+
+def test_a_bad_link_value_is_noticed_once_per_page_run():
+    at = AppTest.from_function(_two_checkpoints, default_timeout=30)
+    at.query_params["room"] = "bad room!"
+    at.query_params["quiz"] = "perhaps"
+    at.run()
+    assert not at.exception
+    assert len(at.warning) == 2  # one for room, one for quiz: not repeated by the second checkpoint
+    [r for r in at.radio if r.label == "Predict: Question two?"][0].set_value("no").run()
+    assert len(at.warning) == 2 and len(at.error) == 1

@@ -109,3 +109,28 @@ def test_number_options_whole_numbers(right, candidates):
 def test_number_options_floats_never_print_like_the_right_one(right):
     right_text, wrong = number_options(right, [right * (1 + 1e-9), float("nan"), float("inf")])
     assert right_text not in wrong and wrong
+
+
+@given(st.integers(0, 7), st.integers(0, 6))
+def test_home_checkpoint_has_one_right_option_at_every_size(log_heads, log_head_width):
+    from core.checkpoints.home import wo_slice, wo_slice_sizes
+
+    heads, d_head = 2**log_heads, 2**log_head_width
+    d_model = heads * d_head
+    cp = wo_slice(d_model, heads)
+    right = wo_slice_sizes(d_model, heads)["slice_numel"]
+    assert right == d_head * d_model
+    values = [int(o.replace(",", "")) for o in cp.options]
+    assert values.count(right) == 1 and cp.options[cp.answer] == f"{right:,}"
+    assert len(set(cp.options)) == len(cp.options) >= 2
+
+
+def test_home_checkpoint_at_the_running_example():
+    from core.checkpoints.home import wo_slice
+
+    cp = wo_slice()
+    assert cp.right == "32,768" and set(cp.options) == {"32,768", "262,144", "4,096", "512"}
+    assert "32,768" in cp.why and "1/8" in cp.why
+    assert "all of" in wo_slice(64, 1).why
+    with pytest.raises(ValueError):
+        wo_slice(10, 3)
