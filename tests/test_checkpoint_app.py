@@ -185,3 +185,9 @@ def test_a_bad_link_value_is_noticed_once_per_page_run():
     assert len(at.warning) == 2  # one for room, one for quiz: not repeated by the second checkpoint
     [r for r in at.radio if r.label == "Predict: Question two?"][0].set_value("no").run()
     assert len(at.warning) == 2 and len(at.error) == 1
+
+
+def test_teacher_without_a_room_is_told_what_is_missing():
+    at = _run({"teacher": "1"})
+    assert len(at.warning) == 1 and "no room" in at.warning[0].value
+    assert not at.dataframe and "FIGURE: 16" in texts(at)

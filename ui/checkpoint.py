@@ -89,6 +89,9 @@ def link_view() -> LinkView:
         else:
             notices.append(f"The link asked for `room={_short(rooms[-1])}`, which is not a room code "
                            f"(1–{MAX_ROOM_CHARS} letters and digits); reading on without a room.")
+    if teacher and room is None and not rooms:
+        notices.append("The link has `teacher=1` but no room: add `room=` and a code (home makes one) "
+                       "to see how a room guesses.")
     return LinkView(quiz, teacher, room, tuple(notices))
 
 
@@ -240,7 +243,11 @@ def _tally_spec(options: tuple[str, ...], counts: tuple[int, ...], answer: int) 
     table["status"] = ["not revealed" if answer < 0 else ("right" if i == answer else "not right")
                        for i in range(len(options))]
     # The right option is named on its axis label too, so colour is never the only sign.
-    table["label"] = [o + ("  ✓" if i == answer else "") for i, o in enumerate(options)]
+    # Markdown and TeX delimiters mean nothing on a chart axis.
+    plain = [o.replace("$", "").replace("`", "").replace("**", "") for o in options]
+    if len(set(plain)) < len(plain):  # two options told apart only by markup: keep them as written
+        plain = list(options)
+    table["label"] = [o + ("  ✓" if i == answer else "") for i, o in enumerate(plain)]
     scale = alt.Scale(domain=["right", "not right", "not revealed"], range=[_RIGHT, _OTHER, _HIDDEN])
     base = alt.Chart(table).encode(
         y=alt.Y("label:N", sort=list(table["label"]), title=None, axis=alt.Axis(labelLimit=320)),
