@@ -17,8 +17,9 @@ from hypothesis import strategies as st
 
 from tests.apptest_utils import ROOT, run_page, texts
 from ui.controls import SHARED_NAMES
+from ui.registry import PAGES as REGISTRY
 
-PAGES = ["home", "shapes", "toy-sentence", "concat-vs-sum", "induction", "timing"]
+PAGES = [p.name for p in REGISTRY]
 
 nasty_values = st.one_of(
     st.integers(-(2**70), 2**70).map(str),
@@ -30,7 +31,8 @@ nasty_values = st.one_of(
 )
 queries = st.dictionaries(
     st.one_of(st.sampled_from(SHARED_NAMES), st.sampled_from(["sweep", "values", "budget", "step", "coord", "sequence", "position",
-                                   "ablate", "ablation", "train_seed", "steps"]),
+                                   "ablate", "ablation", "train_seed", "steps", "model", "context",
+                                   "room", "quiz", "teacher"]),
               st.text(min_size=1, max_size=10)),
     st.one_of(nasty_values, st.lists(nasty_values, min_size=2, max_size=3)),
     max_size=6,
