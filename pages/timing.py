@@ -23,7 +23,7 @@ from core.device import DTYPE_NAMES, available_devices, dtype_from_name, support
 from ui import jobs
 from ui.charts import csv_download, figure
 from ui.controls import MAX_BATCH, MAX_D_MODEL, MAX_HEADS, MAX_SEQ, MAX_TRACE_BYTES, Controls, budget_problem, heads_problem, show_link
-from ui.figures.timing import SWEEP_COLUMN, fresh_spec, ratio_spec, sweep_spec
+from ui.figures.timing import SWEEP_COLUMN, fresh_spec
 from ui.format import count, size_bytes
 from ui.shell import ensure_app_shell
 from ui.views import timing as view
@@ -221,32 +221,28 @@ def measurements(base: timing.Size | None, dtype: str, device: str) -> None:
         jobs.run_job(key, view.benchmark_job(sizes, dtype=dtype, device=device, variants=variants, budget_s=budget,
                                              max_bytes=MAX_TRACE_BYTES, threads=threads), busy_message=BUSY)
 
-    result = jobs.stored(key)
+    result = view.server_run(key, axis, forward)
     reference = None if result is not None else view.reference_run(device)
-    table = at_base = None
+    shown = result or reference
     if result is not None:
-        table, env = result["result"]["table"], result["result"]["env"]
         ago = time.time() - result["finished"]
-        rounds = int(timing.at_base(table)["runs"].max()) if len(table) else 0
         st.success(
             f"Measured {'just now' if ago < 60 else f'{ago / 60:.0f} min ago'} on this server "
-            f"({view.machine_text(env)}), in {result['wall_s']:.1f} s; {count(rounds, 'round')} at the size above.",
+            f"({view.machine_text(result['machine'])}), in {result['wall_s']:.1f} s; "
+            + (f"{count(result['rounds'], 'round')} at the size above." if result["rounds"] else
+               "nothing at the size above got its rounds within the budget (the notes below say why)."),
             icon=":material/timer:",
         )
-        shown_axis = axis
     elif reference is not None:
-        table, env = reference["table"], reference["machine"]
-        first = table.iloc[0]
-        same = (base is not None and (int(first["batch"]), int(first["seq"]), int(first["d_model"]), int(first["n_heads"]))
-                == (base.batch, base.seq, base.d_model, base.n_heads) and first["dtype"] == dtype)
+        first = reference["first"]
+        same = (base is not None and first["dtype"] == dtype and (first["batch"], first["seq"], first["d_model"],
+                                                                   first["n_heads"]) == (batch, seq, d_model, heads))
         st.info(view.reference_provenance(reference, same), icon=":material/history:")
-        shown_axis = view.sweep_axis(table[table["kind"] != "forward"]) or "none"
     elif base is not None:
         st.info("No measurement for these settings on this server yet, and no reference run for this device. "
                 "Press **Run benchmark**.", icon=":material/timer:")
-    if table is not None:
-        at_base = timing.at_base(table)  # the first size is the run's base
-        show_run(table, at_base, env, source="this server" if result is not None else "the reference machine")
+    if shown is not None:
+        show_run(shown, source="this server" if result is not None else "the reference machine")
 
     st.markdown(
         r"""
@@ -265,8 +261,8 @@ einsum also has to work out, on every call, how to lay the contraction out, a fi
 matters most when the product itself is small.
 """
     )
-    if table is not None:
-        st.markdown(view.einsum_sentence(table))
+    if shown is not None and shown["einsum"]:
+        st.markdown(shown["einsum"])
     st.markdown(
         r"""
 The **materialized** sum pays twice. `per_head_sum` runs $H$ products with inner size $K = L = D/H$
@@ -280,9 +276,9 @@ and passes over the $[B, S, D]$ running sum $H$ times.
     )
 
     st.markdown("### How the cost grows")
-    if table is not None and shown_axis != "none":
-        show_sweep(table, shown_axis, forward)
-    elif table is not None:
+    if shown is not None and shown["sweep"] is not None:
+        show_sweep(shown)
+    elif shown is not None:
         st.caption("Pick a sweep axis above and run again to see how the times grow.")
     st.markdown(
         r"""
@@ -320,12 +316,8 @@ study of its own: `docs/timing.md` in the essay's repository ("The allocator", "
 lands") has the measurements, the settings and `scripts/heap_layouts.py`.
 """
     )
-    if at_base is not None and base is not None and result is not None:
-        st.markdown(view.page_fault_sentence(at_base, base, dtype))
-    elif at_base is not None and reference is not None:
-        first = at_base.iloc[0]
-        ref_size = timing.Size(int(first["batch"]), int(first["seq"]), int(first["d_model"]), int(first["n_heads"]))
-        st.markdown(view.page_fault_sentence(at_base, ref_size, str(first["dtype"])).replace("In this run", "In the reference run"))
+    if shown is not None and shown["page_faults"]:
+        st.markdown(shown["page_faults"])
 
     fresh_section(base, dtype, device, threads, key, result)
 
@@ -357,62 +349,56 @@ lands") has the measurements, the settings and `scripts/heap_layouts.py`.
     show_link(controls.values)
 
 
-def show_run(table: pd.DataFrame, at_base: pd.DataFrame, env: dict, source: str) -> None:
-    """Headlines, the ratio chart with its numbers, and the notes of one run (this server's or the reference)."""
-    facts = timing.summarize(table)
-    st.markdown("\n".join(f"- {line}" for line in (
-        view.ratio_sentence("concat", facts), view.ratio_sentence("einsum", facts),
-        view.per_head_sentence(facts), view.allocation_sentence(facts)) if line))
-    ok = at_base[at_base["status"] == "ok"]
-    first = at_base.iloc[0]
-    if len(ok):
+def show_run(shown: dict, source: str) -> None:
+    """Headlines, the ratio chart with its numbers, and the notes of one run (this server's or the reference),
+    all prepared by ui.views.timing.run_view."""
+    st.markdown("\n".join(f"- {line}" for line in shown["headlines"]))
+    first = shown["first"]
+    if shown["ratio_spec"] is not None:
         figure(
-            ratio_spec(ok.reset_index(drop=True)),
+            shown["ratio_spec"],
             caption=(f"Each variant's throughput as a fraction of the bare GEMM's at {view.sizes_text(first)}, "
-                     f"{first['dtype']} on {first['device']}, measured on {source} ({view.machine_text(env)}): the "
-                     "median over rounds of the ratio within each round, and its 95 % interval (whiskers). The dashed "
-                     "line is 1, the GEMM itself. Measured by core.timing.run_benchmark; intervals from "
+                     f"{first['dtype']} on {first['device']}, measured on {source} ({view.machine_text(shown['machine'])}): "
+                     "the median over rounds of the ratio within each round, and its 95 % interval (whiskers). The "
+                     "dashed line is 1, the GEMM itself. Measured by core.timing.run_benchmark; intervals from "
                      "core.timing.median_interval."),
-            table=view.shown_columns(at_base), csv_name="timing_base.csv", key="bars", column_config=view.MEASURED_COLUMNS,
+            table=shown["base_table"], csv_name="timing_base.csv", key="bars", column_config=view.MEASURED_COLUMNS,
         )
-    above = [v for v in str(facts.get("above_gemm", "")).split(", ") if v]
+    above = shown["above"]
     if above:
         st.warning(f"{', '.join(f'`{v}`' for v in above)} measured faster than the bare GEMM, whose work "
                    f"{'it contains' if len(above) == 1 else 'each contains'}, with the whole interval above 1: that "
                    "is noise from that machine, not a property of the code. Run again, or try 1 thread.",
                    icon=":material/warning:")
-    noisy = view.noisy_caption(table)
-    if noisy:
-        st.caption(noisy)
-    for r in at_base[at_base["status"] != "ok"].itertuples():
-        st.caption(f"`{r.variant}` {r.status}: {r.note}")
-    csv_download(table[timing.CSV_COLUMNS], "timing.csv", key="all_csv", label="Download every measurement (CSV)")
+    if shown["noisy"]:
+        st.caption(shown["noisy"])
+    for variant, status, note in shown["not_ok"]:
+        st.caption(f"`{variant}` {status}: {note}")
+    csv_download(shown["csv"], "timing.csv", key="all_csv", label="Download every measurement (CSV)")
     with st.expander("The machine these numbers come from"):
-        st.dataframe(pd.DataFrame({"property": list(env), "value": [str(v) for v in env.values()]}),
+        machine = shown["machine"]
+        st.dataframe(pd.DataFrame({"property": list(machine), "value": [str(v) for v in machine.values()]}),
                      hide_index=True, width="stretch")
 
 
-def show_sweep(table: pd.DataFrame, axis: str, forward: bool) -> None:
-    """Time per call against the swept size, and the whole forward's if it was timed."""
-    proj = table[(table["kind"] != "forward") & (table["status"] == "ok")]
-    if proj[SWEEP_COLUMN[axis]].nunique() > 1:
+def show_sweep(shown: dict) -> None:
+    """Time per call against the swept size, and the whole forward's if it was timed (run_view prepared both)."""
+    axis, sweep = shown["axis"], shown["sweep"]
+    figure(
+        sweep["spec"],
+        caption=(f"Median time per call against {axis}, both axes logarithmic; the dashed grey line is the bare "
+                 "GEMM measured in the same rounds. A variant's line stops where it was skipped (memory cap or "
+                 "time budget; see the table). Measured by core.timing.run_benchmark."),
+        table=sweep["table"], csv_name="timing_sweep.csv", key="sweep", column_config=view.MEASURED_COLUMNS,
+    )
+    st.markdown(sweep["sentence"])
+    if shown["forward"] is not None:
         figure(
-            sweep_spec(proj.reset_index(drop=True), axis),
-            caption=(f"Median time per call against {axis}, both axes logarithmic; the dashed grey line is the bare "
-                     "GEMM measured in the same rounds. A variant's line stops where it was skipped (memory cap or "
-                     "time budget; see the table). Measured by core.timing.run_benchmark."),
-            table=view.shown_columns(table[table["kind"] != "forward"]), csv_name="timing_sweep.csv", key="sweep",
-            column_config=view.MEASURED_COLUMNS,
-        )
-        st.markdown(view.growth_sentence(timing.growth(table, axis), axis))
-    fwd = table[(table["status"] == "ok") & ((table["kind"] == "forward") | (table["variant"] == "gemm"))]
-    if forward and fwd[fwd["kind"] == "forward"][SWEEP_COLUMN[axis]].nunique() > 1:
-        figure(
-            sweep_spec(fwd.reset_index(drop=True), axis),
+            shown["forward"]["spec"],
             caption=(f"The whole attention forward against {axis}: core's instrumented forward (every intermediate "
                      "kept), torch.nn.MultiheadAttention and F.scaled_dot_product_attention, with the bare GEMM "
                      "for scale. Measured by core.timing.run_benchmark."),
-            table=view.shown_columns(table[table["kind"] == "forward"]), csv_name="timing_forward.csv", key="forward",
+            table=shown["forward"]["table"], csv_name="timing_forward.csv", key="forward",
             column_config=view.MEASURED_COLUMNS,
         )
 
@@ -443,7 +429,7 @@ def fresh_section(base: timing.Size | None, dtype: str, device: str, threads: in
         return
     parts = [fresh["result"]]
     if result is not None:
-        mine = timing.at_base(result["result"]["table"])  # the run's first size is base
+        mine = result["at_base"]  # the run's first size is base
         mine = mine[mine["variant"].isin(FRESH_VARIANTS)]
         parts.insert(0, mine.assign(process="this server process"))
     both = pd.concat(parts, ignore_index=True)

@@ -17,8 +17,10 @@ import pandas as pd
 import streamlit as st
 
 from core import timing
+from ui import jobs
+from ui.charts import csv_bytes
 from ui.controls import MAX_BATCH, MAX_D_MODEL, MAX_HEADS, MAX_SEQ, MAX_TENSOR_ELEMENTS, budget_problem
-from ui.figures.timing import SWEEP_COLUMN, memory_spec, with_interval
+from ui.figures.timing import SWEEP_COLUMN, memory_spec, ratio_spec, sweep_spec, with_interval
 from ui.format import count, flops, plural, signed, size_bytes
 
 MAX_SWEEP_VALUES = 6
@@ -38,18 +40,11 @@ def memory(batch: int, seq: int, d_model: int, heads: int, dtype: str) -> tuple[
     return table, memory_spec(table)
 
 
-@st.cache_data(show_spinner=False, max_entries=4)
-def _reference(path: str, modified: float) -> dict | None:
-    try:
-        return timing.read_json(path)
-    except (OSError, ValueError, KeyError):
-        return None
-
-
 def reference_run(device: str) -> dict | None:
-    """The reference run shipped for ``device`` (core/timing/reference/), or None where there is none.
+    """The reference run shipped for ``device`` (core/timing/reference/) and all the page shows of it, or None.
 
-    Cached by the file's modification time, so a regenerated file is read again.
+    Cached by the file's path and modification time (a regenerated file is read again), so a rerun
+    of the page neither reads the file nor recomputes a sentence.
     """
     path = timing.reference_path(device)
     try:
@@ -57,6 +52,78 @@ def reference_run(device: str) -> dict | None:
     except OSError:
         return None
     return _reference(str(path), modified)
+
+
+@st.cache_data(show_spinner=False, max_entries=4)
+def _reference(path: str, modified: float) -> dict | None:
+    try:
+        ref = timing.read_json(path)
+    except (OSError, ValueError, KeyError):
+        return None
+    table = ref["table"]
+    return {**ref, **run_view(table, sweep_axis(table[table["kind"] != "forward"]) or "none", True)}
+
+
+def server_run(key: tuple, axis: str, forward: bool) -> dict | None:
+    """This server's finished run under ``key`` (ui.jobs) and all the page shows of it, or None.
+
+    The view is cached by the key and the time the run finished: a rerun recomputes nothing.
+    """
+    item = jobs.stored(key)
+    if item is None:
+        return None
+    view = _server_view(key, item["finished"], axis, forward)
+    if view is None:  # the store let it go between the two reads: compute it once, uncached
+        view = _view_of(item, axis, forward)
+    return {**item, **view}
+
+
+@st.cache_data(show_spinner=False, max_entries=32)
+def _server_view(key: tuple, finished: float, axis: str, forward: bool) -> dict | None:
+    item = jobs.stored(key)
+    return None if item is None or item["finished"] != finished else _view_of(item, axis, forward)
+
+
+def _view_of(item: dict, axis: str, forward: bool) -> dict:
+    table = item["result"]["table"]
+    return {"table": table, "machine": item["result"]["env"], **run_view(table, axis, forward)}
+
+
+def run_view(table: pd.DataFrame, axis: str, forward: bool) -> dict:
+    """Everything the page shows of one run, from core.timing's readings of its table: headlines,
+    the ratio chart and its numbers, the sweep, the notes, the CSV. Plain data, for the caches above."""
+    at_base = timing.at_base(table)  # the first size is the run's base
+    facts = timing.summarize(table)
+    ok = at_base[at_base["status"] == "ok"].reset_index(drop=True)
+    projection = table[table["kind"] != "forward"]
+    first = at_base.iloc[0]
+    view = {
+        "at_base": at_base, "first": first.to_dict(),
+        "rounds": int(at_base["runs"].max()) if len(at_base) else 0,
+        "headlines": [line for line in (ratio_sentence("concat", facts), ratio_sentence("einsum", facts),
+                                        per_head_sentence(facts), allocation_sentence(facts)) if line],
+        "ratio_spec": ratio_spec(ok) if len(ok) else None, "base_table": shown_columns(at_base),
+        "above": [v for v in str(facts.get("above_gemm", "")).split(", ") if v],
+        "noisy": noisy_caption(table),
+        "not_ok": [(r.variant, r.status, r.note) for r in at_base[at_base["status"] != "ok"].itertuples()],
+        "csv": csv_bytes(table[timing.CSV_COLUMNS]),
+        "einsum": einsum_sentence(table),
+        "page_faults": page_fault_sentence(at_base, timing.Size(int(first["batch"]), int(first["seq"]),
+                                                                int(first["d_model"]), int(first["n_heads"])),
+                                           str(first["dtype"])),
+        "sweep": None, "forward": None, "axis": axis,
+    }
+    if axis != "none":
+        column = SWEEP_COLUMN[axis]
+        proj_ok = projection[projection["status"] == "ok"]
+        if proj_ok[column].nunique() > 1:
+            view["sweep"] = {"spec": sweep_spec(proj_ok.reset_index(drop=True), axis), "table": shown_columns(projection),
+                             "sentence": growth_sentence(timing.growth(table, axis), axis)}
+        fwd = table[(table["status"] == "ok") & ((table["kind"] == "forward") | (table["variant"] == "gemm"))]
+        if forward and fwd[fwd["kind"] == "forward"][column].nunique() > 1:
+            view["forward"] = {"spec": sweep_spec(fwd.reset_index(drop=True), axis),
+                               "table": shown_columns(table[table["kind"] == "forward"])}
+    return view
 
 
 def benchmark_job(sizes: list[timing.Size], **settings) -> Callable:
