@@ -451,7 +451,8 @@ def test_the_memory_sentences_follow_extra_bytes_at_every_size(size, units, copy
     expected = timing.extra_bytes("per_head_sum", size, 4) // (size.bsd * 4)
     assert f"{expected} unit" in per_head
     if size.n_heads == 1:
-        assert "1 full-width result (one per head)" in per_head and "hold nothing extra" in said
+        assert "the one head's full-width result" in per_head and "they are added" not in per_head
+        assert "hold nothing extra" in said
 
 
 def test_growth_and_noise_sentences_at_the_edges():
@@ -483,15 +484,23 @@ def test_the_page_says_what_the_memory_table_shows_at_b1_s1_h1(query, per_head):
     assert "heads-first copy of z and every head" not in mem.loc["per_head_sum", "holds"]
 
 
-def test_a_run_at_b1_s1_h1_reads_right(monkeypatch):
+@pytest.mark.parametrize("edge", [{"batch": "1"}, {"seq": "1"}, {"heads": "1"},
+                                  {"batch": "1", "seq": "1", "heads": "1"}], ids=lambda q: "-".join(q))
+def test_a_run_at_b1_s1_h1_reads_right(edge):
     """A real (tiny) run at B = 1, S = 1, H = 1: sentences stay singular, signless and true."""
-    at = run_page("timing", {"batch": "1", "seq": "1", "d_model": "8", "heads": "1", "sweep": "none", "budget": "1",
-                             "threads": "1"})
+    query = {"batch": "2", "seq": "3", "d_model": "8", "heads": "2", "sweep": "none", "budget": "1", "threads": "1",
+             **edge}
+    at = run_page("timing", query)
     at.button(key="run").click()
     rerun(at)
     said = texts(at)
     assert "Measured just now" in said
     assert "1 size ×" in said and "1 sizes" not in said
-    assert "-0.0" not in said and "−0" not in said
-    assert "1 threads" not in said and "1 rounds" not in said
+    assert "-0.0" not in said and "−0" not in said and "-0 " not in said
+    assert "1 threads" not in said and "1 rounds" not in said and "1 pages" not in said and "1 units" not in said
     assert "the additive view is free" not in said
+    if query["heads"] == "1":
+        assert "`per_head_sum` holds 1 unit: the one head's full-width result" in said  # nothing to add
+    size = timing.Size(int(query["batch"]), int(query["seq"]), 8, int(query["heads"]))
+    units = timing.extra_bytes("per_head_sum", size, 4) // (size.bsd * 4)
+    assert f"`per_head_sum` holds {units} unit" in said

@@ -27,6 +27,7 @@ MAX_SWEEP_VALUES = 6
 SWEEP_DEFAULTS = {"seq": timing.DEFAULT_RUN["sweep"].partition("=")[2], "heads": "1,2,4,8,16,32",
                   "batch": "1,2,4,8,16,32", "d_model": "64,128,256,512,1024,2048"}
 SWEEP_CAPS = {"seq": MAX_SEQ, "heads": MAX_HEADS, "batch": MAX_BATCH, "d_model": MAX_D_MODEL}
+FEW_PAGES = 16  # below this many pages, faults per call can't tell fresh memory from reused
 SIZE_LETTERS = {"batch": "B", "seq": "S", "d_model": "D", "n_heads": "H"}
 
 
@@ -186,7 +187,8 @@ def memory_sentences(size: timing.Size, dtype: str) -> list[str]:
                     "$[B \\cdot S, H \\cdot L]$ is a view of the same memory, not a copy.")
     else:
         said.append(f"`concat` and `einsum` hold {count(units['concat'], 'unit')}: the side-by-side copy of `z`.")
-    results = f"{count(H, 'full-width result')} (one per head), written before they are added"
+    results = (f"{count(H, 'full-width result')} (one per head), written before they are added" if H > 1 else
+               "the one head's full-width result, which the sum over a single head then copies into the output")
     if views["heads_first"]:
         said.append(f"`per_head_sum` holds {count(units['per_head_sum'], 'unit')}: {results}; with "
                     f"{views['heads_first']}, `z` read heads first is a view, so no copy of it is kept.")
@@ -297,10 +299,13 @@ def page_fault_sentence(at_base: pd.DataFrame, size: timing.Size, dtype: str) ->
     what = "per-head results" if timing.copy_is_view(size)["heads_first"] else "per-head results and heads-first copy"
     other = faults.get("per_head_sum_out")
     other_text = "—" if other is None or pd.isna(other) else f"{other:,.0f}"
-    return (f"In this run, `per_head_sum` took **{faults['per_head_sum']:,.0f}** page faults per call and "
+    said = (f"In this run, `per_head_sum` took **{faults['per_head_sum']:,.0f}** page faults per call and "
             f"`per_head_sum_out` **{other_text}**. Its {size_bytes(row['extra_bytes'])} of {what} span "
-            f"**{count(int(row['pages']), 'page')}** of {timing.PAGE_BYTES // 1024} KiB: a count near that means "
-            "they are faulted in afresh on every call, a count near zero that the memory was reused.")
+            f"**{count(int(row['pages']), 'page')}** of {timing.PAGE_BYTES // 1024} KiB")
+    if row["pages"] < FEW_PAGES:
+        return said + ": too few for page faults to tell fresh memory from reused memory at this size."
+    return said + (": a count near that means they are faulted in afresh on every call, a count near zero that the "
+                   "memory was reused.")
 
 
 def noisy_caption(table: pd.DataFrame) -> str:
