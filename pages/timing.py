@@ -1,10 +1,12 @@
-"""Timing: what the additive view of attention costs on the machine running this page, and why.
+"""Timing: what the additive view of attention costs, measured, and why.
 
-Every number comes from core.timing: memory_table (bytes from shapes), run_benchmark (medians and
-intervals over interleaved rounds), summarize (the headlines and their verdicts), growth (the
-sweep), flops, environment, run_in_fresh_process and fresh_process_problem. The figures are built
-in ui.figures.timing, so this script is the essay: prose, controls and calls. The measurement
-section is one fragment: its controls and buttons rerun that section only.
+Every number comes from core.timing, through ui.views.timing (cached calls and the sentences
+written from their numbers): memory_table (bytes from shapes), the shipped reference run
+(read_json) or run_benchmark on this server (through ui.jobs, one long job at a time), summarize,
+compare_by_size and growth (what a run shows), run_in_fresh_process. Charts are built in
+ui.figures.timing, so this script is the essay: prose, controls and calls. The measurement section
+is one fragment: its controls and buttons rerun that section only. The allocator study behind the
+page's short section on allocation is docs/timing.md.
 """
 
 from __future__ import annotations
@@ -18,13 +20,13 @@ import streamlit as st
 
 from core import timing
 from core.device import DTYPE_NAMES, available_devices, dtype_from_name, supported_dtypes
+from ui import jobs
 from ui.charts import csv_download, figure
 from ui.controls import MAX_BATCH, MAX_D_MODEL, MAX_HEADS, MAX_SEQ, MAX_TRACE_BYTES, Controls, budget_problem, heads_problem, show_link
-from ui.figures.timing import (
-    MAX_SWEEP_VALUES, MEASURED_COLUMNS, SWEEP_COLUMN, SWEEP_DEFAULTS, allocation_sentence, flop_text, fmt, fresh_spec,
-    growth_sentence, memory_spec, mib, per_head_sentence, plan_sizes, ratio_sentence, ratio_spec, shown_columns, sweep_spec,
-)
+from ui.figures.timing import SWEEP_COLUMN, fresh_spec
+from ui.format import count, size_bytes
 from ui.shell import ensure_app_shell
+from ui.views import timing as view
 
 ensure_app_shell()
 
@@ -48,7 +50,8 @@ $$
 Equal arithmetic does not mean equal cost. A processor's speed depends on how the arithmetic is
 *arranged*: how many times each number fetched from memory gets used, how many temporary arrays
 are created and thrown away, how many separate calls are made. This page times {N_WAYS} arrangements
-of exactly the same sum on the machine that is serving it to you, and explains the differences.
+of exactly the same sum, shows what they cost on the machine the essay was measured on, measures
+the machine serving it to you at the press of a button, and explains the differences.
 """.replace("{N_WAYS}", N_WAYS)
 )
 
@@ -81,15 +84,16 @@ else:
         f"""
 All {N_WAYS} compute $\\mathrm{{out}}_{{b,s,:}} = \\sum_{{h=0}}^{{H-1}} \\sum_{{l=0}}^{{L-1}} z_{{b,h,s,l}}\\,(W_O)_{{h,l,:}}$
 from the same `z` $[B, H, S, L]$ and `W_O` $[H, L, D]$: $B \\times S \\times D \\times D$ multiply-adds, which at
-this size is **{flop_text(timing.flops("concat", base))}** (`core.timing.flops`), the same for every one of
+this size is **{view.flop_text(timing.flops("concat", base))}** (`core.timing.flops`), the same for every one of
 them. They differ only in what they put in memory on the way.
 """
     )
 
 st.markdown(
     "\n".join(
-        ["| variant | the line that does the work | what it keeps besides z, W_O and the result |", "|---|---|---|"]
-        + [f"| `{name}` | `{timing.VARIANTS[name].code}` | {timing.HOLDS[name]} |" for name in timing.PROJECTION_VARIANTS]
+        ["| variant | the line that does the work | what it keeps besides z, W_O and the result"
+         + (" at this size |" if base is not None else " |"), "|---|---|---|"]
+        + [f"| `{name}` | `{timing.VARIANTS[name].code}` | {timing.holds(name, base)} |" for name in timing.PROJECTION_VARIANTS]
     )
 )
 
@@ -102,30 +106,36 @@ broadcasting, then sum over $l$); `head_loop` is how most people first write the
 
 #### Memory, before anything runs
 
-The memory each arrangement needs follows from the shapes alone. Counting in units of the output
-($B \times S \times D$ numbers), beyond the inputs and the result that every arrangement must hold:
-`concat` and `einsum` need one unit, for the side-by-side copy (none where size-1 axes make `z` side
-by side already, as with a single head or a single token); `per_head_sum` needs $H + 1$, because
-it writes every head's full-width result before adding them, and keeps the heads-first copy of `z`
-it made them from until the sum is done (why, in "The hidden part of the cost" below). `broadcast` needs $D + H - 1$, for
-two tensors alive at once: every product $z_{b,h,s,l}\,(W_O)_{h,l,d}$ kept separately,
-$[B, S, H, L, D]$, which is $H \times L = D$ units; and, while the sum over $l$ runs, its result, the
-per-head partial sums $[B, S, H, D]$, $H$ units. Their peak, $D + H$, comes before the result exists,
-so one unit (the result's own) is subtracted.
-
+The memory each arrangement needs follows from the shapes alone. Count it in units of the output
+($B \times S \times D$ numbers), beyond the inputs and the result that every arrangement must hold.
+In general, when no size is 1: `concat` and `einsum` need one unit, for the side-by-side copy of
+`z`; `per_head_sum` needs $H + 1$: every head's full-width result, written before they are added,
+and the heads-first copy of `z` it made them from. `broadcast` needs $D + H - 1$, for two tensors
+alive at once: every product $z_{b,h,s,l}\,(W_O)_{h,l,d}$ kept separately, $[B, S, H, L, D]$, which
+is $H \times L = D$ units; and, while the sum over $l$ runs, its result, the per-head partial sums
+$[B, S, H, D]$, $H$ units. Their peak, $D + H$, comes before the result exists, so one unit (the
+result's own) is subtracted. Where an axis is 1, a rearranged copy of `z` can be a *view* of the
+same memory instead, and costs nothing.
+"""
+)
+if base is not None:
+    st.markdown(f"At B={batch}, S={seq}, D={d_model}, H={heads}:\n\n"
+                + "\n".join(f"- {line}" for line in view.memory_sentences(base, dtype)))
+st.markdown(
+    r"""
 So the price of the additive view is not the sum: it is **materializing** the per-head results.
-Written as one contraction (`einsum`), the sum over heads becomes the same single product as
+Written as one contraction (`einsum`), the sum over heads can become the same single product as
 `concat`, and no per-head array ever exists; written as "compute every head, then add", it costs
 $H$ output-sized arrays.
 """
 )
 
 if base is not None:
-    mem = timing.memory_table(base, dtype)
+    mem, mem_spec = view.memory(batch, seq, d_model, heads, dtype)
     figure(
-        memory_spec(mem),
+        mem_spec,
         caption=(f"Extra memory per variant at B={batch}, S={seq}, D={d_model}, H={heads}, {dtype}, in multiples "
-                 f"of the {mib(mem['output_bytes'].iloc[0])} output (symmetric-log axis, so 0 can show). From "
+                 f"of the {size_bytes(mem['output_bytes'].iloc[0])} output (symmetric-log axis, so 0 can show). From "
                  "core.timing.memory_table (extra_bytes: a call's peak footprint minus its result); a run below "
                  "measures that peak for every call (peak_bytes in the CSV)."),
         table=mem[["variant", "holds", "extra_bytes", "extra_mib", "times_output", "pages"]],
@@ -136,8 +146,8 @@ if base is not None:
     over = mem[mem["needs_bytes"] > MAX_TRACE_BYTES]
     if not over.empty:
         st.caption(
-            f"This shared server skips a variant whose intermediates would need more than {mib(MAX_TRACE_BYTES)}: "
-            + ", ".join(f"`{r.variant}` ({mib(r.needs_bytes)})" for r in over.itertuples())
+            f"This shared server skips a variant whose intermediates would need more than {size_bytes(MAX_TRACE_BYTES)}: "
+            + ", ".join(f"`{r.variant}` ({size_bytes(r.needs_bytes)})" for r in over.itertuples())
             + " at this size. Shrink the batch or the sequence to see it run."
         )
 
@@ -145,8 +155,8 @@ st.markdown(
     rf"""
 ### Timing them
 
-Press the button and each variant is first **checked**: its result is compared with the same sum
-computed in float64 from the same inputs, and must agree to within a tolerance set per precision
+Each variant is first **checked**: its result is compared with the same sum computed in float64
+from the same inputs, and must agree to within a tolerance set per precision
 (`core.timing.check_tolerance`: four rounding steps of the dtype plus $\sqrt{{D}}$ steps of the
 precision it accumulates in). A variant outside it is reported as wrong and never timed. Heads add
 independent terms, so a head left out changes the output by about $1/\sqrt{{H}}$ of its size:
@@ -157,25 +167,24 @@ slice of $W_O$ swapped, or a transpose missing, moves it much more.
 Then they are **timed in rounds**. Each round times one block of calls of every variant, in a
 fresh random order, and keeps the fastest call of each block: the code's cost while it has the
 processor. A block goes on calling while its calls are still getting faster (at most
-{timing.SETTLE_MAX_S * 1e3:.0f} ms; `core.timing._time_one_block`). A variant that streams a large
-tensor can run slowly for its first calls after other work (measured on the machine this page was
-written on: `docs/timing.md`, "Ramping up"), and timing it then would measure the switch, not the
-code. A slow spell of a shared machine then lands on all of them alike, and each variant's
-throughput is divided by the bare GEMM's *from the same round*. The clock (`core.timing.clock_for`):
-with one thread on the CPU every operation runs in the measuring thread, so its CPU time is the
-call's whole cost and waiting for a core held by another program is left out; with more threads, or
-on a GPU, `torch.utils.benchmark`'s wall clock, which first waits for the GPU to finish. You see the median of those per-round ratios with a 95 %
-interval: the $k$-th smallest and $k$-th largest of the rounds, with $k$ chosen so that the interval
-holds the true median at least 95 % of the time whatever the distribution
-(`core.timing.median_interval`; it needs {timing.MIN_ROUNDS} rounds). A headline says "slower" or
-"faster" only when the whole interval is on one side of 1, and that it could not tell otherwise.
+{timing.SETTLE_MAX_S * 1e3:.0f} ms), because a variant that streams a large tensor can run slowly for its
+first calls after other work. A slow spell of a shared machine lands on all of them alike, and
+each variant's throughput is divided by the bare GEMM's *from the same round*. You see the median
+of those per-round ratios with a 95 % interval: the $k$-th smallest and $k$-th largest of the
+rounds, with $k$ chosen so that the interval holds the true median at least 95 % of the time
+whatever the distribution (`core.timing.median_interval`; it needs {timing.MIN_ROUNDS} rounds). A
+headline says "slower" or "faster" only when the whole interval is on one side of 1, and that it
+could not tell otherwise. (The clock, the settling and what they changed: `docs/timing.md`.)
+
+Until you press the button, the numbers below are the **reference run** shipped with the essay,
+measured by the same code on the machine named above them.
 """
 )
 
 
 @st.fragment
 def measurements(base: timing.Size | None, dtype: str, device: str) -> None:
-    """The run controls, the button, the results and the fresh-process repeat: reruns on its own."""
+    """The run controls, the button, the results (this server's, or the reference run) and the fresh repeat."""
     for key in ("sweep", "sweep_values", "budget", "threads", "forward"):
         controls.values.pop(key, None)  # re-read this section's values on every rerun of it
     axis = controls.choice("sweep", "Also sweep one size over several values", ["none", "seq", "heads", "batch", "d_model"],
@@ -183,7 +192,7 @@ def measurements(base: timing.Size | None, dtype: str, device: str) -> None:
     run_row = st.columns([2, 1, 1])
     sweep_text = controls.text(
         "sweep_values", "Sweep values (blank: a default range for the axis)", default="", max_chars=MAX_SWEEP_CHARS,
-        where=run_row[0], help=f"Whole numbers separated by commas, at most {MAX_SWEEP_VALUES}.",
+        where=run_row[0], help=f"Whole numbers separated by commas, at most {view.MAX_SWEEP_VALUES}.",
     )
     budget = controls.integer("budget", "Time budget (s)", default=timing.DEFAULT_RUN["budget_s"], lo=1, hi=MAX_BUDGET_S,
                               where=run_row[1], help="Total seconds for checks and timing; what doesn't fit is skipped, saying so.")
@@ -195,83 +204,45 @@ def measurements(base: timing.Size | None, dtype: str, device: str) -> None:
 
     sizes: list[timing.Size] = []
     if base is not None:
-        sizes, sweep_notes = plan_sizes(base, axis, sweep_text.strip() or SWEEP_DEFAULTS.get(axis, ""), bytes_per)
+        sizes, sweep_notes = view.plan_sizes(base, axis, sweep_text.strip() or view.SWEEP_DEFAULTS.get(axis, ""), bytes_per)
         for note in sweep_notes:
             st.warning(note, icon=":material/link:")
     variants = list(timing.PROJECTION_VARIANTS) + (list(timing.FORWARD_VARIANTS) if forward else [])
-    key = (device, dtype, batch, seq, d_model, heads, axis, tuple((s.batch, s.seq, s.d_model, s.n_heads) for s in sizes),
-           budget, threads, forward)
-    store = result_store()
+    key = ("timing", device, dtype, batch, seq, d_model, heads, axis,
+           tuple((s.batch, s.seq, s.d_model, s.n_heads) for s in sizes), budget, threads, forward)
 
     pressed = st.button("Run benchmark", type="primary", key="run", disabled=base is None, icon=":material/timer:")
     sweep_desc = (f" ({axis} = {', '.join(str(v) for v in sorted(getattr(s, SWEEP_COLUMN[axis]) for s in sizes))})"
                   if axis != "none" and len(sizes) > 1 else "")
-    st.caption(f"{len(sizes)} size{'s' if len(sizes) != 1 else ''}{sweep_desc} × {len(variants)} variants, within "
-               f"{budget} s. Nothing is timed until you press the button; finished runs are kept on this "
-               "server, so a shared link shows them without running again.")
+    st.caption(f"{count(len(sizes), 'size')}{sweep_desc} × {len(variants)} variants, within "
+               f"{budget} s, on this server. Nothing is timed until you press the button; finished runs are kept on "
+               "this server, so a shared link shows them without running again.")
     if pressed and base is not None:
-        bar = st.progress(0.0, text="Waiting for the machine…")
-        try:
-            with timing.exclusive(timeout_s=2.0):
-                started = time.time()
-                table = timing.run_benchmark(
-                    sizes, dtype=dtype, device=device, variants=variants, budget_s=budget,
-                    max_bytes=MAX_TRACE_BYTES, threads=threads,
-                    progress=lambda fraction, message: bar.progress(fraction, text=message[:1].upper() + message[1:]),
-                )
-                env = timing.environment(device, threads)
-                store.put(key, {"table": table, "env": env,
-                                "finished": time.time(), "wall_s": time.time() - started})
-        except timing.Busy:
-            st.warning("Another reader's benchmark is running on this server right now, and two at once would "
-                       "time each other. Press the button again in a few seconds.", icon=":material/hourglass_top:")
-        bar.empty()
+        jobs.run_job(key, view.benchmark_job(sizes, dtype=dtype, device=device, variants=variants, budget_s=budget,
+                                             max_bytes=MAX_TRACE_BYTES, threads=threads), busy_message=BUSY)
 
-    result = store.get(key)
-    table = result["table"] if result else None
-    at_base = None
-    if table is not None:
-        at_base = timing.at_base(table)  # sizes[0] is the base size
-        facts = timing.summarize(table)
-        env = result["env"]
+    result = view.server_run(key, axis, forward)
+    reference = None if result is not None else view.reference_run(device)
+    shown = result or reference
+    if result is not None:
         ago = time.time() - result["finished"]
-        rounds = int(at_base["runs"].max()) if len(at_base) else 0
         st.success(
             f"Measured {'just now' if ago < 60 else f'{ago / 60:.0f} min ago'} on this server "
-            f"({env.get('name', '')}, {env['threads']} thread{'s' if env['threads'] != '1' else ''}, torch {env['torch']}), "
-            f"in {result['wall_s']:.1f} s; {rounds} rounds at the size above.", icon=":material/timer:",
+            f"({view.machine_text(result['machine'])}), in {result['wall_s']:.1f} s; "
+            + (f"{count(result['rounds'], 'round')} at the size above." if result["rounds"] else
+               "nothing at the size above got its rounds within the budget (the notes below say why)."),
+            icon=":material/timer:",
         )
-        st.markdown("\n".join(f"- {line}" for line in (
-            ratio_sentence("concat", facts), ratio_sentence("einsum", facts),
-            per_head_sentence(facts), allocation_sentence(facts)) if line))
-        ok = at_base[at_base["status"] == "ok"]
-        if len(ok):
-            figure(
-                ratio_spec(ok.reset_index(drop=True)),
-                caption=(f"Each variant's throughput as a fraction of the bare GEMM's at B={batch}, S={seq}, D={d_model}, "
-                         f"H={heads}, {dtype} on {device}: the median over rounds of the ratio within each round, and its "
-                         "95 % interval (whiskers). The dashed line is 1, the GEMM itself. Measured by "
-                         "core.timing.run_benchmark; intervals from core.timing.median_interval."),
-                table=shown_columns(at_base), csv_name="timing_base.csv", key="bars", column_config=MEASURED_COLUMNS,
-            )
-        above = [v for v in str(facts.get("above_gemm", "")).split(", ") if v]
-        if above:
-            st.warning(f"{', '.join(f'`{v}`' for v in above)} measured faster than the bare GEMM, whose work "
-                       f"{'it contains' if len(above) == 1 else 'each contains'}, with the whole interval above 1: that "
-                       "is noise from this machine, not a property of the code. Run again, or try 1 thread.",
-                       icon=":material/warning:")
-        noisy = table[table["note"].fillna("").str.startswith("noisy")]
-        if len(noisy):
-            st.caption(f"{len(noisy)} of the {int((table['status'] == 'ok').sum())} ratios have an interval wider than "
-                       f"{timing.NOISY_WIDTH:.0%} of their median: something else was using this machine's cores. "
-                       "Their headlines say so where it matters.")
-        for r in at_base[at_base["status"] != "ok"].itertuples():
-            st.caption(f"`{r.variant}` {r.status}: {r.note}")
-        csv_download(table[timing.CSV_COLUMNS], "timing.csv", key="all_csv", label="Download every measurement (CSV)")
-        with st.expander("The machine these numbers come from"):
-            st.dataframe(pd.DataFrame({"property": list(env), "value": list(env.values())}), hide_index=True, width="stretch")
+    elif reference is not None:
+        first = reference["first"]
+        same = (base is not None and first["dtype"] == dtype and (first["batch"], first["seq"], first["d_model"],
+                                                                   first["n_heads"]) == (batch, seq, d_model, heads))
+        st.info(view.reference_provenance(reference, same), icon=":material/history:")
     elif base is not None:
-        st.info("No measurement for these settings on this server yet. Press **Run benchmark**.", icon=":material/timer:")
+        st.info("No measurement for these settings on this server yet, and no reference run for this device. "
+                "Press **Run benchmark**.", icon=":material/timer:")
+    if shown is not None:
+        show_run(shown, source="this server" if result is not None else "the reference machine")
 
     st.markdown(
         r"""
@@ -283,10 +254,17 @@ arithmetic units, not memory, set the pace. `concat` is one such product with $M
 $K = N = D$; the copy that puts the heads side by side touches each of the $B \times S \times D$
 inputs once, a small cost next to $2BSD^2$ operations, and shrinking relative to them as $D$ grows.
 
-`einsum` shows that **the additive view is free when it is written as one contraction**: asked to sum
-over $h$ and $l$ together, `torch.einsum` makes the same side-by-side copy and calls the same single
-product. The sum over heads is still there; it has simply been folded into the product's inner loop.
-
+`einsum` can do the same: asked to sum over $h$ and $l$ together, `torch.einsum` makes the same
+side-by-side copy and calls one product, so the sum over heads is folded into the product's inner
+loop. Whether that makes it as fast as `concat` is a question for the clock, not the mechanism:
+einsum also has to work out, on every call, how to lay the contraction out, a fixed price that
+matters most when the product itself is small.
+"""
+    )
+    if shown is not None and shown["einsum"]:
+        st.markdown(shown["einsum"])
+    st.markdown(
+        r"""
 The **materialized** sum pays twice. `per_head_sum` runs $H$ products with inner size $K = L = D/H$
 instead of $D$, so each number it fetches takes part in fewer multiply-adds; and it writes $H$
 full-width results, $H \times B \times S \times D$ numbers, to memory, only to read them back and add
@@ -298,29 +276,9 @@ and passes over the $[B, S, D]$ running sum $H$ times.
     )
 
     st.markdown("### How the cost grows")
-    if table is not None and axis != "none":
-        proj = table[(table["kind"] != "forward") & (table["status"] == "ok")]
-        if proj[SWEEP_COLUMN[axis]].nunique() > 1:
-            figure(
-                sweep_spec(proj.reset_index(drop=True), axis),
-                caption=(f"Median time per call against {axis}, both axes logarithmic; the dashed grey line is the bare "
-                         "GEMM measured in the same rounds. A variant's line stops where it was skipped (memory cap or "
-                         "time budget; see the table). Measured by core.timing.run_benchmark."),
-                table=shown_columns(table[table["kind"] != "forward"]), csv_name="timing_sweep.csv", key="sweep",
-                column_config=MEASURED_COLUMNS,
-            )
-            st.markdown(growth_sentence(timing.growth(table, axis), axis))
-        fwd = table[(table["status"] == "ok") & ((table["kind"] == "forward") | (table["variant"] == "gemm"))]
-        if forward and fwd[fwd["kind"] == "forward"][SWEEP_COLUMN[axis]].nunique() > 1:
-            figure(
-                sweep_spec(fwd.reset_index(drop=True), axis),
-                caption=(f"The whole attention forward against {axis}: core's instrumented forward (every intermediate "
-                         "kept), torch.nn.MultiheadAttention and F.scaled_dot_product_attention, with the bare GEMM "
-                         "for scale. Measured by core.timing.run_benchmark."),
-                table=shown_columns(table[table["kind"] == "forward"]), csv_name="timing_forward.csv", key="forward",
-                column_config=MEASURED_COLUMNS,
-            )
-    elif table is not None:
+    if shown is not None and shown["sweep"] is not None:
+        show_sweep(shown)
+    elif shown is not None:
         st.caption("Pick a sweep axis above and run again to see how the times grow.")
     st.markdown(
         r"""
@@ -340,47 +298,26 @@ overtakes the projections at long sequences.
     )
 
     st.markdown(
-        rf"""
-### The hidden part of the cost: allocation
+        """
+### The hidden part of the cost: a fresh allocation
 
-Part of what the materialized sum costs is not arithmetic at all. Each call of `per_head_sum`
-allocates a fresh tensor of every head's result, $H \times B \times S \times D$ numbers. On Linux, glibc's `malloc` serves a large request with its
-own `mmap` from the operating system and hands it back with `munmap` when it is freed; the next
-call gets fresh pages, and the kernel fills each {timing.PAGE_BYTES // 1024} KiB page with zeros the
-first time it is touched (a *page fault*). The line between small and large moves as a process
-runs: it starts at {timing.GLIBC_MMAP_THRESHOLD_START // 1024} KiB and rises, up to
-{timing.GLIBC_MMAP_THRESHOLD_MAX // 2**20} MiB, each time a large block is freed; freed memory at the
-top of the heap is also handed back once it passes a second threshold. So the same line of code
-may or may not pay for page faults, depending on what the process allocated before, and on which
-thread asks. Setting `MALLOC_MMAP_THRESHOLD_` and `MALLOC_TRIM_THRESHOLD_` in the environment fixes
-both lines, and raising them keeps freed blocks for reuse. Even without a page fault, *where* the
-block lands matters, and so does the order in which a call frees what it made. Written as one
-`einsum`, the per-head product frees its copy of `z` as soon as the product is done, before the sum
-allocates its output. On the machine this page was written on, that left some heap layouts in which
-the next call's per-head result could not land where the last one had: it moved between places in
-the heap call after call, and `per_head_sum` ran well below `per_head_sum_out` with no page faults
-at all. `core.attention.project_then_sum` therefore keeps the copy until the sum is done, so the
-sum's output can never take the copy's place (what that changed there is in `docs/timing.md`,
-"Where the result lands"; `scripts/heap_layouts.py` measures it on any machine).
+Part of what the materialized sum costs is not arithmetic at all. Every call of `per_head_sum`
+asks for fresh memory for its per-head results. If the memory allocator hands back memory the
+process used a moment ago, that is nearly free. If it has to ask the operating system for new
+memory, the kernel fills each page with zeros the first time it is touched (a *page fault*), and a
+call that writes a large result can pay for thousands of them. `per_head_sum_out` does the
+identical copy, batched product and sum into buffers allocated once: the difference between the
+two, round by round, is the price of allocating, and the **page faults per call** column shows
+where it goes. On a GPU, PyTorch's caching allocator keeps freed blocks between calls, so there
+the materialized sum costs memory and bandwidth, not page faults.
 
-`per_head_sum_out` does the identical copy, batched product and sum, but into buffers allocated
-once. The difference between the two is the allocation's price, and the **page faults per call**
-column shows where it goes. A GPU is different: PyTorch's caching allocator keeps freed blocks and
-never returns them between calls, so there the materialized sum costs memory and bandwidth, not
-page faults.
+When an allocator hands memory back, and how that changes with what a process did before, is a
+study of its own: `docs/timing.md` in the essay's repository ("The allocator", "Where the result
+lands") has the measurements, the settings and `scripts/heap_layouts.py`.
 """
     )
-    if table is not None and at_base is not None and base is not None:
-        faults = at_base.set_index("variant")["page_faults_per_call"]
-        per_head_mem = timing.memory_table(base, dtype).set_index("variant").loc["per_head_sum"]
-        if "per_head_sum" in faults.index and pd.notna(faults["per_head_sum"]):
-            st.markdown(
-                f"In the run above, `per_head_sum` took **{faults['per_head_sum']:,.0f}** page faults per call and "
-                f"`per_head_sum_out` **{fmt(faults.get('per_head_sum_out'), ',.0f')}**. Its "
-                f"{mib(per_head_mem['extra_bytes'])} of per-head results and heads-first copy span **{per_head_mem['pages']:,.0f}** pages of "
-                f"{timing.PAGE_BYTES // 1024} KiB: a count near that means they are faulted in afresh on every call, "
-                "a count near zero that the memory was reused."
-            )
+    if shown is not None and shown["page_faults"]:
+        st.markdown(shown["page_faults"])
 
     fresh_section(base, dtype, device, threads, key, result)
 
@@ -388,16 +325,12 @@ page faults.
         r"""
 ### Reading these numbers honestly
 
-- **They are this machine's.** A public server shares its cores with other readers and other
+- **They are one machine's.** A public server shares its cores with other readers and other
   programs; when another process holds a core, a two-threaded product can wait a whole scheduler
   tick (milliseconds) for its second thread, and a wall clock counts the wait. That is why this page
-  starts with one thread, timed by its own CPU time: on the 2-core shared machine it was written on,
-  five fresh runs that way gave steadier ratios than two threads did (the figures are in
-  `docs/timing.md`).
+  starts with one thread, timed by its own CPU time.
 - **Ratios within a round, medians over rounds.** A slow spell moves every variant of a round
-  together, and one slow round moves a median hardly at all. The interval says how sure the run is;
-  each size starts with an untimed, settled block of every variant, and within a block the
-  fastest call counts.
+  together, and one slow round moves a median hardly at all. The interval says how sure the run is.
 - **Ratios travel better than times.** How close `concat` comes to a bare GEMM on the same machine
   says more about another machine than any time in milliseconds does.
 - **Run it where you work.** The same measurement runs from a terminal, on a GPU too, with only torch,
@@ -416,48 +349,87 @@ page faults.
     show_link(controls.values)
 
 
+def show_run(shown: dict, source: str) -> None:
+    """Headlines, the ratio chart with its numbers, and the notes of one run (this server's or the reference),
+    all prepared by ui.views.timing.run_view."""
+    st.markdown("\n".join(f"- {line}" for line in shown["headlines"]))
+    first = shown["first"]
+    if shown["ratio_spec"] is not None:
+        figure(
+            shown["ratio_spec"],
+            caption=(f"Each variant's throughput as a fraction of the bare GEMM's at {view.sizes_text(first)}, "
+                     f"{first['dtype']} on {first['device']}, measured on {source} ({view.machine_text(shown['machine'])}): "
+                     "the median over rounds of the ratio within each round, and its 95 % interval (whiskers). The "
+                     "dashed line is 1, the GEMM itself. Measured by core.timing.run_benchmark; intervals from "
+                     "core.timing.median_interval."),
+            table=shown["base_table"], csv_name="timing_base.csv", key="bars", column_config=view.MEASURED_COLUMNS,
+        )
+    above = shown["above"]
+    if above:
+        st.warning(f"{', '.join(f'`{v}`' for v in above)} measured faster than the bare GEMM, whose work "
+                   f"{'it contains' if len(above) == 1 else 'each contains'}, with the whole interval above 1: that "
+                   "is noise from that machine, not a property of the code. Run again, or try 1 thread.",
+                   icon=":material/warning:")
+    if shown["noisy"]:
+        st.caption(shown["noisy"])
+    for variant, status, note in shown["not_ok"]:
+        st.caption(f"`{variant}` {status}: {note}")
+    csv_download(shown["csv"], "timing.csv", key="all_csv", label="Download every measurement (CSV)")
+    with st.expander("The machine these numbers come from"):
+        machine = shown["machine"]
+        st.dataframe(pd.DataFrame({"property": list(machine), "value": [str(v) for v in machine.values()]}),
+                     hide_index=True, width="stretch")
+
+
+def show_sweep(shown: dict) -> None:
+    """Time per call against the swept size, and the whole forward's if it was timed (run_view prepared both)."""
+    axis, sweep = shown["axis"], shown["sweep"]
+    figure(
+        sweep["spec"],
+        caption=(f"Median time per call against {axis}, both axes logarithmic; the dashed grey line is the bare "
+                 "GEMM measured in the same rounds. A variant's line stops where it was skipped (memory cap or "
+                 "time budget; see the table). Measured by core.timing.run_benchmark."),
+        table=sweep["table"], csv_name="timing_sweep.csv", key="sweep", column_config=view.MEASURED_COLUMNS,
+    )
+    st.markdown(sweep["sentence"])
+    if shown["forward"] is not None:
+        figure(
+            shown["forward"]["spec"],
+            caption=(f"The whole attention forward against {axis}: core's instrumented forward (every intermediate "
+                     "kept), torch.nn.MultiheadAttention and F.scaled_dot_product_attention, with the bare GEMM "
+                     "for scale. Measured by core.timing.run_benchmark."),
+            table=shown["forward"]["table"], csv_name="timing_forward.csv", key="forward",
+            column_config=view.MEASURED_COLUMNS,
+        )
+
+
 def fresh_section(base: timing.Size | None, dtype: str, device: str, threads: int, key: tuple, result: dict | None) -> None:
     """The repeat in fresh processes: refused, with a message, when the memory for one isn't free."""
     st.markdown(
-        "To see allocation history at work, repeat the measurement in **fresh processes**: one with glibc's "
-        "defaults and one with both thresholds raised ("
-        + ", ".join(f"`{k}={v}`" for k, v in timing.MALLOC_SETTINGS["thresholds raised"].items())
-        + "). Each starts Python and torch from scratch, then times "
-        f"{', '.join(f'`{v}`' for v in FRESH_VARIANTS)} at the size above for {FRESH_BUDGET_S} s. They run one at "
-        "a time, and only when this server has the memory for one more Python with torch "
-        "(`core.timing.fresh_process_problem`)."
+        "A process's allocation history is part of that price. To see it, repeat the measurement in two **fresh "
+        "processes**, one with the allocator's defaults and one tuned to keep freed memory "
+        "(`core.timing.MALLOC_SETTINGS`; what the settings do is in `docs/timing.md`). Each starts Python and torch "
+        f"from scratch, then times {', '.join(f'`{v}`' for v in FRESH_VARIANTS)} at the size above for "
+        f"{FRESH_BUDGET_S} s. They run one at a time, and only when this server has the memory for one more Python "
+        "with torch (`core.timing.fresh_process_problem`)."
     )
-    store = result_store()
     fresh_key = key + ("fresh",)
     if st.button("Repeat in two fresh processes", key="fresh", disabled=base is None, icon=":material/restart_alt:"):
         problem = timing.fresh_process_problem(base, dtype, FRESH_VARIANTS)
         if problem:
             st.warning(problem, icon=":material/memory:")
         else:
-            bar = st.progress(0.0, text="Starting a fresh process…")
             try:
-                with timing.exclusive(timeout_s=2.0):
-                    parts = []
-                    for i, setting in enumerate(timing.MALLOC_SETTINGS):
-                        bar.progress(i / len(timing.MALLOC_SETTINGS), text=f"Fresh process, malloc {setting}…")
-                        part = timing.run_in_fresh_process(
-                            base, dtype=dtype, device=device, variants=FRESH_VARIANTS, budget_s=FRESH_BUDGET_S,
-                            max_bytes=MAX_TRACE_BYTES, threads=threads, malloc=setting, timeout_s=FRESH_BUDGET_S + 30,
-                        )
-                        parts.append(part.assign(process=f"fresh process, malloc {setting}"))
-                    store.put(fresh_key, {"table": pd.concat(parts, ignore_index=True), "finished": time.time()})
-            except timing.Busy:
-                st.warning("Another reader's benchmark is running on this server right now. Try again in a few seconds.",
-                           icon=":material/hourglass_top:")
+                jobs.run_job(fresh_key, fresh_job(base, dtype, device, threads), busy_message=BUSY,
+                             waiting_text="Starting a fresh process…")
             except (RuntimeError, OSError) as exc:  # run_in_fresh_process says why in one line
                 st.error(f"The repeat in a fresh process did not work out: {str(exc)[:300]}")
-            bar.empty()
-    fresh = store.get(fresh_key)
+    fresh = jobs.stored(fresh_key)
     if fresh is None:
         return
-    parts = [fresh["table"]]
-    if result is not None and base is not None:
-        mine = timing.at_base(result["table"])  # the run's first size is base
+    parts = [fresh["result"]]
+    if result is not None:
+        mine = result["at_base"]  # the run's first size is base
         mine = mine[mine["variant"].isin(FRESH_VARIANTS)]
         parts.insert(0, mine.assign(process="this server process"))
     both = pd.concat(parts, ignore_index=True)
@@ -467,31 +439,42 @@ def fresh_section(base: timing.Size | None, dtype: str, device: str, threads: in
     figure(
         fresh_spec(both[["process", "variant", "median_ms", "iqr_ms", "page_faults_per_call"]]),
         caption=("The same variants at the same size in this long-running server process and in two fresh "
-                 "processes that differ only in glibc malloc's thresholds. Hover for page faults per call. "
+                 "processes that differ only in the allocator's settings. Hover for page faults per call. "
                  "Measured by core.timing.run_in_fresh_process (the command line, in a subprocess)."),
         table=both[["process", "variant", "median_ms", "iqr_ms", "fraction_of_gemm", "page_faults_per_call",
                     "alloc_bytes", "peak_rss_bytes", "malloc"]],
-        csv_name="timing_fresh.csv", key="fresh_fig", column_config=MEASURED_COLUMNS,
+        csv_name="timing_fresh.csv", key="fresh_fig", column_config=view.MEASURED_COLUMNS,
     )
-    peaks = fresh["table"].groupby("process", sort=False)["peak_rss_bytes"].max()
+    peaks = fresh["result"].groupby("process", sort=False)["peak_rss_bytes"].max()
     if peaks.notna().any():
         st.caption("Peak resident memory of each fresh process, as it measured itself (`core.timing.peak_rss_bytes`): "
-                   + "; ".join(f"{mib(v)} ({k})" for k, v in peaks.items() if pd.notna(v)) + ".")
+                   + "; ".join(f"{size_bytes(v)} ({k})" for k, v in peaks.items() if pd.notna(v)) + ".")
 
 
-# ---- this page's caps and its store of finished runs ----------------------------------------------
+def fresh_job(base: timing.Size, dtype: str, device: str, threads: int):
+    """Both fresh processes, one after the other, as one job for ui.jobs.run_job."""
+    def job(progress) -> pd.DataFrame:
+        parts = []
+        for i, setting in enumerate(timing.MALLOC_SETTINGS):
+            progress(i / len(timing.MALLOC_SETTINGS), f"fresh process, malloc {setting}…")
+            part = timing.run_in_fresh_process(
+                base, dtype=dtype, device=device, variants=FRESH_VARIANTS, budget_s=FRESH_BUDGET_S,
+                max_bytes=MAX_TRACE_BYTES, threads=threads, malloc=setting, timeout_s=FRESH_BUDGET_S + 30,
+            )
+            parts.append(part.assign(process=f"fresh process, malloc {setting}"))
+        return pd.concat(parts, ignore_index=True)
+
+    return job
+
+
+# ---- this page's caps ---------------------------------------------------------------------------------
 MAX_BUDGET_S = 20  # total wall time of one run: checks, warm-up and rounds
 MAX_SWEEP_CHARS = 60
 FRESH_BUDGET_S = 3  # per fresh process, on top of ~2 s to start Python and import torch
 FRESH_VARIANTS = ("gemm", "concat", "per_head_sum", "per_head_sum_out")
 MAX_THREADS = max(os.cpu_count() or 1, 1)
-STORED_RUNS = 32  # finished runs kept per server process, least recently viewed dropped first
-
-
-@st.cache_resource(show_spinner=False)
-def result_store() -> timing.ResultStore:
-    """Finished runs shared by every session of this server (see ResultStore for why not cache_data)."""
-    return timing.ResultStore(capacity=STORED_RUNS)
+BUSY = ("Another reader's benchmark or training run is using this server right now, and two at once would "
+        "time each other. Press the button again in a few seconds.")
 
 
 measurements(base, dtype, device)

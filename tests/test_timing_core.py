@@ -11,7 +11,6 @@ import os
 import random
 import subprocess
 import sys
-import threading
 
 import pandas as pd
 import pytest
@@ -21,7 +20,7 @@ from hypothesis import strategies as st
 
 from core import timing
 from core.attention import concat_then_project
-from core.timing import Size
+from core.timing import Size, clock, fresh, runner
 
 ROOT = timing.ROOT
 REQUIRED = ["variant", "device", "dtype", "batch", "seq", "d_model", "n_heads", "median_ms", "iqr_ms",
@@ -100,7 +99,7 @@ def test_a_variant_missing_one_head_is_never_timed_in_bfloat16(monkeypatch):
         missing[63] = 0
         return real(name, z, missing)
 
-    monkeypatch.setattr(timing, "make_variant", drops_a_head)
+    monkeypatch.setattr(runner, "make_variant", drops_a_head)
     table = timing.run_benchmark([Size(1, 8, 128, 64)], dtype="bfloat16", variants=["gemm", "concat", "einsum"],
                                  budget_s=2, threads=1)
     rows = table.set_index("variant")
@@ -248,7 +247,7 @@ def test_a_wrong_variant_is_never_timed(monkeypatch):
 
         return wrong
 
-    monkeypatch.setattr(timing, "make_variant", broken)
+    monkeypatch.setattr(runner, "make_variant", broken)
     table = timing.run_benchmark([Size(1, 4, 8, 2)], variants=["concat", "einsum"], budget_s=1)
     row = table.set_index("variant").loc["einsum"]
     assert row["status"] == "wrong" and "not timed" in row["note"]
@@ -266,7 +265,7 @@ def test_a_variant_that_raises_is_reported_not_fatal(monkeypatch):
             return boom
         return real(name, z, W_O)
 
-    monkeypatch.setattr(timing, "make_variant", raising)
+    monkeypatch.setattr(runner, "make_variant", raising)
     table = timing.run_benchmark([Size(1, 4, 8, 2)], variants=["concat", "head_loop"], budget_s=1)
     row = table.set_index("variant").loc["head_loop"]
     assert row["status"] == "failed" and "no kernel" in row["note"]
@@ -274,7 +273,7 @@ def test_a_variant_that_raises_is_reported_not_fatal(monkeypatch):
 
 def test_an_exhausted_budget_skips_without_calling_anything(monkeypatch):
     calls = []
-    monkeypatch.setattr(timing, "make_variant", lambda *a: calls.append(a))
+    monkeypatch.setattr(runner, "make_variant", lambda *a: calls.append(a))
     table = timing.run_benchmark([Size(1, 4, 8, 2), Size(1, 8, 8, 2)], budget_s=0)
     assert (table["status"] == "skipped").all()
     assert table["note"].str.contains("budget").all()
@@ -488,7 +487,7 @@ def test_rounds_run_in_a_seeded_random_order(monkeypatch):
         seen.append(orders)
         return times, orders
 
-    monkeypatch.setattr(timing, "interleave", spy)
+    monkeypatch.setattr(runner, "interleave", spy)
     fake = {"gemm": 1.0, "concat": 1.0, "einsum": 1.0}
     timing.run_benchmark([Size(1, 4, 8, 2)], variants=list(fake), budget_s=5, threads=1, order_seed=7,
                          time_block=_fake_block(fake, [1]))
@@ -557,40 +556,6 @@ def test_a_fresh_process_is_refused_when_its_memory_is_not_there():
     assert problem and "MiB" in problem  # just enough is not enough: headroom is required
     assert timing.fresh_process_problem(size, "float32", variants, memory={"available": 2 * need}) is None
     assert timing.fresh_process_problem(size, "float32", variants, memory={"available": None}) is None
-
-
-def test_result_store_hands_out_copies_and_forgets_the_oldest():
-    store = timing.ResultStore(capacity=2)
-    store.put(("a",), {"table": pd.DataFrame({"x": [1]}), "finished": 1.0})
-    got = store.get(("a",))
-    got["table"].loc[0, "x"] = 99
-    assert store.get(("a",))["table"].loc[0, "x"] == 1
-    store.put(("b",), {"table": pd.DataFrame()})
-    store.get(("a",))  # a is now the most recently used
-    store.put(("c",), {"table": pd.DataFrame()})
-    assert store.get(("b",)) is None and store.get(("a",)) is not None and len(store) == 2
-
-
-def test_only_one_benchmark_at_a_time():
-    with timing.exclusive():
-        with pytest.raises(timing.Busy):
-            with timing.exclusive():
-                pass
-        other: list = []
-
-        def try_elsewhere():
-            try:
-                with timing.exclusive(timeout_s=0.05):
-                    other.append("ran")
-            except timing.Busy:
-                other.append("busy")
-
-        t = threading.Thread(target=try_elsewhere)
-        t.start()
-        t.join()
-        assert other == ["busy"]
-    with timing.exclusive():
-        pass  # released
 
 
 def test_environment_names_the_machine_and_the_malloc_setting(monkeypatch):
@@ -679,7 +644,7 @@ def test_fresh_process_failures_become_one_line_reasons(monkeypatch):
     def failing(cmd, **_):
         return subprocess.CompletedProcess(cmd, 1, "", "Traceback (most recent call last):\n  File \"x\"\nValueError: boom\n")
 
-    monkeypatch.setattr(timing.subprocess, "run", failing)
+    monkeypatch.setattr(fresh.subprocess, "run", failing)
     with pytest.raises(RuntimeError, match="boom") as failed:
         timing.run_in_fresh_process(size, **kwargs)
     assert "Traceback" not in str(failed.value)
@@ -687,7 +652,7 @@ def test_fresh_process_failures_become_one_line_reasons(monkeypatch):
     def hanging(cmd, **kw):
         raise subprocess.TimeoutExpired(cmd, kw["timeout"])
 
-    monkeypatch.setattr(timing.subprocess, "run", hanging)
+    monkeypatch.setattr(fresh.subprocess, "run", hanging)
     with pytest.raises(RuntimeError, match="did not finish within 7 s"):
         timing.run_in_fresh_process(size, timeout_s=7, **kwargs)
 
@@ -701,14 +666,14 @@ def test_one_cpu_thread_is_timed_by_its_own_cpu_time_and_anything_else_by_the_wa
     def waits():
         time_.sleep(0.003)
 
-    assert timing._time_one_block(waits, 2, "thread cpu") < 0.002
-    assert timing._time_one_block(waits, 2, "wall") >= 0.003
+    assert clock._time_one_block(waits, 2, "thread cpu") < 0.002
+    assert clock._time_one_block(waits, 2, "wall") >= 0.003
 
 
 def _ticking(monkeypatch, durations_s):
     """A callable whose k-th call "takes" durations_s[k] (the last one from then on) on a fake wall clock."""
     now, calls = [0.0], [0]
-    monkeypatch.setattr(timing, "bench_clock", lambda: now[0])
+    monkeypatch.setattr(clock, "bench_clock", lambda: now[0])
 
     def fn():
         now[0] += durations_s[min(calls[0], len(durations_s) - 1)]
@@ -721,14 +686,14 @@ def test_a_block_goes_on_while_its_calls_speed_up_and_keeps_the_settled_time(mon
     """A variant slow for its first calls after a switch is timed at its own speed, not at the switch's."""
     fn, calls, _ = _ticking(monkeypatch, [0.012, 0.010, 0.008, 0.006, 0.004])
     made: list[int] = []
-    best = timing._time_one_block(fn, 1, "wall", settle_s=0.2, calls=made)
+    best = clock._time_one_block(fn, 1, "wall", settle_s=0.2, calls=made)
     assert best == pytest.approx(0.004)  # the settled 4 ms, not the first call's 12 ms
     assert made == [calls[0]] == [5 + timing.SETTLE_CALLS]  # the speed-up, then calls that did not gain
 
 
 def test_a_block_that_never_settles_stops_at_its_settling_time(monkeypatch):
     fn, calls, now = _ticking(monkeypatch, [0.004 * 0.9 ** k for k in range(200)])  # faster every call, forever
-    timing._time_one_block(fn, 1, "wall", settle_s=0.03)
+    clock._time_one_block(fn, 1, "wall", settle_s=0.03)
     assert now[0] <= 0.03  # it never starts a call that the limit would not cover
     assert calls[0] >= 3
 
@@ -736,7 +701,7 @@ def test_a_block_that_never_settles_stops_at_its_settling_time(monkeypatch):
 def test_a_block_makes_its_own_number_of_calls_however_settled(monkeypatch):
     fn, calls, _ = _ticking(monkeypatch, [0.001])
     made: list[int] = []
-    timing._time_one_block(fn, 12, "wall", settle_s=0.0, calls=made)
+    clock._time_one_block(fn, 12, "wall", settle_s=0.0, calls=made)
     assert calls[0] == 12 == made[0]
 
 
@@ -761,3 +726,57 @@ def test_the_base_size_is_timed_last_so_overruns_come_out_of_its_extra_rounds():
     assert timed[-1].startswith("timing at B=1 S=8 ")  # the base size, last
     ok = table[table["status"] == "ok"]
     assert len(ok) == 9 and (ok["runs"] >= timing.MIN_ROUNDS).all()
+
+
+def test_cli_writes_a_reference_run_that_reads_back(tmp_path):
+    path = tmp_path / "ref.json"
+    argv = ["--batch", "1", "--seq", "4", "--d-model", "8", "--heads", "2", "--variants", "gemm,concat,per_head_sum",
+            "--budget", "1", "--threads", "1", "--json", str(path), "--quiet"]
+    assert timing.main(argv) == 0
+    ref = timing.read_json(path)
+    assert ref["command"] == "python -m core.timing " + " ".join(argv)
+    for key in ("cpu_model", "threads", "torch", "load_average_before", "load_average_after", "cpu_count"):
+        assert key in ref["machine"], key
+    assert ref["machine"]["threads"] == "1" and ref["date"][:2] == "20"
+    table = ref["table"]
+    assert list(table.columns) == timing.CSV_COLUMNS and set(table["variant"]) == {"gemm", "concat", "per_head_sum"}
+    assert pd.api.types.is_numeric_dtype(table["median_ms"]) and pd.api.types.is_numeric_dtype(table["fraction_lo"])
+    facts = timing.summarize(table)  # what the page computes from it
+    assert facts["concat_verdict"] in ("below", "above", "could not tell")
+
+
+def test_the_shipped_reference_run_is_the_pages_default_run_with_its_machine():
+    ref = timing.read_json(timing.reference_path("cpu"))
+    assert ref["command"].startswith("python -m core.timing ") and "--json core/timing/reference/cpu.json" in ref["command"]
+    base = ref["table"].iloc[0]
+    run = timing.DEFAULT_RUN
+    assert (int(base["batch"]), int(base["seq"]), int(base["d_model"]), int(base["n_heads"])) == (
+        run["batch"], run["seq"], run["d_model"], run["heads"])
+    assert sorted(ref["table"]["seq"].unique()) == sorted({run["seq"], *timing.parse_sweep(run["sweep"])[1]})
+    for key in ("cpu_model", "threads", "torch", "load_average_before"):
+        assert ref["machine"][key], key
+    at_base = timing.at_base(ref["table"]).set_index("variant")
+    assert (at_base.loc[["gemm", "concat", "einsum", "per_head_sum"], "status"] == "ok").all()
+
+
+def test_compare_by_size_pairs_rounds_size_by_size():
+    rows = []
+    for seq, ratio in ((8, 2.0), (16, 1.0)):
+        for name, ms in (("concat", 1.0), ("einsum", ratio)):
+            rows.append({"variant": name, "batch": 1, "seq": seq, "d_model": 8, "n_heads": 2, "status": "ok",
+                         "round_ms": " ".join([str(ms)] * 7)})
+    got = timing.compare_by_size(pd.DataFrame(rows), "einsum", "concat")
+    assert list(got["seq"]) == [8, 16] and list(got["ratio"]) == [2.0, 1.0]
+    assert list(got["verdict"]) == ["above", "could not tell"]
+    assert timing.compare_by_size(pd.DataFrame(rows), "einsum", "head_loop").empty
+
+
+@pytest.mark.parametrize("size", [Size(1, 4, 8, 2), Size(2, 1, 8, 2), Size(2, 4, 8, 1), Size(1, 4, 2, 2), Size(2, 3, 8, 2)])
+def test_holds_names_a_view_exactly_where_extra_bytes_counts_none(size):
+    views = timing.copy_is_view(size)
+    concat_copy = timing.extra_bytes("concat", size, 4) > 0
+    assert concat_copy == (views["side_by_side"] is None)
+    assert ("is a view" in timing.holds("concat", size)) == (not concat_copy)
+    heads_copy = timing.extra_bytes("per_head_sum", size, 4) > size.n_heads * size.bsd * 4
+    assert heads_copy == (views["heads_first"] is None)
+    assert ("is a view" in timing.holds("per_head_sum", size)) == (not heads_copy)
