@@ -95,7 +95,7 @@ st.caption(
 
 st.markdown(
     """
-### Why the sum view matters
+## Why the sum view matters
 
 Read as a sum, a transformer layer is a set of independent writers: every head reads the
 residual stream, computes a vector, and *adds* it back. Nothing is mixed between heads until the
@@ -104,7 +104,7 @@ individual heads, knock one out and watch what changes, or trace a "circuit" of 
 layers (the *sum at work* page does all three on a small trained model). The concatenated form is built for speed (one big matrix product keeps the hardware busy; the
 *Timing* page measures what that buys on this machine), the additive form for understanding, and they are the same function.
 
-### Notation
+## Notation
 """
 )
 st.markdown(
@@ -127,7 +127,7 @@ tokens, rows, coordinates and the bounds of every sum.
 """
 )
 
-st.markdown("### The pages")
+st.markdown("## The pages")
 for path, title, blurb in PAGE_LINKS:
     try:
         st.page_link(path, label=f"**{title}**", icon=":material/arrow_forward:")
@@ -137,7 +137,7 @@ for path, title, blurb in PAGE_LINKS:
 
 st.markdown(
     """
-### Using it in class
+## Using it in class
 
 Every control on every page is stored in the address bar. Set up the view you want to show,
 copy the URL (each page also has a *Link to this view* box), and paste it into your slides or
@@ -146,7 +146,7 @@ same numbers, because all randomness is seeded. A link with a value that makes n
 negative width, heads that don't divide it, a sentence of ten thousand characters) opens the page
 anyway, with a note saying what was changed and why.
 
-### Where the ideas come from
+## Where the ideas come from
 
 - The additive view of heads is from Elhage et al., *A Mathematical Framework for Transformer
   Circuits* (Anthropic, 2021), section "Attention heads are independent and additive", which also

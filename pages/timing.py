@@ -52,7 +52,7 @@ of exactly the same sum on the machine that is serving it to you, and explains t
 """.replace("{N_WAYS}", N_WAYS)
 )
 
-st.markdown(f"### {N_WAYS.capitalize()} ways to write one sum")
+st.markdown(f"## {N_WAYS.capitalize()} ways to write one sum")
 
 controls = Controls()  # one per page: a restart keeps every notice
 sizes_row = st.columns([1, 1, 1, 1])
@@ -100,7 +100,7 @@ st.markdown(
 is how TransformerLens has computed each head's `result` when asked to keep it (multiply with
 broadcasting, then sum over $l$); `head_loop` is how most people first write the sum.
 
-#### Memory, before anything runs
+### Memory, before anything runs
 
 The memory each arrangement needs follows from the shapes alone. Counting in units of the output
 ($B \times S \times D$ numbers), beyond the inputs and the result that every arrangement must hold:
@@ -143,7 +143,7 @@ if base is not None:
 
 st.markdown(
     rf"""
-### Timing them
+## Timing them
 
 Press the button and each variant is first **checked**: its result is compared with the same sum
 computed in float64 from the same inputs, and must agree to within a tolerance set per precision
@@ -275,7 +275,7 @@ def measurements(base: timing.Size | None, dtype: str, device: str) -> None:
 
     st.markdown(
         r"""
-#### Why one big product wins
+### Why one big product wins
 
 A matrix product $[M, K] \times [K, N]$ does $2MKN$ operations on $MK + KN + MN$ numbers. When all
 three sizes are large, every number fetched from memory takes part in many multiply-adds, so the
@@ -297,7 +297,7 @@ and passes over the $[B, S, D]$ running sum $H$ times.
 """
     )
 
-    st.markdown("### How the cost grows")
+    st.markdown("## How the cost grows")
     if table is not None and axis != "none":
         proj = table[(table["kind"] != "forward") & (table["status"] == "ok")]
         if proj[SWEEP_COLUMN[axis]].nunique() > 1:
@@ -341,7 +341,7 @@ overtakes the projections at long sequences.
 
     st.markdown(
         rf"""
-### The hidden part of the cost: allocation
+## The hidden part of the cost: allocation
 
 Part of what the materialized sum costs is not arithmetic at all. Each call of `per_head_sum`
 allocates a fresh tensor of every head's result, $H \times B \times S \times D$ numbers. On Linux, glibc's `malloc` serves a large request with its
@@ -386,7 +386,7 @@ page faults.
 
     st.markdown(
         r"""
-### Reading these numbers honestly
+## Reading these numbers honestly
 
 - **They are this machine's.** A public server shares its cores with other readers and other
   programs; when another process holds a core, a two-threaded product can wait a whole scheduler
@@ -411,7 +411,7 @@ page faults.
             f"python -m core.timing --device {device} --dtype {dtype} --batch {batch} --seq {seq} "
             f"--d-model {d_model} --heads {heads} --threads {threads} --budget {budget}{sweep_arg}"
             f"{' --forward' if forward else ''} --csv timing.csv",
-            language="bash", wrap_lines=True,
+            language=None, wrap_lines=True,
         )
     show_link(controls.values)
 

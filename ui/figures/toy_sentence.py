@@ -22,7 +22,7 @@ import streamlit as st
 from core import toy
 from core.attention import multi_head_attention
 from core.compare import compare
-from ui.charts import DIVERGING, OKABE_ITO, SEQUENTIAL, chart_spec, csv_bytes, heatmap
+from ui.charts import DIVERGING, OKABE_ITO, SEQUENTIAL, chart_spec, csv_bytes, heatmap, plain_text
 
 CACHE_ENTRIES = 32  # per cached view
 
@@ -370,7 +370,7 @@ def code(*lines: tuple[str, str]) -> None:
 
 def chart(spec: dict, caption: str, *, width: str = "stretch") -> None:
     """A cached Vega-Lite spec, in Streamlit's theme (light or dark), with its caption."""
-    st.vega_lite_chart(spec, width=width, theme="streamlit", alt=caption)
+    st.vega_lite_chart(spec, width=width, theme="streamlit", alt=plain_text(caption))
     st.caption(caption)
 
 
