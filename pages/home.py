@@ -119,7 +119,7 @@ st.caption(
 
 st.markdown(
     """
-### Why the sum view matters
+## Why the sum view matters
 
 Read as a sum, a transformer layer is a set of independent writers: every head reads the
 residual stream, computes a vector, and *adds* it back. Nothing is mixed between heads until the
@@ -128,7 +128,7 @@ individual heads, knock one out and watch what changes, or trace a "circuit" of 
 layers (the *sum at work* page does all three on a small trained model). The concatenated form is built for speed (one big matrix product keeps the hardware busy; the
 *Timing* page measures what that buys on this machine), the additive form for understanding, and they are the same function.
 
-### Notation
+## Notation
 """
 )
 cp = cps.wo_slice(DEMO["d_model"], DEMO["n_heads"])
@@ -160,7 +160,7 @@ tokens, rows, coordinates and the bounds of every sum.
 """
 )
 
-st.markdown("### The pages")
+st.markdown("## The pages")
 for page in CONTENT_PAGES:
     if not page.exists:
         continue
@@ -172,7 +172,7 @@ for page in CONTENT_PAGES:
 
 st.markdown(
     """
-### Using it in class
+## Using it in class
 
 Every control on every page is stored in the address bar. Set up the view you want to show,
 copy the URL (each page also has a *Link to this view* box), and paste it into your slides or
@@ -181,7 +181,7 @@ same numbers, because all randomness is seeded. A link with a value that makes n
 negative width, heads that don't divide it, a sentence of ten thousand characters) opens the page
 anyway, with a note saying what was changed and why.
 
-### Running a session: predict, then see
+## Running a session: predict, then see
 
 Each page asks questions marked **Predict:** right before the figure that answers them, computed
 at the page's current settings. A class can answer them together, peer-instruction style:
@@ -202,7 +202,7 @@ server's memory and are forgotten after a few quiet hours.
 room_links()
 st.markdown(
     """
-### Where the ideas come from
+## Where the ideas come from
 
 - The additive view of heads is from Elhage et al., *A Mathematical Framework for Transformer
   Circuits* (Anthropic, 2021), section "Attention heads are independent and additive", which also

@@ -215,7 +215,7 @@ ok = bool(traced)
 
 # ---- the table --------------------------------------------------------------------------------
 
-TABLE_HEADING = "### Eleven steps from token ids to the output"
+TABLE_HEADING = "## Eleven steps from token ids to the output"
 if not ok:
     st.markdown(TABLE_HEADING)
 else:
@@ -287,7 +287,7 @@ integer token ids; the one-hot rows are what step 1 makes of them.
 
 # ---- the picture ------------------------------------------------------------------------------
 
-st.markdown("### The same path as a picture")
+st.markdown("## The same path as a picture")
 if ok:
     figure(
         flow_spec(B, S, V, D, H, dtype),
@@ -305,7 +305,7 @@ if ok:
 
 st.markdown(
     """
-### The code behind each row
+## The code behind each row
 
 Each row of the table was made by one line of `core`. These are those lines, read from the source
 files while the table was traced; the comment above each says which file and line to open. Steps
@@ -346,7 +346,7 @@ if ok:
 
 # ---- the source's two slips -------------------------------------------------------------------
 
-SLIPS_HEADING = "### Two slips in the printed table"
+SLIPS_HEADING = "## Two slips in the printed table"
 if not ok:
     st.markdown(SLIPS_HEADING)
 else:
@@ -390,7 +390,7 @@ B×H×L×S = {shown(slips['k_T'])}, and `q @ k.transpose(-1, -2)` is the B×H×S
 
 st.markdown(
     r"""
-### Two ways to finish
+## Two ways to finish
 
 Steps 8 and 9 are how the layer is usually computed: glue the $H$ head outputs into one row of
 width $D$ and multiply by the $D \times D$ matrix $W_O$. Steps 8′ and 9′ compute the same function
@@ -422,7 +422,7 @@ if ok:
 
 st.markdown(
     """
-### Look inside a step
+## Look inside a step
 
 Shapes are the skeleton; here is the flesh. Pick a step to see its actual output, computed on real
 numbers at the sizes above: token ids, embeddings and every weight are drawn from the seed, so the

@@ -55,7 +55,7 @@ the machine serving it to you at the press of a button, and explains the differe
 """.replace("{N_WAYS}", N_WAYS)
 )
 
-st.markdown(f"### {N_WAYS.capitalize()} ways to write one sum")
+st.markdown(f"## {N_WAYS.capitalize()} ways to write one sum")
 
 controls = Controls()  # one per page: a restart keeps every notice
 sizes_row = st.columns([1, 1, 1, 1])
@@ -104,7 +104,7 @@ st.markdown(
 is how TransformerLens has computed each head's `result` when asked to keep it (multiply with
 broadcasting, then sum over $l$); `head_loop` is how most people first write the sum.
 
-#### Memory, before anything runs
+### Memory, before anything runs
 
 The memory each arrangement needs follows from the shapes alone. Count it in units of the output
 ($B \times S \times D$ numbers), beyond the inputs and the result that every arrangement must hold.
@@ -153,7 +153,7 @@ if base is not None:
 
 st.markdown(
     rf"""
-### Timing them
+## Timing them
 
 Each variant is first **checked**: its result is compared with the same sum computed in float64
 from the same inputs, and must agree to within a tolerance set per precision
@@ -246,7 +246,7 @@ def measurements(base: timing.Size | None, dtype: str, device: str) -> None:
 
     st.markdown(
         r"""
-#### Why one big product wins
+### Why one big product wins
 
 A matrix product $[M, K] \times [K, N]$ does $2MKN$ operations on $MK + KN + MN$ numbers. When all
 three sizes are large, every number fetched from memory takes part in many multiply-adds, so the
@@ -275,7 +275,7 @@ and passes over the $[B, S, D]$ running sum $H$ times.
 """
     )
 
-    st.markdown("### How the cost grows")
+    st.markdown("## How the cost grows")
     if shown is not None and shown["sweep"] is not None:
         show_sweep(shown)
     elif shown is not None:
@@ -299,7 +299,7 @@ overtakes the projections at long sequences.
 
     st.markdown(
         """
-### The hidden part of the cost: a fresh allocation
+## The hidden part of the cost: a fresh allocation
 
 Part of what the materialized sum costs is not arithmetic at all. Every call of `per_head_sum`
 asks for fresh memory for its per-head results. If the memory allocator hands back memory the
@@ -323,7 +323,7 @@ lands") has the measurements, the settings and `scripts/heap_layouts.py`.
 
     st.markdown(
         r"""
-### Reading these numbers honestly
+## Reading these numbers honestly
 
 - **They are one machine's.** A public server shares its cores with other readers and other
   programs; when another process holds a core, a two-threaded product can wait a whole scheduler
@@ -344,7 +344,7 @@ lands") has the measurements, the settings and `scripts/heap_layouts.py`.
             f"python -m core.timing --device {device} --dtype {dtype} --batch {batch} --seq {seq} "
             f"--d-model {d_model} --heads {heads} --threads {threads} --budget {budget}{sweep_arg}"
             f"{' --forward' if forward else ''} --csv timing.csv",
-            language="bash", wrap_lines=True,
+            language=None, wrap_lines=True,
         )
     show_link(controls.values)
 

@@ -7,6 +7,8 @@ common colour-vision deficiencies.
 
 from __future__ import annotations
 
+import re
+
 import altair as alt
 import pandas as pd
 import streamlit as st
@@ -122,17 +124,31 @@ def figure(
 ) -> None:
     """Draw a chart with its caption, and its numbers as a table (with a CSV download) beneath.
 
-    The caption doubles as the chart's accessible description.
+    The caption doubles as the chart's accessible description: Streamlit makes ``alt`` the chart's
+    ``aria-label`` (and the label of its "Show data" button), read out as plain text, so the
+    caption's Markdown marks are dropped there. The numbers table is a native, keyboard-reachable
+    expander right after the caption.
     """
+    alt = plain_text(caption)
     if isinstance(chart, dict):  # a precomputed (e.g. cached) Vega-Lite spec: skips Altair's validation
-        st.vega_lite_chart(spec=chart, width="stretch", theme="streamlit", alt=caption)
+        st.vega_lite_chart(spec=chart, width="stretch", theme="streamlit", alt=alt)
     else:
-        st.altair_chart(chart, width="stretch", theme="streamlit", alt=caption)
+        st.altair_chart(chart, width="stretch", theme="streamlit", alt=alt)
     st.caption(caption)
     if table is not None:
         with st.expander(table_label):
             st.dataframe(table, width="stretch", hide_index=True, column_config=column_config)
             csv_download(table, csv_name or f"{key}.csv", key=f"{key}_csv")
+
+
+_TEX_SYMBOLS = {"cdot": "·", "times": "×", "to": "→", "le": "≤", "ge": "≥", "approx": "≈", "sqrt": "√"}
+
+
+def plain_text(markdown: str) -> str:
+    """A caption's Markdown as a screen reader should hear it: no code ticks, emphasis marks or
+    math dollars (what they enclose stays), and TeX's few symbol commands as the symbols."""
+    text = re.sub(r"\*\*|`|\$", "", markdown)
+    return re.sub(r"\\([A-Za-z]+)", lambda m: _TEX_SYMBOLS.get(m.group(1), m.group(1)), text)
 
 
 def csv_bytes(table: pd.DataFrame) -> bytes:

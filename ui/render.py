@@ -11,6 +11,8 @@ from __future__ import annotations
 import pyarrow as pa
 import streamlit as st
 
+from ui.charts import plain_text
+
 __all__ = ["code", "chart", "table", "waiting"]
 
 
@@ -22,7 +24,7 @@ def code(*lines: tuple[str, str]) -> None:
 
 def chart(spec: dict, caption: str, *, width: str = "stretch") -> None:
     """A cached Vega-Lite spec, in Streamlit's theme (light or dark), with its caption."""
-    st.vega_lite_chart(spec, width=width, theme="streamlit", alt=caption)
+    st.vega_lite_chart(spec, width=width, theme="streamlit", alt=plain_text(caption))
     st.caption(caption)
 
 

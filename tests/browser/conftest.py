@@ -51,3 +51,13 @@ def page(browser):
     context.close()
 
 
+
+
+@pytest.fixture(scope="session")
+def axe(browser):
+    """axe-core, as shipped by the pinned axe-playwright-python (requirements-dev.txt)."""
+    try:
+        from axe_playwright_python.sync_playwright import Axe
+    except ImportError:
+        _skip_or_fail("axe-playwright-python is not installed (pip install -r requirements-dev.txt)")
+    return Axe()
