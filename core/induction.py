@@ -32,6 +32,7 @@ import argparse
 import contextlib
 import json
 import math
+import platform
 import re
 import sys
 import time
@@ -47,12 +48,13 @@ from torch import Tensor
 
 from core.attention import AttentionTrace, AttentionWeights, multi_head_attention
 from core.busy import Busy, OneAtATime
-from core.device import torch_threads
+from core.device import cpu_model, torch_threads
 
 __all__ = [
     "ALPHABET", "Config", "InductionModel", "Batch", "Run", "make_batch", "run", "train", "evaluate",
     "losses", "prev_token_scores", "induction_scores", "logit_terms", "ablation_table",
     "composition_scores", "qk_path", "parse_ablate", "parse_sequence", "load", "save",
+    "this_machine", "weight_differences", "metric_differences", "is_shipped_config",
     "WEIGHTS", "METRICS", "Busy", "exclusive",
 ]
 
@@ -407,7 +409,16 @@ exclusive = OneAtATime("another training run is in progress on this server").hol
 
 @contextlib.contextmanager
 def _deterministic() -> Iterator[None]:
-    """One thread and deterministic kernels: the same seed gives the same weights on any CPU."""
+    """One thread and deterministic kernels: on one machine, the same seed gives the same weights
+    bit for bit (tests/test_induction_core.py checks it).
+
+    Not across machines. Another processor runs other vector kernels (AVX-512 or AVX2, another
+    vendor's BLAS path), which add the same products in another order; each step rounds a little
+    differently, and 2,000 steps of training carry the difference forward. Measured for the shipped
+    seed: the weights land up to 5e-3 apart (about 1 % of a tensor's largest entry) while every
+    metric agrees to four decimals and the same heads form the same circuit. :func:`this_machine`
+    records where a run trained; :func:`weight_differences` and :func:`metric_differences` compare.
+    """
     old_det = torch.are_deterministic_algorithms_enabled()
     with torch_threads(1):
         torch.use_deterministic_algorithms(True)
@@ -435,7 +446,8 @@ def _curve_point(model: InductionModel, batch: Batch) -> dict[str, float]:
 
 
 def train(cfg: Config = Config(), progress: Callable[[int, int, float], None] | None = None) -> TrainResult:
-    """Train from ``cfg.seed`` with AdamW and a cosine learning-rate decay; deterministic on CPU.
+    """Train from ``cfg.seed`` with AdamW and a cosine learning-rate decay: repeatable bit for bit
+    on one machine, and in behaviour (not bit for bit) on another processor (see _deterministic).
 
     ``progress(step, steps, loss)`` is called at every curve point. The curve is measured on
     ``cfg.eval_batch`` fixed fresh sequences, every ``cfg.eval_every`` steps.
@@ -767,9 +779,67 @@ def save(result: TrainResult, out: Path, metrics: dict) -> Path:
         "curve": result.curve.to_dict(orient="list"),
         "command": f"python -m core.induction train --seed {result.config.seed} --out {out.as_posix()}",
     }
+    meta["trained_on"] = this_machine()
     json_path = out.with_suffix(".json")
     json_path.write_text(json.dumps(meta, indent=1, allow_nan=True) + "\n")
     return json_path
+
+
+def this_machine() -> dict[str, str]:
+    """The processor a run trains on, as far as PyTorch's arithmetic is concerned.
+
+    ``capability`` is the vector instruction set PyTorch's CPU kernels dispatch to (``AVX512``,
+    ``AVX2``, ``DEFAULT``, or an ARM one); with the CPU's name and the PyTorch version it says
+    whether two runs of one seed can be expected to match bit for bit (same kernels, same order of
+    additions) or only in behaviour (see :func:`_deterministic`).
+    """
+    return {"cpu": cpu_model(), "capability": str(torch.backends.cpu.get_cpu_capability()),
+            "torch": torch.__version__, "arch": platform.machine()}
+
+
+def weight_differences(model: InductionModel, reference: InductionModel) -> pd.DataFrame:
+    """Per tensor (TransformerLens names): the largest absolute difference from ``reference``, the
+    reference's largest entry, and their ratio. Same sizes only."""
+    mine, ref = model.state_dict(), reference.state_dict()
+    if {k: tuple(v.shape) for k, v in mine.items()} != {k: tuple(v.shape) for k, v in ref.items()}:
+        raise ValueError("the two models have different sizes: there are no weights to compare")
+    rows = []
+    for name, r in ref.items():
+        diff = float((mine[name].double() - r.double()).abs().max())  # largest |Δ| in this tensor
+        largest = float(r.double().abs().max())
+        rows.append({"tensor": name, "largest difference": diff, "largest entry": largest,
+                     "relative": diff / largest if largest else float("nan")})
+    return pd.DataFrame(rows)
+
+
+# The metrics a retrain is compared on: key in evaluate()'s dict → how the page names it.
+COMPARED_METRICS = {
+    "loss_repeat": "loss on repeated positions",
+    "loss_other": "loss on other positions",
+    "prev_token_scores": "best previous-token score",
+    "induction_scores": "best induction score",
+    "loss_repeat_without_induction_heads": "repeated loss without the induction heads",
+    "loss_repeat_without_prev_token_head": "repeated loss without the previous-token head",
+}
+
+
+def metric_differences(metrics: dict, reference: dict) -> pd.DataFrame:
+    """The metrics of two runs side by side (evaluate()'s dicts; a head score is the best head's),
+    with each difference, this run minus the reference."""
+    def value(m: dict, key: str) -> float:
+        return float(max(m[key])) if isinstance(m[key], list) else float(m[key])
+
+    rows = [{"measure": name, "this run": value(metrics, key), "reference": value(reference, key)}
+            for key, name in COMPARED_METRICS.items()]
+    frame = pd.DataFrame(rows)
+    frame["difference"] = frame["this run"] - frame["reference"]
+    return frame
+
+
+def is_shipped_config(cfg: Config, meta: dict) -> bool:
+    """Whether ``cfg`` is the configuration the shipped weights were trained with (same seed, sizes
+    and schedule): only then do the weights of a retrain have a counterpart to compare with."""
+    return asdict(cfg) == meta.get("config")
 
 
 def load(path: Path = WEIGHTS) -> tuple[InductionModel, dict]:

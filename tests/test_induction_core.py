@@ -245,23 +245,87 @@ def test_phase_change_finds_the_steepest_fall():
     assert 300 <= ph["step"] <= 500 and ph["loss_before"] == 4.0 and ph["loss_after"] == 0.5
 
 
-def test_retraining_reproduces_the_shipped_metrics(tmp_path, capsys):
-    """The real command's code path (core.induction.main → train → evaluate → save) from seed 0."""
-    meta = json.loads(ind.METRICS.read_text())
+# Retraining seed 0 on another processor reproduces the shipped model's *behaviour*, not its bits:
+# other vector kernels add the same products in another order, and 2,000 steps carry the rounding
+# forward. Measured against the shipped weights (trained on an Intel Xeon, PyTorch's AVX512 kernels)
+# by retraining with the pinned PyTorch 2.13 on an AMD EPYC (family 25), once with each kernel set
+# PyTorch offers there (ATEN_CPU_CAPABILITY = avx512 / avx2 / default, the last one scalar code):
+#   weights, largest |Δ|                 4.3e-3 / 5.0e-3 / 1.8e-2   (0.9 % / 1.1 % / 4.0 % of a tensor's largest entry)
+#   metrics (losses, scores), largest |Δ| 4.3e-5 / 5.9e-5 / 2.5e-4
+#   logits on 512 fixed sequences        max |Δ| 0.036 / 0.046 / 0.157, mean |Δ| 1.8e-3 / 2.4e-3 / 8.4e-3
+#   next-token probabilities             max |Δ| 0.0066 / 0.0080 / 0.029
+#   same top guess, repeated positions   100 % / 99.98 % / 99.91 %
+#   identified heads (L0H0; L1H0, L1H1)  the same in every run
+# Issue 18's AMD EPYC run (AVX2) saw the same: weights up to 5e-3 apart, metrics equal to four
+# decimals. The tolerances below are 5–10 times the largest of these (the scalar run's): loose enough
+# for a processor not measured here (an ARM one, say), tight enough that a model which had not formed
+# the circuit, or formed it in other heads, fails by orders of magnitude (without its induction
+# heads the repeated loss moves by 3.3 nats).
+METRIC_TOL = 2e-3
+LOGIT_MAX_TOL = 1.0
+LOGIT_MEAN_TOL = 0.05
+PROB_MAX_TOL = 0.15
+TOP_GUESS_AGREEMENT = 0.99  # on repeated positions (elsewhere the letter is random and guesses are near-ties)
+WEIGHT_REL_TOL = 0.2  # largest |Δ| over a tensor's largest entry
+
+
+def test_retraining_reproduces_the_shipped_behaviour(tmp_path, capsys, shipped, fresh):
+    """The real command's code path (core.induction.main → train → evaluate → save) from seed 0,
+    compared with the shipped model on what it does, within the tolerances measured above."""
+    old_model, meta = shipped
     out = tmp_path / "induction.pt"
     assert ind.main(["train", "--seed", "0", "--out", str(out)]) == 0
     again = json.loads(out.with_suffix(".json").read_text())
-    for key in ("loss_repeat", "loss_other", "loss_repeat_without_induction_heads", "loss_repeat_without_prev_token_head"):
-        assert again["metrics"][key] == pytest.approx(meta["metrics"][key], abs=2e-3), key
-    for key in ("prev_token_scores", "induction_scores"):
-        assert np.allclose(again["metrics"][key], meta["metrics"][key], atol=2e-3), key
-    assert again["metrics"]["induction_heads"] == meta["metrics"]["induction_heads"]
     assert again["config"] == meta["config"]
-    new, old = torch.load(out, weights_only=True), torch.load(ind.WEIGHTS, weights_only=True)
-    assert all(torch.allclose(new[k], old[k], atol=1e-4) for k in old)
+    assert again["trained_on"] == ind.this_machine()  # the run records where it trained
+    for key in ("loss_repeat", "loss_other", "loss_other_seen", "loss_other_unseen",
+                "loss_repeat_without_induction_heads", "loss_repeat_without_prev_token_head"):
+        assert again["metrics"][key] == pytest.approx(meta["metrics"][key], abs=METRIC_TOL), key
+    for key in ("prev_token_scores", "induction_scores"):
+        assert np.allclose(again["metrics"][key], meta["metrics"][key], rtol=0, atol=METRIC_TOL), key
+    for key in ("prev_token_head", "induction_head", "induction_heads"):
+        assert again["metrics"][key] == meta["metrics"][key], key
+
+    new_model, _ = ind.load(out)
+    with torch.no_grad():
+        new, old = ind.run(new_model, fresh.tokens).logits, ind.run(old_model, fresh.tokens).logits  # [B, S, V]
+    gap = (new - old).abs()
+    assert float(gap.max()) < LOGIT_MAX_TOL and float(gap.mean()) < LOGIT_MEAN_TOL, (float(gap.max()), float(gap.mean()))
+    assert float((new.softmax(-1) - old.softmax(-1)).abs().max()) < PROB_MAX_TOL
+    same_guess = (new.argmax(-1) == old.argmax(-1))[:, :-1][fresh.repeat]  # [N] repeated positions
+    assert float(same_guess.double().mean()) >= TOP_GUESS_AGREEMENT
+
+    # The page's comparison reads the same differences: the weights moved, but only a little.
+    weights = ind.weight_differences(new_model, old_model)
+    assert len(weights) == len(new_model.state_dict()) and (weights["relative"] < WEIGHT_REL_TOL).all()
+    diffs = ind.metric_differences(again["metrics"], meta["metrics"])
+    assert (diffs["difference"].abs() < METRIC_TOL).all()
+    assert ind.is_shipped_config(ind.Config(), meta) and not ind.is_shipped_config(ind.Config(seed=1), meta)
+
     assert "step  2000/2000" in capsys.readouterr().out
     assert ind.main(["report", str(out)]) == 0
     assert "previous-token scores" in capsys.readouterr().out
+
+
+def test_training_is_bitwise_repeatable_on_one_machine():
+    """One thread and deterministic kernels: the same seed twice in one process gives the same bits.
+    (Across processors only behaviour is reproducible: see the test above. A check of the shipped
+    bits cannot be kept even on a machine whose PyTorch capability matches the record: an AMD EPYC
+    reporting AVX512, like the Intel Xeon the weights came from, lands 4.3e-3 away.)"""
+    cfg = ind.Config(steps=60, eval_every=30, eval_batch=16)
+    a, b = ind.train(cfg), ind.train(cfg)
+    assert all(torch.equal(a.model.state_dict()[k], v) for k, v in b.model.state_dict().items())
+    assert a.curve.equals(b.curve)
+    assert not ind.weight_differences(a.model, b.model)["largest difference"].any()
+
+
+def test_the_shipped_record_says_where_it_trained():
+    meta = json.loads(ind.METRICS.read_text())
+    record = meta["trained_on"]
+    assert {"cpu", "capability", "torch", "arch"} <= set(record)
+    assert record["torch"] == meta["training"]["torch"]
+    mine = ind.this_machine()
+    assert mine["capability"] == str(torch.backends.cpu.get_cpu_capability()) and mine["torch"] == torch.__version__
 
 
 def test_default_position_is_a_repeated_position():
