@@ -147,6 +147,38 @@ class InductionModel:
     def d_head(self) -> int:
         return self.layers[0].d_head
 
+    # ---- the weights stacked over layers, and the circuits they make (TransformerLens's names) ----
+    # TransformerLens keeps these on the model (``model.W_Q``, ``model.OV``, ``model.QK``) rather than
+    # in the analysis that reads them; so does this class. Stacked [n_layers, H, ...] like theirs.
+
+    @property
+    def W_Q(self) -> Tensor:
+        return torch.stack([w.W_Q for w in self.layers])  # [n_layers, H, D, L]
+
+    @property
+    def W_K(self) -> Tensor:
+        return torch.stack([w.W_K for w in self.layers])  # [n_layers, H, D, L]
+
+    @property
+    def W_V(self) -> Tensor:
+        return torch.stack([w.W_V for w in self.layers])  # [n_layers, H, D, L]
+
+    @property
+    def W_O(self) -> Tensor:
+        return torch.stack([w.W_O for w in self.layers])  # [n_layers, H, L, D]
+
+    @property
+    def OV(self) -> Tensor:
+        """Each head's OV circuit W_V W_O, [n_layers, H, D, D]: what the head writes into the residual
+        stream for a key vector y, y @ W_V @ W_O (TransformerLens's ``model.OV``, multiplied out)."""
+        return self.W_V @ self.W_O  # [n_layers, H, D, D]
+
+    @property
+    def QK(self) -> Tensor:
+        """Each head's QK circuit W_Q W_Kᵀ, [n_layers, H, D, D]: how much a query vector x scores a
+        key vector y, x @ W_Q @ W_Kᵀ @ yᵀ, before the 1/√L scale (TransformerLens's ``model.QK``)."""
+        return self.W_Q @ self.W_K.transpose(-1, -2)  # [n_layers, H, D, D]
+
     @classmethod
     def init(cls, cfg: Config, gen: torch.Generator) -> "InductionModel":
         """Gaussian weights from ``gen``; embeddings at 3/√D so the residual starts near unit size."""
@@ -261,13 +293,16 @@ def repeat_mask(tokens: Tensor) -> Tensor:
     return (same & earlier[None]).any(-1)
 
 
-def induction_targets(tokens: Tensor) -> Tensor:
-    """[B, S] → [B, S, S] bool: key k is the token after an earlier occurrence of the query's token."""
+def induction_keys(tokens: Tensor) -> Tensor:
+    """[B, S] → [B, S] int64: the key an induction head reads at each query (Olsson et al. 2022):
+    the position right after the *most recent* earlier occurrence of the query's token; −1 where
+    the token has not occurred before."""
     B, S = tokens.shape
     same = tokens[:, :, None] == tokens[:, None, :]  # [B, S (query i), S (k)] t_i == t_k
-    target = torch.zeros(B, S, S, dtype=torch.bool)  # [B, S (query i), S (key j)]
-    target[:, :, 1:] = same[:, :, :-1]  # key j = k + 1 follows an occurrence at k
-    return target & torch.ones(S, S, dtype=torch.bool).tril()[None]  # j ≤ i, so k < i: an earlier occurrence
+    earlier = torch.ones(S, S, dtype=torch.bool).tril(diagonal=-1)  # [S, S] k < i
+    k = torch.arange(S).expand(B, S, S)  # [B, S, S] each row's key positions
+    last = torch.where(same & earlier, k, torch.full_like(k, -1)).max(dim=-1).values  # [B, S] −1: none
+    return torch.where(last >= 0, last + 1, last)
 
 
 # ---- the forward pass, with ablation ------------------------------------------------------------
@@ -374,17 +409,36 @@ def induction_scores(pattern: Tensor, batch: Batch) -> tuple[np.ndarray, float]:
     return score.double().numpy(), baseline
 
 
-def sequence_induction_scores(pattern: Tensor, tokens: Tensor) -> tuple[np.ndarray, int]:
-    """For any sequence (typed too): per head, the attention from each repeated position
-    (see :func:`repeat_mask`) to the keys after earlier occurrences of its token, averaged; and how
-    many positions that average is over (0: no score, NaN)."""
-    mask = repeat_mask(tokens)  # [B, S-1]
-    targets = induction_targets(tokens)[:, :-1]  # [B, S-1, S]
-    on_target = (pattern[:, :, :-1, :] * targets[:, None]).sum(-1)  # [B, H, S-1]
-    n = int(mask.sum())
-    if n == 0:
-        return np.full(pattern.shape[1], np.nan), 0
-    return (on_target.permute(0, 2, 1)[mask].mean(0)).double().numpy(), n
+@dataclass(frozen=True)
+class SequenceScores:
+    """Per-head induction scores on one typed or drawn sequence, and what they are averaged over."""
+
+    scores: np.ndarray  # [H] mean attention on the induction key; NaN when no position is scored
+    n_scored: int  # repeated positions whose induction key is at least two keys back
+    n_adjacent: int  # repeated positions left out: their induction key is the query itself or the key before it
+
+
+def sequence_induction_scores(pattern: Tensor, tokens: Tensor) -> SequenceScores:
+    """For any sequence (typed too): per head, the mean attention from each repeated position (see
+    :func:`repeat_mask`) to its induction key (:func:`induction_keys`, one key per query).
+
+    A repeated position whose most recent earlier occurrence is one or two back is left out: its
+    induction key is then the query itself or the key just before it, where an induction head
+    cannot be told from a head that attends to itself or to the previous token (in ``zzzzzzzz``
+    every position is such a one, and the score is NaN rather than a previous-token head's).
+    """
+    B, H, S, _ = pattern.shape  # [B, H, S (query), S (key)]
+    keys = induction_keys(tokens)[:, :-1]  # [B, S-1] the last position has no next token to predict
+    repeated = repeat_mask(tokens)  # [B, S-1]
+    i = torch.arange(S - 1)[None]  # [1, S-1]
+    apart = (keys >= 0) & (keys <= i - 2)  # [B, S-1] the key is neither the query nor the one before it
+    scored = repeated & apart  # [B, S-1]
+    n_adjacent = int((repeated & ~apart).sum())
+    b_idx, i_idx = scored.nonzero(as_tuple=True)  # [N] each scored query
+    if len(b_idx) == 0:
+        return SequenceScores(np.full(H, np.nan), 0, n_adjacent)
+    on_key = pattern[b_idx, :, i_idx, keys[b_idx, i_idx]]  # [N, H]
+    return SequenceScores(on_key.mean(dim=0).double().numpy(), len(b_idx), n_adjacent)
 
 
 def head_label(l: int, h: int) -> str:
@@ -627,14 +681,6 @@ def ablation_table(model: InductionModel, sets: dict[str, list[Head]], n: int = 
 # ---- composition --------------------------------------------------------------------------------
 
 
-def _ov(w: AttentionWeights) -> Tensor:
-    return w.W_V @ w.W_O  # [H, D, D]: what each head writes, x @ W_V @ W_O
-
-
-def _qk(w: AttentionWeights) -> Tensor:
-    return w.W_Q @ w.W_K.transpose(-1, -2)  # [H, D, D]: where each head looks, x_q @ W_Q @ W_K^T @ x_k^T
-
-
 def _comp(left: Tensor, right: Tensor) -> Tensor:
     """‖left @ right‖_F / (‖left‖_F ‖right‖_F) for every pair: left [H0, D, D], right [H1, D, D] → [H0, H1]."""
     prod = torch.einsum("aij,bjk->abik", left, right)  # [H0, H1, D, D]
@@ -651,7 +697,8 @@ def composition_scores(model: InductionModel, baseline_draws: int = 200, seed: i
     W_Q [D, L] W_K[D, L]^T), which the score does not depend on the scale of.
     """
     m = model.to(torch.float64)
-    ov0, qk1, ov1 = _ov(m.layers[0]), _qk(m.layers[1]), _ov(m.layers[1])
+    ov, qk = m.OV, m.QK  # [n_layers, H, D, D] each
+    ov0, qk1, ov1 = ov[0], qk[1], ov[1]  # [H, D, D] each
     scores = {
         "Q": _comp(ov0, qk1).numpy(),
         "K": _comp(ov0, qk1.transpose(-1, -2)).numpy(),
@@ -688,9 +735,9 @@ def qk_path(model: InductionModel, src: int, dst: int) -> dict:
     bright diagonal. Returns M [V, V] and how diagonal it is.
     """
     m = model.to(torch.float64)
-    w0, w1 = m.layers[0], m.layers[1]
+    w1 = m.layers[1]
     q = m.W_E @ w1.W_Q[dst]  # [V, L]
-    k = m.W_E @ w0.W_V[src] @ w0.W_O[src] @ w1.W_K[dst]  # [V, L]
+    k = m.W_E @ m.OV[0, src] @ w1.W_K[dst]  # [V, L]: W_E[b] W_V W_O of head src, read by dst's keys
     M = (q @ k.T) / math.sqrt(m.d_head)  # [V, V]
     V = M.shape[0]
     diag = M.diagonal()

@@ -159,13 +159,56 @@ def test_batches_repeat_a_span_of_random_length_at_random_places(seed):
     assert len(set(many.length.tolist())) > 8 and len(set(many.start.tolist())) > 15  # no fixed layout to cheat with
 
 
-def test_induction_targets_and_repeat_mask_by_hand():
-    tokens = torch.tensor([[0, 1, 2, 0, 1, 3]])
-    assert ind.repeat_mask(tokens)[0].tolist() == [False, False, False, True, False]
-    t = ind.induction_targets(tokens)[0]
-    assert t[3].nonzero().flatten().tolist() == [1]  # at the second 0, the key after the first 0
-    assert t[4].nonzero().flatten().tolist() == [2]
-    assert not t[0].any() and not t[2].any()
+def test_induction_keys_and_repeat_mask_by_hand():
+    tokens = torch.tensor([[0, 1, 2, 0, 1, 3, 0]])
+    assert ind.repeat_mask(tokens)[0].tolist() == [False, False, False, True, False, False]
+    # at the second 0 the key after the first 0; at the third 0 the key after the *most recent* 0 (4)
+    assert ind.induction_keys(tokens)[0].tolist() == [-1, -1, -1, 1, 2, -1, 4]
+
+
+def _pattern(weights: dict[tuple[int, int], float], S: int) -> torch.Tensor:
+    """A [1, 1, S, S] causal pattern: the given (query, key) weights, the rest of each row on key 0."""
+    p = torch.zeros(1, 1, S, S)
+    for (i, j), w in weights.items():
+        p[0, 0, i, j] = w
+    p[0, 0, :, 0] += 1 - p[0, 0].sum(-1)
+    return p
+
+
+def test_sequence_induction_score_counts_only_the_induction_key():
+    tokens = torch.tensor([[0, 1, 2, 0, 1, 2]])  # repeated positions 3, 4; induction keys 1, 2
+    on_key = _pattern({(3, 1): 0.75, (4, 2): 0.25}, 6)
+    got = ind.sequence_induction_scores(on_key, tokens)
+    assert got.n_scored == 2 and got.n_adjacent == 0
+    assert got.scores[0] == pytest.approx(0.5)
+    # attention to another key holding the same kind of letter earns nothing
+    off_key = _pattern({(3, 2): 0.75, (4, 1): 0.25}, 6)
+    assert ind.sequence_induction_scores(off_key, tokens).scores[0] == pytest.approx(0.0)
+
+
+def test_a_degenerate_sequence_has_no_induction_score():
+    """zzzzzzzz: every earlier z is one back, so the induction key is the query itself. Counting
+    attention to every key after an earlier z (the old definition) gave a previous-token head 0.86."""
+    tokens = torch.zeros(1, 8, dtype=torch.long)
+    prev_head = _pattern({(i, i - 1): 1.0 for i in range(1, 8)}, 8)
+    got = ind.sequence_induction_scores(prev_head, tokens)
+    assert got.n_scored == 0 and got.n_adjacent == 6 and np.isnan(got.scores).all()
+    abab = torch.tensor([[0, 1, 0, 1, 0, 1]])  # the key after the last 0 is the previous token
+    assert ind.sequence_induction_scores(_pattern({}, 6), abab).n_scored == 0
+
+
+def test_the_sequence_score_singles_out_the_induction_heads(shipped):
+    """On drawn sequences of the task, the layer-1 heads score far above the layer-0 heads."""
+    model, _ = shipped
+    for seed in range(8):
+        tokens = ind.sample_sequence(seed).tokens
+        with torch.no_grad():
+            r = ind.run(model, tokens)
+        layer0 = ind.sequence_induction_scores(r.traces[0].pattern, tokens)
+        layer1 = ind.sequence_induction_scores(r.traces[1].pattern, tokens)
+        assert layer1.n_scored > 0
+        best0, best1 = layer0.scores.max(), layer1.scores.max()
+        assert best1 >= ind.HEAD_SCORE_THRESHOLD and best1 > 5 * best0, (seed, layer0.scores, layer1.scores)
 
 
 def test_k_composition_matches_its_definition(shipped):
@@ -183,6 +226,24 @@ def test_k_composition_matches_its_definition(shipped):
             assert comp["scores"]["Q"][a, b] == pytest.approx(float(q), rel=1e-10)
     prev = int(json.loads(ind.METRICS.read_text())["metrics"]["prev_token_head"][3:])
     assert comp["scores"]["K"][prev].max() > comp["baseline"] + 10 * comp["baseline_std"]
+
+
+def test_circuit_matrices_live_on_the_model(shipped):
+    """model.OV and model.QK, stacked over layers as TransformerLens's are: each head's W_V W_O and
+    W_Q W_Kᵀ, by hand, and the QK circuit scores a query against a key as the attention logits do."""
+    model, _ = shipped
+    m = model.to(torch.float64)
+    H, D, L = model.n_heads, model.d_model, model.d_head
+    assert m.OV.shape == m.QK.shape == (2, H, D, D)
+    assert m.W_Q.shape == m.W_K.shape == m.W_V.shape == (2, H, D, L) and m.W_O.shape == (2, H, L, D)
+    for l in range(2):
+        for h in range(H):
+            w = m.layers[l]
+            assert torch.allclose(m.OV[l, h], w.W_V[h] @ w.W_O[h], rtol=0, atol=1e-12)
+            assert torch.allclose(m.QK[l, h], w.W_Q[h] @ w.W_K[h].T, rtol=0, atol=1e-12)
+    x = m.W_E[:3] + m.W_pos[:3]  # [3, D] three residual vectors
+    q, k = x @ m.layers[0].W_Q[1], x @ m.layers[0].W_K[1]  # [3, L]
+    assert torch.allclose(x @ m.QK[0, 1] @ x.T, q @ k.T, rtol=1e-10, atol=1e-10)
 
 
 def test_qk_path_prefers_the_same_token(shipped):
