@@ -1,9 +1,9 @@
-"""Entry point: `streamlit run streamlit_app.py`. Pages live in pages/; their URL paths are stable,
-because links shared in class point at them."""
-
-from pathlib import Path
+"""Entry point: `streamlit run streamlit_app.py`. The pages are listed once, in ui/registry.py;
+their URL paths are stable, because links shared in class point at them."""
 
 import streamlit as st
+
+from ui.registry import PAGES
 
 st.set_page_config(
     page_title="Multi-head attention is a sum",
@@ -13,23 +13,12 @@ st.set_page_config(
                          "equals project-each-head-then-add."},
 )
 
-HERE = Path(__file__).parent
-
-# (file, title, url_path, icon). Home is the default page at "/".
-PAGES = [
-    ("pages/home.py", "Attention is a sum", "", ":material/home:"),
-    ("pages/shapes.py", "The shape table", "shapes", ":material/table_chart:"),
-    ("pages/toy-sentence.py", "Attention on a sentence", "toy-sentence", ":material/chat:"),
-    ("pages/concat-vs-sum.py", "Concat versus sum", "concat-vs-sum", ":material/functions:"),
-    ("pages/induction.py", "The sum at work", "induction", ":material/psychology:"),
-    ("pages/timing.py", "Timing", "timing", ":material/timer:"),
-]
-
 navigation = st.navigation(
     [
-        st.Page(path, title=title, url_path=url or None, icon=icon, default=(url == ""))
-        for path, title, url, icon in PAGES
-        if (HERE / path).exists()
+        st.Page(page.file, title=page.title, url_path=page.url_path or None, icon=page.icon,
+                default=page.url_path == "")
+        for page in PAGES
+        if page.exists
     ]
 )
 navigation.run()

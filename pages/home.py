@@ -1,29 +1,20 @@
-"""Home: the essay's thesis, the two formulas, a live check of the identity, and a guide."""
+"""Home: the essay's thesis, the two formulas, a live check of the identity, a guide to the pages
+(read from ui/registry.py), and how to run a class session with rooms."""
 
 import streamlit as st
 from streamlit.errors import StreamlitAPIException
 
+from core.checkpoints import home as cps
 from core.compare import eps
 from core.device import dtype_from_name
 from core.identity import identity_demo
+from core.rooms import MAX_ROOM_CHARS, new_room_code, normalize_room, valid_room
+from ui.checkpoint import checkpoint, unfolded
+from ui.format import number, shape
+from ui.registry import CONTENT_PAGES, PAGES
 from ui.shell import ensure_app_shell
 
 ensure_app_shell()
-
-PAGE_LINKS = [
-    ("pages/shapes.py", "The shape table", "Every tensor on the way from token ids to the output, "
-     "with its shape at any size you type in, and which axis each product contracts."),
-    ("pages/toy-sentence.py", "Attention on a sentence", "A tiny model with four heads reads your "
-     "own sentence; every query, key, value and attention weight is on screen."),
-    ("pages/concat-vs-sum.py", "Concat versus sum", "The identity, live: both endings computed side by "
-     "side, with diff readouts in four precisions and one output number taken apart head by head."),
-    ("pages/induction.py", "The sum at work", "A trained two-layer model whose heads you can read: "
-     "find its previous-token and induction heads, split a prediction into one term per head, and "
-     "knock heads out."),
-    ("pages/timing.py", "Timing", "What the additive view costs on the machine in front of you, "
-     "measured against a bare matrix product."),
-]
-
 
 # The essay's running example (the first source post's sizes), used by the live check below.
 DEMO = {"batch": 1, "seq": 20, "d_model": 512, "n_heads": 8}
@@ -34,6 +25,39 @@ DEMO_DTYPE = "float32"
 def live_check(dtype_name: str) -> dict:
     """Seed-0 weights at the essay's sizes; the max difference between the two endings."""
     return identity_demo(**DEMO, seed=0, dtype=dtype_from_name(dtype_name)).as_dict()
+
+
+def _fresh_code() -> None:
+    st.session_state["home_room_code"] = new_room_code()
+
+
+def room_links() -> None:
+    """A room code (fresh, typed, or the link's own) and the links that open a page in that room."""
+    if "home_room_code" not in st.session_state:
+        linked = st.query_params.get("room", "")
+        st.session_state["home_room_code"] = linked if valid_room(linked) else new_room_code()
+    left, right = st.columns([2, 3])
+    with left:
+        typed = st.text_input("Room code", key="home_room_code", max_chars=MAX_ROOM_CHARS,
+                              help=f"1–{MAX_ROOM_CHARS} letters and digits; case does not matter.")
+        st.button("New room code", on_click=_fresh_code, icon=":material/casino:")
+    with right:
+        by_title = {p.title: p for p in PAGES if p.exists}
+        page = by_title[st.selectbox("Page for the session", list(by_title), key="home_room_page")]
+    if not valid_room(typed):
+        st.error(f"A room code is 1–{MAX_ROOM_CHARS} letters and digits (no spaces or signs); "
+                 "press *New room code* for one.")
+        return
+    code = normalize_room(typed)
+    base = (st.context.url or "").rstrip("/")
+    link = f"{base}/{page.url_path}?room={code}"
+    st.markdown(f"**Students** open this link (room {code}):")
+    st.code(link, language=None, wrap_lines=True)
+    st.markdown("**You** project this one: the room's tally shows before the answer, which you reveal.")
+    st.code(f"{link}&teacher=1", language=None, wrap_lines=True)
+    st.caption("Add `&quiz=1` to both to keep each answering figure folded until its reader has guessed. "
+               "The room counts one guess per reader and question; a code is shared by whoever "
+               "uses it, so pick an unusual one on a public server.")
 
 
 st.title("Multi-head attention is a sum of heads")
@@ -107,6 +131,15 @@ layers (the *sum at work* page does all three on a small trained model). The con
 ### Notation
 """
 )
+cp = cps.wo_slice(DEMO["d_model"], DEMO["n_heads"])
+checkpoint(cp)
+if unfolded(cp):
+    wo = cps.wo_slice_sizes(DEMO["d_model"], DEMO["n_heads"])
+    st.markdown(
+        f"In the code, `W_O` is {shape(wo['W_O_shape'])} ({number(wo['W_O_numel'])} numbers) and one head's "
+        f"slice `W_O[0]` is {shape(wo['slice_shape'])}: {number(wo['slice_numel'])} numbers "
+        f"(`core.checkpoints.home.wo_slice_sizes`)."
+    )
 st.markdown(
     """
 | symbol | meaning | the essay's running example |
@@ -128,12 +161,14 @@ tokens, rows, coordinates and the bounds of every sum.
 )
 
 st.markdown("### The pages")
-for path, title, blurb in PAGE_LINKS:
+for page in CONTENT_PAGES:
+    if not page.exists:
+        continue
     try:
-        st.page_link(path, label=f"**{title}**", icon=":material/arrow_forward:")
+        st.page_link(page.file, label=f"**{page.title}**", icon=":material/arrow_forward:")
     except StreamlitAPIException:  # run on its own (AppTest), a page has no navigation to link into
-        st.markdown(f"**{title}**")
-    st.caption(blurb)
+        st.markdown(f"**{page.title}**")
+    st.caption(page.summary)
 
 st.markdown(
     """
@@ -146,6 +181,27 @@ same numbers, because all randomness is seeded. A link with a value that makes n
 negative width, heads that don't divide it, a sentence of ten thousand characters) opens the page
 anyway, with a note saying what was changed and why.
 
+### Running a session: predict, then see
+
+Each page asks questions marked **Predict:** right before the figure that answers them, computed
+at the page's current settings. A class can answer them together, peer-instruction style:
+
+1. **Pick a room code** below (or make up your own: letters and digits) and open a page.
+2. **Share the student link.** Everyone who opens it joins the room; their guesses are counted,
+   one per reader and question, with no names.
+3. **Let the room guess**, and project the **teacher link**: it shows how the room is guessing as
+   the votes come in, without giving the answer away.
+4. **Discuss**: ask students who chose different options to convince each other, and let them
+   change their guesses (a changed guess moves its count).
+5. **Reveal** the answer on the teacher screen and read the figure below it together.
+
+Add `quiz=1` to fold every answering figure until each reader has guessed. Rooms live in this
+server's memory and are forgotten after a few quiet hours.
+"""
+)
+room_links()
+st.markdown(
+    """
 ### Where the ideas come from
 
 - The additive view of heads is from Elhage et al., *A Mathematical Framework for Transformer

@@ -30,10 +30,10 @@ sys.path.insert(0, str(ROOT))
 from tests.browser.harness import (  # noqa: E402
     CHROMIUM, CHROMIUM_ARGS, Server, new_context, runs_finished, wait_ready,
 )
+from ui.registry import PAGES as REGISTRY  # noqa: E402
 
-# URL path → page file (as registered in streamlit_app.py).
-PAGES = {"": "home", "shapes": "shapes", "toy-sentence": "toy-sentence",
-         "concat-vs-sum": "concat-vs-sum", "induction": "induction", "timing": "timing"}
+# URL path → page file (relative to the root), from the one page registry.
+PAGES = {page.url_path: page.file for page in REGISTRY}
 
 # One control inside each page's fragment: (link that shows it, widget key, kind, two values).
 # Moving it reruns only its section; the benchmark checks the server said so (a fragment run).
@@ -85,7 +85,7 @@ def main() -> None:
             browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
             page = new_context(browser, viewport={"width": 1280, "height": 900}).new_page()
             for path, file in PAGES.items():
-                if not (ROOT / "pages" / f"{file}.py").exists():
+                if not (ROOT / file).exists():
                     continue
                 start = time.perf_counter()
                 page.goto(f"{server.url}/{path}")
@@ -152,9 +152,9 @@ def main() -> None:
     from streamlit.testing.v1 import AppTest
 
     for path, file in PAGES.items():
-        if not (ROOT / "pages" / f"{file}.py").exists():
+        if not (ROOT / file).exists():
             continue
-        at = AppTest.from_file(str(ROOT / "pages" / f"{file}.py"), default_timeout=120)
+        at = AppTest.from_file(str(ROOT / file), default_timeout=120)
         at.run()
         at.run()
         times = []

@@ -15,6 +15,8 @@ time until the last session's run finished, the median, how many runs showed an 
 again once the class has been quiet for ``--settle`` seconds. With
 ``--distinct`` every session gets its own link (seed and heads varied), so nothing is cached.
 
+A class guessing together in one room (checkpoints, issue 21) is scripts/room_load_test.py.
+
 Without ``--url`` the script starts its own `streamlit run` on a free localhost port (and passes
 ``--server-arg`` options to it), so each configuration is measured on a fresh server.
 """
@@ -31,6 +33,8 @@ from urllib.parse import urlencode
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+
+from ui.registry import PAGES  # noqa: E402
 
 # The i-th distinct link of each page (with --distinct); otherwise every session opens the page bare.
 DISTINCT = {
@@ -138,8 +142,8 @@ def measure(url: str, pid: int | None, pages: list[str], sessions: int, distinct
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--pages", default="home,shapes,toy-sentence,concat-vs-sum,induction,timing",
-                        help="comma-separated URL paths ('home' for /)")
+    parser.add_argument("--pages", default=",".join(p.name for p in PAGES if p.exists),
+                        help="comma-separated URL paths ('home' for /); default: every page in ui/registry.py")
     parser.add_argument("--sessions", type=int, default=30)
     parser.add_argument("--distinct", action="store_true", help="a different link for every session")
     parser.add_argument("--rounds", type=int, default=1, help="repeat the whole class this many times")

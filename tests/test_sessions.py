@@ -1,9 +1,9 @@
 """Nothing leaks between sessions through caches, and no cache grows without bound.
 
 Thirty students on one small server share its caches. `st.cache_data` hands every caller its own
-copy (pickled), so a session that edits a cached table can't change another's view; the one
-`st.cache_resource` (the timing page's store of finished runs) hands out copies itself
-(tests/test_timing_core.py). Every cache with arguments is bounded, so hostile links can't fill
+copy (pickled), so a session that edits a cached table can't change another's view; the
+`st.cache_resource` stores (the timing page's finished runs, the rooms' tallies) hand out copies
+themselves (tests/test_timing_core.py, tests/test_rooms.py). Every cache with arguments is bounded, so hostile links can't fill
 the memory with entries.
 """
 
@@ -18,7 +18,10 @@ from streamlit.testing.v1 import AppTest
 ROOT = Path(__file__).resolve().parents[1]
 # Pages and the UI modules they call (figure builders cache their specs there).
 PAGE_FILES = sorted([*(ROOT / "pages").glob("*.py"), *(ROOT / "ui").rglob("*.py")])
-SHARED_RESOURCES = {"result_store"}  # returns core.timing.ResultStore, which copies on get/put
+SHARED_RESOURCES = {
+    "result_store",  # returns core.timing.ResultStore, which copies on get/put
+    "room_store",  # ui.checkpoint: core.rooms.RoomStore, shared on purpose; tally() returns fresh lists
+}
 
 
 def _cached_functions(path: Path):

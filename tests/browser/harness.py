@@ -232,3 +232,17 @@ def screenshot(page, name: str) -> Path:
 def charts_drawn(page) -> int:
     """How many Vega charts have drawn a canvas or svg."""
     return page.locator("[data-testid=stVegaLiteChart] canvas, [data-testid=stVegaLiteChart] svg.marks").count()
+
+
+def dark_context(browser, **kwargs):
+    """A context whose pages ask for the dark theme (Streamlit follows the system's colour scheme)."""
+    return new_context(browser, color_scheme="dark", **{"viewport": {"width": 1280, "height": 900}, **kwargs})
+
+
+def element_screenshot(locator, name: str) -> Path:
+    """A screenshot of one element (e.g. a checkpoint) into artifacts/screenshots/<name>.png."""
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    path = SHOTS / f"{name}.png"
+    locator.scroll_into_view_if_needed()
+    locator.screenshot(path=str(path))
+    return path

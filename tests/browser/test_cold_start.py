@@ -14,10 +14,11 @@ from playwright.sync_api import expect
 
 from tests.apptest_utils import ROOT
 from tests.browser.harness import Server, assert_no_exception, new_context, wait_ready
+from ui.registry import PAGES as REGISTRY
 
 pytestmark = pytest.mark.browser
 
-# URL path → the page's title (h1). Pages registered in streamlit_app.py.
+# URL path → the page's title (h1). Pages registered in ui/registry.py.
 DEEP_LINKS = {
     "shapes": ("The shape table", {"heads": "4"}),
     "toy-sentence": ("Attention on a sentence", {"heads": "2"}),
@@ -29,7 +30,7 @@ HOME_TITLE = "Multi-head attention is a sum of heads"
 
 
 def _registered(path: str) -> bool:
-    return (ROOT / "pages" / f"{path}.py").exists() and f'"{path}"' in (ROOT / "streamlit_app.py").read_text()
+    return (ROOT / "pages" / f"{path}.py").exists() and path in {p.url_path for p in REGISTRY}
 
 
 @pytest.mark.parametrize("path", [p for p in DEEP_LINKS if _registered(p)])
