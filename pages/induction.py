@@ -13,8 +13,10 @@ import pandas as pd
 import streamlit as st
 
 from core import induction as ind
+from core.checkpoints import induction as cps
 from ui.charts import csv_download, figure
 from ui import format as fmt
+from ui.checkpoint import checkpoint, unfolded
 from ui.controls import MAX_SEED, MAX_SENTENCE_CHARS, Controls, heads_problem, show_link
 from ui.figures import induction as fig
 from ui.views import induction as views
@@ -212,14 +214,17 @@ earlier occurrence{f", {view['copy']['offset'] - 1} positions back in this seque
 """
 )
 cell_text = len(view["ids"]) <= 16
-figure(
-    fig.patterns_spec(view["patterns"], view["labels"], H, cell_text),
-    caption=("Attention patterns of every head on this sequence: rows are queries, columns keys (labelled "
-             "position:letter), one colour scale from 0 to 1 (viridis); hover for exact weights. "
-             "trace.pattern from core.attention.multi_head_attention inside core.induction.run."),
-    table=view["patterns"], csv_name="induction_patterns.csv", key="pattern_fig",
-    column_config={"weight": NUM(format="%.4f")},
-)
+cp_attend = views.attend_checkpoint(seed, text)
+checkpoint(cp_attend)
+if unfolded(cp_attend):
+    figure(
+        fig.patterns_spec(view["patterns"], view["labels"], H, cell_text),
+        caption=("Attention patterns of every head on this sequence: rows are queries, columns keys (labelled "
+                 "position:letter), one colour scale from 0 to 1 (viridis); hover for exact weights. "
+                 "trace.pattern from core.attention.multi_head_attention inside core.induction.run."),
+        table=view["patterns"], csv_name="induction_patterns.csv", key="pattern_fig",
+        column_config={"weight": NUM(format="%.4f")},
+    )
 shown_scores = scores.assign(**{
     f"previous-token score, {N_EVAL} sequences": metrics["prev_token_scores"] + [float("nan")] * H,
     f"induction score, {N_EVAL} sequences": [float("nan")] * H + metrics["induction_scores"],
@@ -279,19 +284,24 @@ def clamp_position(n: int, repeat_positions: list[int]) -> None:
             (st.warning if note[0] == "warning" else st.caption)(note[1])
         return
     raw = st.query_params.get("position")
-    if raw is None:
+    try:
+        value = float(raw) if raw is not None else float(DEFAULT_POSITION)
+    except ValueError:
+        value = float("nan")
+    refused = not (value.is_integer() and 0 <= value <= S - 2)  # not a number, or off the slider
+    if refused:
+        if DEFAULT_POSITION <= last:
+            return  # the widget falls back to the default, which fits, and Controls.integer says why
         old, chosen = DEFAULT_POSITION, False
     else:
-        try:
-            value = float(raw)
-        except ValueError:
-            return  # not a number: Controls.integer says so
-        if not (value.is_integer() and 0 <= value <= S - 2):
-            return  # out of the slider's range: Controls.integer says so
-        old, chosen = int(value), True
+        old, chosen = int(value), raw is not None
     if old <= last:
         return
     to, note = target_and_note(old, chosen)
+    if refused:
+        shown = str(raw)[:20].replace("`", "'")
+        note = ("warning", f"The link asked for `position={shown}`, which is not a position of this sequence; "
+                           f"showing position {to}.")
     st.query_params["position"] = str(to)
     st.session_state[CARRIED_POSITION_NOTE] = [note]
     st.rerun()
@@ -317,6 +327,9 @@ with $W_U$ applied to each head's term before the heads are added.
     position = c.integer("position", "Position i", default=DEFAULT_POSITION, lo=0, hi=S - 2, slider=True,
                          help="The position whose next-letter logit is split into terms.")
     c.show_notices()
+    if position > n - 2:  # clamp_position moved the widget already; this only guards the section itself
+        st.warning(f"This sequence has {fmt.count(n, 'token')}; showing position {n - 2}.")
+        position = n - 2
     t = views.terms_view(seed, text, position)
     row = table.iloc[position]
     terms = t["terms"]
@@ -378,6 +391,17 @@ which keeps the residual stream at its usual offset and removes only what the he
     singles = [ind.head_label(1, h) for h in range(H)]
     worst_single = max(singles, key=lambda h: by.loc[h, f"loss_repeat_{mode}"])
     alone = by.loc[worst_single, f"loss_repeat_{mode}"]
+    if chosen:  # the question asks about the reader's own choice, the last row of the table
+        asked = abl["removed"].iloc[-1]
+        labels = [ind.head_label(l, h) for l, h in chosen]
+        named = f"{fmt.plural(len(labels), 'head')} {', '.join(labels)}"
+    else:
+        asked = "the induction heads"
+        named = f"the induction {fmt.plural(len(ind_heads), 'head')} {', '.join(ind_heads)}"
+    cp_knock = cps.knockout(abl, asked, named, mode, metrics["ln_vocab"])
+    checkpoint(cp_knock)
+    if not unfolded(cp_knock):
+        return
     if len(ind_heads) > 1 and alone < no_ind:
         single = (f"Removing one of them alone hurts less (at worst {worst_single}: {alone:.3f}): the other still "
                   "copies, so the circuit has a spare.")

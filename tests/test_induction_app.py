@@ -284,3 +284,87 @@ def test_the_page_names_both_processors_and_no_longer_promises_identical_weights
     mine = ind.this_machine()
     assert f"{mine['capability']} kernels on {mine['cpu']}" in said
     assert ind.load()[1]["trained_on"]["cpu"] in said
+
+
+# ---- checkpoints (issue 21) ------------------------------------------------------------------------
+
+from core.checkpoints import induction as cps  # noqa: E402
+
+
+def _predicts(at):
+    return {r.label: r for r in at.radio if r.label.startswith("Predict:")}
+
+
+def _radio(at, start):
+    (radio,) = [r for label, r in _predicts(at).items() if label.startswith(f"Predict: {start}")]
+    return radio
+
+
+CHECKPOINT_SETTINGS = [
+    ({}, 0, ""),  # defaults: seed 0's drawn sequence, the induction heads, zero ablation
+    ({"sequence": "abcabc", "ablate": "0.1"}, 0, "abcabc"),  # small, and the reader's own head
+    ({"sequence": "zzzzzzzz", "ablate": "0.0", "ablation": "mean"}, 0, "zzzzzzzz"),  # degenerate, mean
+    ({"sequence": "ab", "ablate": "1.0"}, 0, "ab"),  # two tokens: one key to choose besides the query
+    ({"seed": "11"}, 11, ""),
+]
+
+
+@pytest.mark.parametrize("query, seed, text", CHECKPOINT_SETTINGS)
+def test_checkpoints_agree_with_the_figures_below_them(query, seed, text):
+    at = run_page(PAGE, query, timeout=120)
+    assert len(_predicts(at)) == 2
+
+    # Where the induction head looks: the right key is the largest weight in the heatmaps' own table.
+    attend = _radio(at, "In the heatmaps below")
+    cp = views.attend_checkpoint(seed, text)
+    assert attend.options == list(cp.options) and attend.value is None
+    view = views.sequence_view(seed, text)
+    head = int(ind.load()[1]["metrics"]["induction_head"][3:])
+    query_label = view["labels"][cps.question_position(view["repeat_positions"], len(view["ids"]))]
+    row = view["patterns"][(view["patterns"]["layer"] == 1) & (view["patterns"]["head"] == head)
+                           & (view["patterns"]["query"] == query_label)]
+    biggest = row.loc[row["weight"].idxmax()]
+    assert [o for o in attend.options if o == biggest["key"]] == [cp.right]
+    assert f"query {query_label}" in attend.label
+
+    # Removing heads: the right band is the one the ablation chart's own number falls in.
+    knock = _radio(at, "Remove")
+    table = next(df.value for df in at.dataframe if "loss_repeat_zero" in df.value.columns)
+    mode = query.get("ablation", "zero")
+    asked = table["removed"].iloc[-1] if "ablate" in query else "the induction heads"
+    by = table.set_index("removed")
+    band = cps.knockout_category(by.loc[asked, f"loss_repeat_{mode}"], by.loc["nothing", f"loss_repeat_{mode}"],
+                                 ind.load()[1]["metrics"]["ln_vocab"])
+    right = [o for o in knock.options if o.startswith(cps.KNOCKOUT_OPTIONS[band].split("{")[0][:18])]
+    assert len(right) == 1
+    knock.set_value(right[0]).run()
+    assert at.success and f"{by.loc[asked, f'loss_repeat_{mode}']:.3f} nats" in at.success[0].value
+
+
+def test_the_attention_answer_changes_with_the_sequence():
+    rights = {views.attend_checkpoint(seed, text).right for _, seed, text in CHECKPOINT_SETTINGS}
+    assert len(rights) >= 3
+
+
+def test_a_wrong_guess_names_the_right_key_and_a_new_sequence_resets_it():
+    at = run_page(PAGE, {"sequence": "abcdabcd"}, timeout=120)
+    cp = views.attend_checkpoint(0, "abcdabcd")
+    wrong = next(o for o in cp.options if o != cp.right)
+    _radio(at, "In the heatmaps below").set_value(wrong).run()
+    assert any(f"the answer is {cp.right}" in e.value for e in at.error)
+    at.text_input(key="sequence").input("xyzxyzxyz")
+    rerun(at)
+    fresh = _radio(at, "In the heatmaps below")
+    assert fresh.value is None and fresh.options == list(views.attend_checkpoint(0, "xyzxyzxyz").options)
+
+
+def test_quiz_folds_the_heatmaps_and_the_ablation_until_answered():
+    at = run_page(PAGE, {"quiz": "1"}, timeout=120)
+    assert len(at.get("vega_lite_chart")) == 6  # the heatmaps and the ablation chart wait
+    assert not any("takes the loss on repeated positions" in m.value for m in at.markdown)
+    for _ in range(2):  # one reveal per checkpoint; each run redraws the buttons
+        next(b for b in at.button if b.label == "Reveal the answer").click()
+        rerun(at)
+    assert not [b for b in at.button if b.label == "Reveal the answer"]
+    assert len(at.get("vega_lite_chart")) == 8
+    assert any("takes the loss on repeated positions" in m.value for m in at.markdown)

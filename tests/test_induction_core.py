@@ -6,12 +6,14 @@ import json
 import math
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from core import induction as ind
+from core.checkpoints import induction as cps
 from core.attention import AttentionWeights, multi_head_attention
 
 CFG = ind.Config()
@@ -298,7 +300,6 @@ def test_one_training_at_a_time():
 
 
 def test_phase_change_finds_the_steepest_fall():
-    import pandas as pd
     steps = np.arange(0, 1001, 25)
     loss = np.where(steps < 500, 4.0, 0.5)
     curve = pd.DataFrame({"step": steps, "loss_repeat": loss, "induction_score": np.where(steps < 500, 0.1, 0.8)})
@@ -392,3 +393,69 @@ def test_the_shipped_record_says_where_it_trained():
 def test_default_position_is_a_repeated_position():
     b = ind.sample_sequence(0)
     assert bool(b.repeat[0, ind.default_position(0)])
+
+
+# ---- the page's checkpoints (core.checkpoints.induction) ------------------------------------------
+
+
+
+@settings(max_examples=40, deadline=None)
+@given(ids=st.lists(st.integers(0, len(ind.ALPHABET) - 1), min_size=2, max_size=CFG.n_ctx) | st.builds(
+    lambda n, k: [k] * n, st.integers(2, CFG.n_ctx), st.integers(0, 51)) | st.builds(
+    lambda w, r: (w * r)[:CFG.n_ctx], st.lists(st.integers(0, 51), min_size=1, max_size=6), st.integers(2, 8)),
+    head=st.integers(0, CFG.n_heads - 1))
+def test_attend_most_has_one_right_option_the_patterns_largest(shipped, ids, head):
+    model, _ = shipped
+    tokens = torch.tensor([ids])
+    repeated = ind.repeat_mask(tokens)[0].nonzero().flatten().tolist()
+    cp = cps.attend_most(model, ids, repeated, 1, head)
+    assert len(set(cp.options)) == len(cp.options) >= 2
+    query = cps.question_position(repeated, len(ids))
+    with torch.no_grad():
+        row = ind.run(model, tokens).traces[1].pattern[0, head, query, : query + 1]  # [query + 1]
+    assert cp.right == f"{int(row.argmax())}:{ind.ALPHABET[ids[int(row.argmax())]]}"
+    for option in cp.options:  # every wrong option is a key whose weight prints below the largest
+        if option != cp.right:
+            j = int(option.split(":")[0])
+            assert 0 <= j <= query and float(row.max() - row[j]) > cps.ATTEND_TIE
+    assert f"{float(row.max()):.2f}" in cp.why
+    assert cps.attend_most(model, ids, repeated, 1, head) == cp  # same link, same question, same order
+
+
+def test_attend_most_on_a_drawn_sequence_is_the_induction_key(shipped):
+    model, _ = shipped
+    b = ind.sample_sequence(0)
+    ids, repeated = b.tokens[0].tolist(), b.repeat[0].nonzero().flatten().tolist()
+    cp = cps.attend_most(model, ids, repeated, 1, 1)
+    query = repeated[-1]
+    key = int(ind.induction_keys(b.tokens)[0, query])
+    assert cp.right == f"{key}:{ind.ALPHABET[ids[key]]}" and "right after the most recent earlier" in cp.why
+    assert f"{key - 1}:{ind.ALPHABET[ids[key - 1]]}" in cp.options  # the earlier copy of the letter itself: the lure
+
+
+@settings(max_examples=200, deadline=None)
+@given(loss=st.floats(0, 20), clean=st.floats(0, 5), ln_v=st.floats(0.5, 10))
+def test_knockout_bands_cover_every_loss_once(loss, clean, ln_v):
+    table = pd.DataFrame({"removed": ["nothing", "x"], "heads": ["none", "1.0,1.1"],
+                          "loss_repeat_zero": [clean, loss]})
+    cp = cps.knockout(table, "x", "the induction heads", "zero", ln_v)
+    assert len(cp.options) == len(cps.KNOCKOUT_OPTIONS) == len(set(cp.options))
+    assert cp.options.index(cp.right) == cp.answer
+    assert sum(cps.knockout_category(loss, clean, ln_v) == i for i in range(5)) == 1
+    assert f"{loss:.3f}" in cp.why
+
+
+def test_knockout_on_the_shipped_model(shipped):
+    """The right options at the page's standard rows, in both modes: the lesson the bands encode."""
+    from ui.views.induction import ablation_sets
+
+    model, meta = shipped
+    table = ind.ablation_table(model, ablation_sets(meta["metrics"], model.n_heads, []), n=256)
+    ln_v = meta["metrics"]["ln_vocab"]
+    for mode in ("zero", "mean"):
+        def right(removed, name):
+            return cps.knockout(table, removed, name, mode, ln_v).right
+        assert right("the induction heads", "the induction heads").startswith("it goes back to about ln V")
+        assert right("L0H0", "head L0H0").startswith("it goes back to about ln V")
+        assert right("L1H0", "head L1H0").startswith("it rises, but stays well short")
+        assert right("L0H1", "head L0H1").startswith("it falls")

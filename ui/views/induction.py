@@ -14,6 +14,8 @@ import streamlit as st
 import torch
 
 from core import induction as ind
+from core.checkpoints import Checkpoint
+from core.checkpoints import induction as cps
 
 @st.cache_data(show_spinner=False, max_entries=1)
 def shipped() -> dict:
@@ -171,3 +173,12 @@ def train_and_store(seed: int, heads: int, steps: int, progress) -> dict:
              "weights_versus_shipped": (ind.weight_differences(result.model, shipped_model())
                                         if ind.is_shipped_config(cfg, meta) else None)}
     return trained_run(seed, heads, steps, _fresh=fresh)
+
+
+@st.cache_data(show_spinner=False, max_entries=64)
+def attend_checkpoint(seed: int, text: str) -> Checkpoint:
+    """The question before the heatmaps: where the induction head looks from the sequence's last
+    repeated position (core.checkpoints.induction.attend_most, on the sequence of sequence_view)."""
+    view = sequence_view(seed, text)
+    head = int(shipped()["meta"]["metrics"]["induction_head"][3:])
+    return cps.attend_most(shipped_model(), view["ids"], view["repeat_positions"], 1, head)
