@@ -51,6 +51,8 @@ def cheaper(repeat: float, other: float) -> str:
 
 data = views.shipped()
 meta, metrics = data["meta"], data["meta"]["metrics"]
+trained_on = meta.get("trained_on") or {"cpu": "a processor it did not record", "capability": "unrecorded",
+                                        "torch": meta["training"]["torch"]}
 N_EVAL = metrics["eval_sequences"]  # the fresh sequences behind every "on N fresh sequences" number
 curve = ind.curve_frame(meta)
 phase = ind.phase_change(curve)
@@ -95,8 +97,8 @@ key, so that at a second A it attends to the letter after the first A and copies
 that a letter recurs by chance rarely enough for copying to pay; $S = {S}$ positions so that one
 sequence fits across a heatmap; $D = {D}$ with $H = {H}$ heads of $L = {L}$ dimensions per layer, so
 that each head can match letters sharply while the whole model is only
-{data['size']:,} numbers. It trained in {meta['training']['cpu_seconds']:.0f} s of CPU time on one thread
-(`python -m core.induction train --seed {meta['config']['seed']} --out core/weights/induction.pt`),
+{data['size']:,} numbers. It trained in {meta['training']['cpu_seconds']:.0f} s of CPU time on one thread of
+{trained_on['cpu']} (`python -m core.induction train --seed {meta['config']['seed']} --out core/weights/induction.pt`),
 and the weights this page reads are what that command wrote, in TransformerLens's names and shapes.
 """
 )
@@ -483,8 +485,6 @@ figure(
 
 # ---- train it yourself -----------------------------------------------------------------------------
 
-trained_on = meta.get("trained_on") or {"cpu": "a processor it did not record", "capability": "unrecorded",
-                                        "torch": meta["training"]["torch"]}
 server = views.this_machine()
 
 
