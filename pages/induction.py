@@ -270,13 +270,15 @@ def clamp_position(n: int, repeat_positions: list[int]) -> None:
     last = n - 2
 
     def target_and_note(old: int, chosen: bool) -> tuple[int, tuple[str, str]]:
-        if chosen or not repeat_positions:
-            to = last
-            return to, ("warning", f"This sequence has {fmt.count(n, 'token')}, so the last position with a next "
-                                   f"letter is {last}; the position moved from {old} to {to}.")
-        to = repeat_positions[-1]
-        return to, ("caption", f"This sequence has {fmt.count(n, 'token')}; the position moved to {to}, its last "
-                               "repeated position.")
+        if chosen:
+            return last, ("warning", f"This sequence has {fmt.count(n, 'token')}, so the last position with a next "
+                                     f"letter is {last}; the position moved from {old} to {last}.")
+        if repeat_positions:
+            to = repeat_positions[-1]
+            return to, ("caption", f"This sequence has {fmt.count(n, 'token')}; the position moved to {to}, its last "
+                                   "repeated position.")
+        return last, ("caption", f"This sequence has {fmt.count(n, 'token')}; the position moved to {last}, its last "
+                                 "position with a next letter.")
 
     if "position" in st.session_state:  # a later run: the session's value is the widget's
         old = st.session_state["position"]
@@ -339,8 +341,8 @@ with $W_U$ applied to each head's term before the heads are added.
     kind = "a repeated position" if row["kind"] == "repeated" else "not a repeated position"
     st.markdown(
         f"At position {position} the letter is `{row['token']}` and the next is `{row['next']}` ({kind}). "
-        f"The model gives `{row['next']}` logit {t['logit']:.4f} (probability {t['target_prob']:.3f}); of the "
-        f"heads' terms the largest is {top['term']}'s, {top['value']:+.4f}."
+        f"The model gives `{row['next']}` logit {fmt.signed(t['logit'], '.4f')} (probability "
+        f"{t['target_prob']:.3f}); of the heads' terms the largest is {top['term']}'s, {fmt.signed(top['value'], '+.4f')}."
     )
     k = st.columns(3)
     k[0].metric("sum of the terms", f"{t['sum']:.10f}")
@@ -356,7 +358,7 @@ with $W_U$ applied to each head's term before the heads are added.
     st.markdown(
         "A softmax only cares about differences between logits, so a term that raises every letter's logit "
         "equally predicts nothing; the terms that matter are those that raise this letter more than the others. "
-        f"Here the mean logit over all {V} letters is {t['mean_logit']:.4f}."
+        f"Here the mean logit over all {V} letters is {fmt.signed(t['mean_logit'], '.4f')}."
     )
 
 

@@ -368,3 +368,11 @@ def test_quiz_folds_the_heatmaps_and_the_ablation_until_answered():
     assert not [b for b in at.button if b.label == "Reveal the answer"]
     assert len(at.get("vega_lite_chart")) == 8
     assert any("takes the loss on repeated positions" in m.value for m in at.markdown)
+
+
+def test_a_two_token_sequence_moves_the_default_position_quietly():
+    at = run_page(PAGE, {"sequence": "ab"}, timeout=120)
+    assert at.slider(key="position").value == 0 and "At position 0 " in texts(at)
+    assert not notices(at)
+    assert any("moved to 0, its last position with a next letter" in c.value for c in at.caption)
+    assert "0 of its positions are followed" in texts(at)
