@@ -46,7 +46,8 @@ exclusive = OneAtATime("another training run is in progress on this server").hol
 
 # Evaluation and ablation run under ``@torch_threads(1)`` (core.device): this model's products are
 # tiny, and on a busy 2-core server two threads spend more time waiting for each other than
-# computing (an ablation table took 9.3 s on two threads and 0.7 s on one, measured here in one run).
+# computing (an ablation table took 9.3 s on two threads and 0.7 s on one, in one run on the project's
+# 2-core development server: a reason, not a figure to expect elsewhere).
 
 
 @contextlib.contextmanager
