@@ -1,8 +1,8 @@
 """The sum at work: a trained two-layer attention-only model whose heads you can read, add up and
 knock out.
 
-Every number comes from core.induction (through the cached views in ui.figures.induction); this
-file is the essay and its controls.
+Every number comes from core.induction, through the cached views in ui.views.induction; the charts
+are ui.figures.induction's. This file is the essay and its controls.
 """
 
 from __future__ import annotations
@@ -13,9 +13,13 @@ import pandas as pd
 import streamlit as st
 
 from core import induction as ind
+from core.checkpoints import induction as cps
 from ui.charts import csv_download, figure
+from ui import format as fmt
+from ui.checkpoint import checkpoint, unfolded
 from ui.controls import MAX_SEED, MAX_SENTENCE_CHARS, Controls, heads_problem, show_link
 from ui.figures import induction as fig
+from ui.views import induction as views
 from ui.shell import ensure_app_shell
 
 ensure_app_shell()
@@ -34,8 +38,21 @@ def times(a: float, b: float) -> str:
     return f"{a / b:.1f}×" if b else "—"
 
 
-data = fig.shipped()
+def cheaper(repeat: float, other: float) -> str:
+    """How the loss on repeated letters compares with the rest, judged on the numbers as printed
+    (3 decimals, and the ratio to 1): equal-looking numbers are 'about the same', never '1.0× less'."""
+    if fmt.same_or_compare(repeat, other, ".3f", "more", "less") == "the same as" or f"{other / repeat:.1f}" == "1.0":
+        return (", about the same (a difference of "
+                f"{fmt.signed(abs(other - repeat), '.3f')} nats): on this sequence copying does not pay. ")
+    if repeat > other:
+        return ", more: on this sequence copying does not pay. "
+    return f": {times(other, repeat)} less. "
+
+
+data = views.shipped()
 meta, metrics = data["meta"], data["meta"]["metrics"]
+trained_on = meta.get("trained_on") or {"cpu": "a processor it did not record", "capability": "unrecorded",
+                                        "torch": meta["training"]["torch"]}
 N_EVAL = metrics["eval_sequences"]  # the fresh sequences behind every "on N fresh sequences" number
 curve = ind.curve_frame(meta)
 phase = ind.phase_change(curve)
@@ -80,8 +97,8 @@ key, so that at a second A it attends to the letter after the first A and copies
 that a letter recurs by chance rarely enough for copying to pay; $S = {S}$ positions so that one
 sequence fits across a heatmap; $D = {D}$ with $H = {H}$ heads of $L = {L}$ dimensions per layer, so
 that each head can match letters sharply while the whole model is only
-{data['size']:,} numbers. It trained in {meta['training']['cpu_seconds']:.0f} s of CPU time on one thread
-(`python -m core.induction train --seed {meta['config']['seed']} --out core/weights/induction.pt`),
+{data['size']:,} numbers. It trained in {meta['training']['cpu_seconds']:.0f} s of CPU time on one thread of
+{trained_on['cpu']} (`python -m core.induction train --seed {meta['config']['seed']} --out core/weights/induction.pt`),
 and the weights this page reads are what that command wrote, in TransformerLens's names and shapes.
 """
 )
@@ -98,7 +115,7 @@ with st.container(border=True):
                          default="", max_chars=MAX_SENTENCE_CHARS, where=c[1],
                          help=f"At most {S} tokens. Try a word twice: `theCatSatOnTheCatSat`. Empty: the random sequence.")
 controls.show_notices()
-view = fig.sequence_view(seed, text)
+view = views.sequence_view(seed, text)
 for problem in view["problems"]:
     st.warning(problem, icon=":material/edit_note:")
 
@@ -108,8 +125,10 @@ if view["copy"]:
     where = (f"Seed {seed} draws the sequence below; its span of {cp['length']} letters starting at position "
              f"{cp['start'] - cp['offset']} repeats at position {cp['start']}.")
 else:
-    where = (f"Your sequence has {len(view['ids'])} tokens; {view['n_repeat']} of its positions are followed by a "
-             "letter that copying can predict (the pair of letters occurred earlier).")
+    n_rep = view["n_repeat"]
+    where = (f"Your sequence has {fmt.count(len(view['ids']), 'token')}; {n_rep} of its positions "
+             f"{'is' if n_rep == 1 else 'are'} followed by a letter that copying can predict (the pair of letters "
+             "occurred earlier).")
 st.markdown(f"{where} `{view['text']}`")
 m = st.columns(4)
 m[0].metric("loss on repeated positions", nats(view["loss_repeat"]), help="Mean cross-entropy (nats) where the next letter is predictable by copying.")
@@ -130,9 +149,7 @@ figure(
 if view["n_repeat"] and not math.isnan(view["loss_repeat"]):
     st.markdown(
         f"On this sequence the model pays {view['loss_repeat']:.3f} nats per repeated letter against "
-        f"{view['loss_other']:.3f} elsewhere"
-        + (f": {times(view['loss_other'], view['loss_repeat'])} less. " if not view["loss_other"] <= view["loss_repeat"]
-           else ", no less: on this sequence copying does not pay. ")
+        f"{view['loss_other']:.3f} elsewhere" + cheaper(view["loss_repeat"], view["loss_other"])
         + f"On {N_EVAL} fresh "
         f"sequences the loss on repeated positions is {metrics['loss_repeat']:.3f} nats, "
         f"{times(metrics['ln_vocab'], metrics['loss_repeat'])} below the uniform guess; on the rest it is "
@@ -184,8 +201,8 @@ st.markdown(
 Each head's *pattern* is a lower-triangular matrix: row $i$ is the query position, column $j$ a key
 position $\le i$, and the row sums to 1. Two numbers say what a head is for. Its **previous-token
 score** is the mean attention from each position to the one just before it. Its **induction score**
-is the mean attention from each letter of the second copy to the letter that *followed* its earlier
-occurrence. A head that spread its attention evenly would score about
+is the mean attention from each letter of the second copy to the one key that *followed* the
+letter's most recent earlier occurrence (Olsson et al.'s definition). A head that spread its attention evenly would score about
 {metrics['prev_token_baseline']:.3f} and {metrics['induction_baseline']:.3f} (that is the average of
 $1/(i+1)$ over the positions scored, not zero).
 
@@ -199,29 +216,100 @@ earlier occurrence{f", {view['copy']['offset'] - 1} positions back in this seque
 """
 )
 cell_text = len(view["ids"]) <= 16
-figure(
-    fig.patterns_spec(view["patterns"], view["labels"], H, cell_text),
-    caption=("Attention patterns of every head on this sequence: rows are queries, columns keys (labelled "
-             "position:letter), one colour scale from 0 to 1 (viridis); hover for exact weights. "
-             "trace.pattern from core.attention.multi_head_attention inside core.induction.run."),
-    table=view["patterns"], csv_name="induction_patterns.csv", key="pattern_fig",
-    column_config={"weight": NUM(format="%.4f")},
-)
+cp_attend = views.attend_checkpoint(seed, text)
+checkpoint(cp_attend)
+if unfolded(cp_attend):
+    figure(
+        fig.patterns_spec(view["patterns"], view["labels"], H, cell_text),
+        caption=("Attention patterns of every head on this sequence: rows are queries, columns keys (labelled "
+                 "position:letter), one colour scale from 0 to 1 (viridis); hover for exact weights. "
+                 "trace.pattern from core.attention.multi_head_attention inside core.induction.run."),
+        table=view["patterns"], csv_name="induction_patterns.csv", key="pattern_fig",
+        column_config={"weight": NUM(format="%.4f")},
+    )
 shown_scores = scores.assign(**{
     f"previous-token score, {N_EVAL} sequences": metrics["prev_token_scores"] + [float("nan")] * H,
     f"induction score, {N_EVAL} sequences": [float("nan")] * H + metrics["induction_scores"],
 })
-st.dataframe(shown_scores, hide_index=True, width="stretch",
+# placeholder="": a missing score is an empty cell, as the caption says (st.dataframe's default is a grey "None").
+st.dataframe(shown_scores, hide_index=True, width="stretch", placeholder="",
              column_config={c: NUM(format="%.3f") for c in shown_scores.columns if c != "head"})
 csv_download(shown_scores, "induction_head_scores.csv", key="scores_csv")
+n_scored, n_adjacent = view["n_scored"], view["n_adjacent"]
+left_out = (f" {fmt.count(n_adjacent, 'repeated position')} {'is' if n_adjacent == 1 else 'are'} left out: "
+            f"there the letter's most recent earlier occurrence is one or two back, so the key after it is the query "
+            f"itself or the key before it, where an induction head cannot be told from a head that looks at itself or "
+            f"one back." if n_adjacent else "")
+if n_scored:
+    on_this = f"the induction score averages over {fmt.count(n_scored, 'repeated position')}.{left_out}"
+elif n_adjacent:
+    on_this = f"the induction score is blank: no repeated position can score it.{left_out}"
+else:
+    on_this = "the induction score is blank: the sequence has no repeated position."
 st.caption(
-    f"Scores on this sequence (core.induction.prev_token_scores and sequence_induction_scores, the latter over its "
-    f"{view['n_scored']} repeated positions) and on {N_EVAL} fresh sequences (core.induction.evaluate, from the shipped "
-    f"JSON). The {N_EVAL}-sequence columns are blank where the score is not what that layer is for."
+    f"Scores on this sequence come from core.induction.prev_token_scores and sequence_induction_scores; {on_this} "
+    f"The scores on {N_EVAL} fresh sequences come from core.induction.evaluate (the shipped JSON); those columns are "
+    f"blank where the score is not what that layer is for."
 )
 
 
 # ---- the sum --------------------------------------------------------------------------------------
+
+CARRIED_POSITION_NOTE = "_induction_position_note"
+
+
+def clamp_position(n: int, repeat_positions: list[int]) -> None:
+    """Move the position picker inside a sequence of ``n`` tokens *before* it is drawn, so that the
+    slider, the link and the section agree (the slider's range stays 0 … S − 2 for every sequence).
+
+    A position the reader chose (in the link, or earlier with the slider) moves to the last one
+    with a next letter, with a warning; the page's default, which belongs to seed 0's sequence,
+    moves to this sequence's last repeated position, with a caption. On the session's first run
+    the link decides the widget's value, so the link itself is rewritten and the page reruns once.
+    """
+    last = n - 2
+
+    def target_and_note(old: int, chosen: bool) -> tuple[int, tuple[str, str]]:
+        if chosen:
+            return last, ("warning", f"This sequence has {fmt.count(n, 'token')}, so the last position with a next "
+                                     f"letter is {last}; the position moved from {old} to {last}.")
+        if repeat_positions:
+            to = repeat_positions[-1]
+            return to, ("caption", f"This sequence has {fmt.count(n, 'token')}; the position moved to {to}, its last "
+                                   "repeated position.")
+        return last, ("caption", f"This sequence has {fmt.count(n, 'token')}; the position moved to {last}, its last "
+                                 "position with a next letter.")
+
+    if "position" in st.session_state:  # a later run: the session's value is the widget's
+        old = st.session_state["position"]
+        if isinstance(old, int | float) and old > last:
+            to, note = target_and_note(int(old), chosen=int(old) != DEFAULT_POSITION)
+            st.session_state["position"] = to
+            (st.warning if note[0] == "warning" else st.caption)(note[1])
+        return
+    raw = st.query_params.get("position")
+    try:
+        value = float(raw) if raw is not None else float(DEFAULT_POSITION)
+    except ValueError:
+        value = float("nan")
+    refused = not (value.is_integer() and 0 <= value <= S - 2)  # not a number, or off the slider
+    if refused:
+        if DEFAULT_POSITION <= last:
+            return  # the widget falls back to the default, which fits, and Controls.integer says why
+        old, chosen = DEFAULT_POSITION, False
+    else:
+        old, chosen = int(value), raw is not None
+    if old <= last:
+        return
+    to, note = target_and_note(old, chosen)
+    if refused:
+        shown = str(raw)[:20].replace("`", "'")
+        note = ("warning", f"The link asked for `position={shown}`, which is not a position of this sequence; "
+                           f"showing position {to}.")
+    st.query_params["position"] = str(to)
+    st.session_state[CARRIED_POSITION_NOTE] = [note]
+    st.rerun()
+
 
 @st.fragment
 def logit_section() -> None:
@@ -237,26 +325,24 @@ with $W_U$ applied to each head's term before the heads are added.
     )
     c = Controls()
     n = len(view["ids"])
+    for kind, note in st.session_state.pop(CARRIED_POSITION_NOTE, []):
+        (st.warning if kind == "warning" else st.caption)(note)
+    clamp_position(n, view["repeat_positions"])
     position = c.integer("position", "Position i", default=DEFAULT_POSITION, lo=0, hi=S - 2, slider=True,
                          help="The position whose next-letter logit is split into terms.")
     c.show_notices()
-    if position > n - 2 and position == DEFAULT_POSITION:  # not chosen: the default belongs to seed 0's sequence
-        position = view["repeat_positions"][-1] if view["repeat_positions"] else n - 2
-        st.caption(f"This sequence has {n} tokens; showing position {position}, "
-                   + ("its last repeated position." if view["repeat_positions"] else "its last position with a next letter."))
-    elif position > n - 2:
-        st.warning(f"This sequence has {n} tokens, so the last position with a next letter is {n - 2}; "
-                   f"showing position {n - 2} instead of {position}.", icon=":material/edit_note:")
+    if position > n - 2:  # clamp_position moved the widget already; this only guards the section itself
+        st.warning(f"This sequence has {fmt.count(n, 'token')}; showing position {n - 2}.")
         position = n - 2
-    t = fig.terms_view(seed, text, position)
+    t = views.terms_view(seed, text, position)
     row = table.iloc[position]
     terms = t["terms"]
     top = terms.iloc[2:].sort_values("value", ascending=False).iloc[0]
     kind = "a repeated position" if row["kind"] == "repeated" else "not a repeated position"
     st.markdown(
         f"At position {position} the letter is `{row['token']}` and the next is `{row['next']}` ({kind}). "
-        f"The model gives `{row['next']}` logit {t['logit']:.4f} (probability {t['target_prob']:.3f}); of the "
-        f"heads' terms the largest is {top['term']}'s, {top['value']:+.4f}."
+        f"The model gives `{row['next']}` logit {fmt.signed(t['logit'], '.4f')} (probability "
+        f"{t['target_prob']:.3f}); of the heads' terms the largest is {top['term']}'s, {fmt.signed(top['value'], '+.4f')}."
     )
     k = st.columns(3)
     k[0].metric("sum of the terms", f"{t['sum']:.10f}")
@@ -272,7 +358,7 @@ with $W_U$ applied to each head's term before the heads are added.
     st.markdown(
         "A softmax only cares about differences between logits, so a term that raises every letter's logit "
         "equally predicts nothing; the terms that matter are those that raise this letter more than the others. "
-        f"Here the mean logit over all {V} letters is {t['mean_logit']:.4f}."
+        f"Here the mean logit over all {V} letters is {fmt.signed(t['mean_logit'], '.4f')}."
     )
 
 
@@ -301,7 +387,7 @@ which keeps the residual stream at its usual offset and removes only what the he
     chosen, problems = ind.parse_ablate(raw, H)
     for p in problems:
         st.warning(p, icon=":material/edit_note:")
-    abl = fig.ablation_view(ind.format_ablate(chosen))
+    abl = views.ablation_view(ind.format_ablate(chosen))
     by = abl.set_index("removed")
     clean = by.loc["nothing", f"loss_repeat_{mode}"]
     no_ind = by.loc["the induction heads", f"loss_repeat_{mode}"]
@@ -309,6 +395,17 @@ which keeps the residual stream at its usual offset and removes only what the he
     singles = [ind.head_label(1, h) for h in range(H)]
     worst_single = max(singles, key=lambda h: by.loc[h, f"loss_repeat_{mode}"])
     alone = by.loc[worst_single, f"loss_repeat_{mode}"]
+    if chosen:  # the question asks about the reader's own choice, the last row of the table
+        asked = abl["removed"].iloc[-1]
+        labels = [ind.head_label(l, h) for l, h in chosen]
+        named = f"{fmt.plural(len(labels), 'head')} {', '.join(labels)}"
+    else:
+        asked = "the induction heads"
+        named = f"the induction {fmt.plural(len(ind_heads), 'head')} {', '.join(ind_heads)}"
+    cp_knock = cps.knockout(abl, asked, named, mode, metrics["ln_vocab"])
+    checkpoint(cp_knock)
+    if not unfolded(cp_knock):
+        return
     if len(ind_heads) > 1 and alone < no_ind:
         single = (f"Removing one of them alone hurts less (at worst {worst_single}: {alone:.3f}): the other still "
                   "copies, so the circuit has a spare.")
@@ -341,7 +438,7 @@ ablation_section()
 # ---- composition ---------------------------------------------------------------------------------
 
 st.header("5 · Composition: how the induction head finds its key")
-comp = fig.composition_view()
+comp = views.composition_view()
 path = comp["path"]
 st.markdown(
     r"""
@@ -390,19 +487,95 @@ figure(
 
 # ---- train it yourself -----------------------------------------------------------------------------
 
+server = views.this_machine()
+
+
+# Metrics of a retrain this close to the shipped ones print alike at the page's two decimals: the
+# same behaviour (measured across processors: at most 2.5e-4 apart, tests/test_induction_core.py).
+SAME_METRIC = 5e-3
+
+
+def retrain_comparison(run: dict, seed: int, heads: int, steps: int) -> None:
+    """A reader's run beside the shipped one: where each trained, the metrics, and (for the shipped
+    configuration) how far the weights moved. Every number is core.induction's."""
+    rm, mine = run["metrics"], run["trained_on"]
+    machines = pd.DataFrame({
+        "": ["processor", "PyTorch kernels", "PyTorch"],
+        "your run": [mine["cpu"], mine["capability"], mine["torch"]],
+        "shipped run": [trained_on["cpu"], trained_on["capability"], trained_on["torch"]],
+    })
+    st.dataframe(machines, hide_index=True, width="stretch")
+    versus = run["versus_shipped"].rename(columns={"this run": "your run", "reference": "shipped run"})
+    weights = run["weights_versus_shipped"]
+    largest_metric = float(versus["difference"].abs().max())
+    same_heads = (rm["prev_token_head"] == metrics["prev_token_head"]
+                  and rm["induction_heads"] == metrics["induction_heads"])
+    heads_said = (f"{rm['prev_token_head']} as the previous-token head and {', '.join(rm['induction_heads'])} as "
+                  f"the induction {fmt.plural(len(rm['induction_heads']), 'head')}")
+    if weights is not None:
+        worst = weights.loc[weights["largest difference"].idxmax()]
+        if worst["largest difference"] == 0:
+            said = ("Every weight of your run equals the shipped one bit for bit: this server added the products in "
+                    "the same order as the machine that trained them.")
+        else:
+            said = (f"This is the shipped configuration retrained here. The weights are not the shipped ones: the "
+                    f"largest difference is {fmt.sci(worst['largest difference'])} in `{worst['tensor']}`, "
+                    f"{worst['relative']:.2%} of that tensor's largest entry. ")
+            if same_heads and largest_metric < SAME_METRIC:
+                said += (f"What the model does is the same: the metrics differ by at most {fmt.sci(largest_metric)} "
+                         f"(nats, or attention weight for the scores), and the same heads form the circuit "
+                         f"({heads_said}).")
+            elif same_heads:
+                said += (f"The same heads form the circuit ({heads_said}), but the metrics differ by up to "
+                         f"{fmt.sci(largest_metric)}: more than rounding carried through training.")
+            else:
+                said += (f"The metrics differ by up to {fmt.sci(largest_metric)}, and the heads split the work "
+                         f"differently: this run has {heads_said}, the shipped one {metrics['prev_token_head']} and "
+                         f"{', '.join(metrics['induction_heads'])}.")
+        st.markdown(said)
+    else:
+        st.markdown(
+            f"Seed {seed} with {fmt.count(heads, 'head')} and {steps:,} steps is not the shipped configuration "
+            f"(seed {meta['config']['seed']}, {fmt.count(H, 'head')}, {meta['config']['steps']:,} steps), so its "
+            "weights have no shipped counterpart to compare with; its metrics stand beside the shipped run's below."
+        )
+    st.dataframe(versus, hide_index=True, width="stretch",
+                 column_config={"your run": NUM(format="%.4f"), "shipped run": NUM(format="%.4f"),
+                                "difference": NUM(format="%.2e")})
+    if weights is not None:
+        st.dataframe(weights, hide_index=True, width="stretch",
+                     column_config={"largest difference": NUM(format="%.2e"), "largest entry": NUM(format="%.4f"),
+                                    "relative": NUM("largest difference / largest entry", format="percent")})
+        csv_download(weights, "induction_retrain_weight_differences.csv", key="retrain_csv")
+    st.caption("Your run against the shipped one: core.induction.this_machine (where each trained; the shipped run's "
+               "record is in core/weights/induction.json), core.induction.metric_differences and, for the shipped "
+               "configuration, core.induction.weight_differences (per tensor, the largest absolute difference).")
+
+
 st.header("6 · Train it yourself")
 st.markdown(
     f"""
-The weights above came from seed {meta['config']['seed']}. Train the same model from another seed,
-or with another number of heads per layer, on this server. Training is deterministic (one thread,
-deterministic kernels), so a seed gives the same model on any CPU with the same PyTorch; whether
-and when the phase change happens can depend on the seed and the head count. One training runs at a time on this server, and a
-finished run is kept, so a link to its settings shows it without training again.
+The weights above came from seed {meta['config']['seed']}, trained on {trained_on['cpu']} with PyTorch
+{trained_on['torch']}'s {trained_on['capability']} kernels. Train the same model on this server,
+from that seed or another, or with another number of heads per layer; whether and when the phase
+change happens can depend on both. One training runs at a time on this server, and a finished run
+is kept, so a link to its settings shows it without training again.
+
+**Same seed, another processor.** Training runs on one thread with deterministic kernels, so on one
+machine a seed gives the same weights bit for bit. Across processors it does not: another vector
+instruction set (AVX-512, AVX2, ARM's) or another vendor's maths library adds the same products in
+another order, every step rounds a little differently, and {meta['config']['steps']:,} steps carry
+the difference forward. What comes out the same is what the model *does*: the same heads forming
+the same circuit, with the same losses to a few decimals. It is this essay's subject in miniature:
+a sum computed in another order is the same sum up to rounding. This server runs PyTorch
+{server['torch']}'s {server['capability']} kernels on {server['cpu']}; train seed
+{meta['config']['seed']} with {fmt.count(H, 'head')} and {meta['config']['steps']:,} steps (the
+settings below start there) to see how far it lands from the shipped weights.
 """
 )
 train_controls = Controls()
 tc = st.columns(3)
-train_seed = train_controls.integer("train_seed", "Training seed", default=1, lo=0, hi=MAX_SEED, where=tc[0])
+train_seed = train_controls.integer("train_seed", "Training seed", default=meta["config"]["seed"], lo=0, hi=MAX_SEED, where=tc[0])
 heads = train_controls.integer("heads", "Heads per layer", default=H, lo=1, hi=ind.MAX_HEADS, where=tc[1],
                                help=f"Must divide d_model = {D}.")
 steps = train_controls.integer("steps", "Steps", default=CFG.steps, lo=100, hi=ind.MAX_STEPS, step=100, where=tc[2],
@@ -420,7 +593,7 @@ else:
     if pressed:
         bar = st.progress(0.0, text="Starting…")
         try:
-            run = fig.train_and_store(train_seed, heads, steps, lambda s, n, loss: bar.progress(
+            run = views.train_and_store(train_seed, heads, steps, lambda s, n, loss: bar.progress(
                 s / n, text=f"step {s:,} / {n:,} · loss on repeated positions {loss:.3f}"))
         except ind.Busy:
             st.warning("Another reader is training a model on this server right now; press Train again in half a "
@@ -428,25 +601,14 @@ else:
         bar.empty()
     if run is None:
         try:
-            run = fig.trained_run(train_seed, heads, steps)
-        except fig.NotTrained:
+            run = views.trained_run(train_seed, heads, steps)
+        except views.NotTrained:
             st.info("No run with these settings on this server yet. Press **Train**.", icon=":material/model_training:")
     if run is not None:
         rm = run["metrics"]
-        st.success(f"Trained {steps:,} steps from seed {train_seed} with {heads} head{'s' if heads > 1 else ''} per "
+        st.success(f"Trained {steps:,} steps from seed {train_seed} with {fmt.count(heads, 'head')} per "
                    f"layer in {run['seconds']:.1f} s ({run['cpu_seconds']:.1f} s CPU).", icon=":material/check:")
-        compare = pd.DataFrame({
-            "measure": ["loss on repeated positions", "loss on other positions", "best previous-token score",
-                        "best induction score", "repeated loss without the induction heads",
-                        "repeated loss without the previous-token head"],
-            "your run": [rm["loss_repeat"], rm["loss_other"], max(rm["prev_token_scores"]), max(rm["induction_scores"]),
-                         rm["loss_repeat_without_induction_heads"], rm["loss_repeat_without_prev_token_head"]],
-            "shipped run": [metrics["loss_repeat"], metrics["loss_other"], max(metrics["prev_token_scores"]),
-                            max(metrics["induction_scores"]), metrics["loss_repeat_without_induction_heads"],
-                            metrics["loss_repeat_without_prev_token_head"]],
-        })
-        st.dataframe(compare, hide_index=True, width="stretch",
-                     column_config={"your run": NUM(format="%.3f"), "shipped run": NUM(format="%.3f")})
+        retrain_comparison(run, train_seed, heads, steps)
         formed = max(rm["induction_scores"]) >= ind.HEAD_SCORE_THRESHOLD
         ph = run["phase"]
         st.markdown(

@@ -6,12 +6,14 @@ import json
 import math
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from core import induction as ind
+from core.checkpoints import induction as cps
 from core.attention import AttentionWeights, multi_head_attention
 
 CFG = ind.Config()
@@ -137,7 +139,7 @@ def test_layers_are_core_attention():
     r = ind.run(model, tokens)
     x = model.W_E[tokens] + model.W_pos
     trace = multi_head_attention(x, model.layers[0], causal=True)
-    assert torch.equal(trace.pattern, r.traces[0].pattern)
+    assert torch.allclose(trace.pattern, r.traces[0].pattern, rtol=0, atol=1e-7)  # the same function, same inputs
     assert isinstance(model.layers[1], AttentionWeights)
 
 
@@ -159,13 +161,56 @@ def test_batches_repeat_a_span_of_random_length_at_random_places(seed):
     assert len(set(many.length.tolist())) > 8 and len(set(many.start.tolist())) > 15  # no fixed layout to cheat with
 
 
-def test_induction_targets_and_repeat_mask_by_hand():
-    tokens = torch.tensor([[0, 1, 2, 0, 1, 3]])
-    assert ind.repeat_mask(tokens)[0].tolist() == [False, False, False, True, False]
-    t = ind.induction_targets(tokens)[0]
-    assert t[3].nonzero().flatten().tolist() == [1]  # at the second 0, the key after the first 0
-    assert t[4].nonzero().flatten().tolist() == [2]
-    assert not t[0].any() and not t[2].any()
+def test_induction_keys_and_repeat_mask_by_hand():
+    tokens = torch.tensor([[0, 1, 2, 0, 1, 3, 0]])
+    assert ind.repeat_mask(tokens)[0].tolist() == [False, False, False, True, False, False]
+    # at the second 0 the key after the first 0; at the third 0 the key after the *most recent* 0 (4)
+    assert ind.induction_keys(tokens)[0].tolist() == [-1, -1, -1, 1, 2, -1, 4]
+
+
+def _pattern(weights: dict[tuple[int, int], float], S: int) -> torch.Tensor:
+    """A [1, 1, S, S] causal pattern: the given (query, key) weights, the rest of each row on key 0."""
+    p = torch.zeros(1, 1, S, S)
+    for (i, j), w in weights.items():
+        p[0, 0, i, j] = w
+    p[0, 0, :, 0] += 1 - p[0, 0].sum(-1)
+    return p
+
+
+def test_sequence_induction_score_counts_only_the_induction_key():
+    tokens = torch.tensor([[0, 1, 2, 0, 1, 2]])  # repeated positions 3, 4; induction keys 1, 2
+    on_key = _pattern({(3, 1): 0.75, (4, 2): 0.25}, 6)
+    got = ind.sequence_induction_scores(on_key, tokens)
+    assert got.n_scored == 2 and got.n_adjacent == 0
+    assert got.scores[0] == pytest.approx(0.5)
+    # attention to another key holding the same kind of letter earns nothing
+    off_key = _pattern({(3, 2): 0.75, (4, 1): 0.25}, 6)
+    assert ind.sequence_induction_scores(off_key, tokens).scores[0] == pytest.approx(0.0)
+
+
+def test_a_degenerate_sequence_has_no_induction_score():
+    """zzzzzzzz: every earlier z is one back, so the induction key is the query itself. Counting
+    attention to every key after an earlier z (the old definition) gave a previous-token head 0.86."""
+    tokens = torch.zeros(1, 8, dtype=torch.long)
+    prev_head = _pattern({(i, i - 1): 1.0 for i in range(1, 8)}, 8)
+    got = ind.sequence_induction_scores(prev_head, tokens)
+    assert got.n_scored == 0 and got.n_adjacent == 6 and np.isnan(got.scores).all()
+    abab = torch.tensor([[0, 1, 0, 1, 0, 1]])  # the key after the last 0 is the previous token
+    assert ind.sequence_induction_scores(_pattern({}, 6), abab).n_scored == 0
+
+
+def test_the_sequence_score_singles_out_the_induction_heads(shipped):
+    """On drawn sequences of the task, the layer-1 heads score far above the layer-0 heads."""
+    model, _ = shipped
+    for seed in range(8):
+        tokens = ind.sample_sequence(seed).tokens
+        with torch.no_grad():
+            r = ind.run(model, tokens)
+        layer0 = ind.sequence_induction_scores(r.traces[0].pattern, tokens)
+        layer1 = ind.sequence_induction_scores(r.traces[1].pattern, tokens)
+        assert layer1.n_scored > 0
+        best0, best1 = layer0.scores.max(), layer1.scores.max()
+        assert best1 >= ind.HEAD_SCORE_THRESHOLD and best1 > 5 * best0, (seed, layer0.scores, layer1.scores)
 
 
 def test_k_composition_matches_its_definition(shipped):
@@ -183,6 +228,24 @@ def test_k_composition_matches_its_definition(shipped):
             assert comp["scores"]["Q"][a, b] == pytest.approx(float(q), rel=1e-10)
     prev = int(json.loads(ind.METRICS.read_text())["metrics"]["prev_token_head"][3:])
     assert comp["scores"]["K"][prev].max() > comp["baseline"] + 10 * comp["baseline_std"]
+
+
+def test_circuit_matrices_live_on_the_model(shipped):
+    """model.OV and model.QK, stacked over layers as TransformerLens's are: each head's W_V W_O and
+    W_Q W_Kᵀ, by hand, and the QK circuit scores a query against a key as the attention logits do."""
+    model, _ = shipped
+    m = model.to(torch.float64)
+    H, D, L = model.n_heads, model.d_model, model.d_head
+    assert m.OV.shape == m.QK.shape == (2, H, D, D)
+    assert m.W_Q.shape == m.W_K.shape == m.W_V.shape == (2, H, D, L) and m.W_O.shape == (2, H, L, D)
+    for l in range(2):
+        for h in range(H):
+            w = m.layers[l]
+            assert torch.allclose(m.OV[l, h], w.W_V[h] @ w.W_O[h], rtol=0, atol=1e-12)
+            assert torch.allclose(m.QK[l, h], w.W_Q[h] @ w.W_K[h].T, rtol=0, atol=1e-12)
+    x = m.W_E[:3] + m.W_pos[:3]  # [3, D] three residual vectors
+    q, k = x @ m.layers[0].W_Q[1], x @ m.layers[0].W_K[1]  # [3, L]
+    assert torch.allclose(x @ m.QK[0, 1] @ x.T, q @ k.T, rtol=1e-10, atol=1e-10)
 
 
 def test_qk_path_prefers_the_same_token(shipped):
@@ -237,7 +300,6 @@ def test_one_training_at_a_time():
 
 
 def test_phase_change_finds_the_steepest_fall():
-    import pandas as pd
     steps = np.arange(0, 1001, 25)
     loss = np.where(steps < 500, 4.0, 0.5)
     curve = pd.DataFrame({"step": steps, "loss_repeat": loss, "induction_score": np.where(steps < 500, 0.1, 0.8)})
@@ -245,25 +307,155 @@ def test_phase_change_finds_the_steepest_fall():
     assert 300 <= ph["step"] <= 500 and ph["loss_before"] == 4.0 and ph["loss_after"] == 0.5
 
 
-def test_retraining_reproduces_the_shipped_metrics(tmp_path, capsys):
-    """The real command's code path (core.induction.main → train → evaluate → save) from seed 0."""
-    meta = json.loads(ind.METRICS.read_text())
+# Retraining seed 0 on another processor reproduces the shipped model's *behaviour*, not its bits:
+# other vector kernels add the same products in another order, and 2,000 steps carry the rounding
+# forward. Measured against the shipped weights (trained on an Intel Xeon, PyTorch's AVX512 kernels)
+# by retraining with the pinned PyTorch 2.13 on an AMD EPYC (family 25), once with each kernel set
+# PyTorch offers there (ATEN_CPU_CAPABILITY = avx512 / avx2 / default, the last one scalar code):
+#   weights, largest |Δ|                 4.3e-3 / 5.0e-3 / 1.8e-2   (0.9 % / 1.1 % / 4.0 % of a tensor's largest entry)
+#   metrics (losses, scores), largest |Δ| 4.3e-5 / 5.9e-5 / 2.5e-4
+#   logits on 512 fixed sequences        max |Δ| 0.036 / 0.046 / 0.157, mean |Δ| 1.8e-3 / 2.4e-3 / 8.4e-3
+#   next-token probabilities             max |Δ| 0.0066 / 0.0080 / 0.029
+#   same top guess, repeated positions   100 % / 99.98 % / 99.91 %
+#   identified heads (L0H0; L1H0, L1H1)  the same in every run
+# Issue 18's AMD EPYC run (AVX2) saw the same: weights up to 5e-3 apart, metrics equal to four
+# decimals. The tolerances below are 5–10 times the largest of these (the scalar run's): loose enough
+# for a processor not measured here (an ARM one, say), tight enough that a model which had not formed
+# the circuit, or formed it in other heads, fails by orders of magnitude (without its induction
+# heads the repeated loss moves by 3.3 nats).
+METRIC_TOL = 2e-3
+LOGIT_MAX_TOL = 1.0
+LOGIT_MEAN_TOL = 0.05
+PROB_MAX_TOL = 0.15
+TOP_GUESS_AGREEMENT = 0.99  # on repeated positions (elsewhere the letter is random and guesses are near-ties)
+WEIGHT_REL_TOL = 0.2  # largest |Δ| over a tensor's largest entry
+
+
+def test_retraining_reproduces_the_shipped_behaviour(tmp_path, capsys, shipped, fresh):
+    """The real command's code path (core.induction.main → train → evaluate → save) from seed 0,
+    compared with the shipped model on what it does, within the tolerances measured above."""
+    old_model, meta = shipped
     out = tmp_path / "induction.pt"
     assert ind.main(["train", "--seed", "0", "--out", str(out)]) == 0
     again = json.loads(out.with_suffix(".json").read_text())
-    for key in ("loss_repeat", "loss_other", "loss_repeat_without_induction_heads", "loss_repeat_without_prev_token_head"):
-        assert again["metrics"][key] == pytest.approx(meta["metrics"][key], abs=2e-3), key
-    for key in ("prev_token_scores", "induction_scores"):
-        assert np.allclose(again["metrics"][key], meta["metrics"][key], atol=2e-3), key
-    assert again["metrics"]["induction_heads"] == meta["metrics"]["induction_heads"]
     assert again["config"] == meta["config"]
-    new, old = torch.load(out, weights_only=True), torch.load(ind.WEIGHTS, weights_only=True)
-    assert all(torch.allclose(new[k], old[k], atol=1e-4) for k in old)
+    assert again["trained_on"] == ind.this_machine()  # the run records where it trained
+    for key in ("loss_repeat", "loss_other", "loss_other_seen", "loss_other_unseen",
+                "loss_repeat_without_induction_heads", "loss_repeat_without_prev_token_head"):
+        assert again["metrics"][key] == pytest.approx(meta["metrics"][key], abs=METRIC_TOL), key
+    for key in ("prev_token_scores", "induction_scores"):
+        assert np.allclose(again["metrics"][key], meta["metrics"][key], rtol=0, atol=METRIC_TOL), key
+    for key in ("prev_token_head", "induction_head", "induction_heads"):
+        assert again["metrics"][key] == meta["metrics"][key], key
+
+    new_model, _ = ind.load(out)
+    with torch.no_grad():
+        new, old = ind.run(new_model, fresh.tokens).logits, ind.run(old_model, fresh.tokens).logits  # [B, S, V]
+    gap = (new - old).abs()
+    assert float(gap.max()) < LOGIT_MAX_TOL and float(gap.mean()) < LOGIT_MEAN_TOL, (float(gap.max()), float(gap.mean()))
+    assert float((new.softmax(-1) - old.softmax(-1)).abs().max()) < PROB_MAX_TOL
+    same_guess = (new.argmax(-1) == old.argmax(-1))[:, :-1][fresh.repeat]  # [N] repeated positions
+    assert float(same_guess.double().mean()) >= TOP_GUESS_AGREEMENT
+
+    # The page's comparison reads the same differences: the weights moved, but only a little.
+    weights = ind.weight_differences(new_model, old_model)
+    assert len(weights) == len(new_model.state_dict()) and (weights["relative"] < WEIGHT_REL_TOL).all()
+    diffs = ind.metric_differences(again["metrics"], meta["metrics"])
+    assert (diffs["difference"].abs() < METRIC_TOL).all()
+    assert ind.is_shipped_config(ind.Config(), meta) and not ind.is_shipped_config(ind.Config(seed=1), meta)
+
     assert "step  2000/2000" in capsys.readouterr().out
     assert ind.main(["report", str(out)]) == 0
     assert "previous-token scores" in capsys.readouterr().out
 
 
+def test_training_is_bitwise_repeatable_on_one_machine():
+    """One thread and deterministic kernels: the same seed twice in one process gives the same bits.
+    (Across processors only behaviour is reproducible: see the test above. A check of the shipped
+    bits cannot be kept even on a machine whose PyTorch capability matches the record: an AMD EPYC
+    reporting AVX512, like the Intel Xeon the weights came from, lands 4.3e-3 away.)"""
+    cfg = ind.Config(steps=60, eval_every=30, eval_batch=16)
+    a, b = ind.train(cfg), ind.train(cfg)
+    assert all(torch.equal(a.model.state_dict()[k], v) for k, v in b.model.state_dict().items())
+    assert a.curve.equals(b.curve)
+    assert not ind.weight_differences(a.model, b.model)["largest difference"].any()
+
+
+def test_the_shipped_record_says_where_it_trained():
+    meta = json.loads(ind.METRICS.read_text())
+    record = meta["trained_on"]
+    assert {"cpu", "capability", "torch", "arch"} <= set(record)
+    assert record["torch"] == meta["training"]["torch"]
+    mine = ind.this_machine()
+    assert mine["capability"] == str(torch.backends.cpu.get_cpu_capability()) and mine["torch"] == torch.__version__
+
+
 def test_default_position_is_a_repeated_position():
     b = ind.sample_sequence(0)
     assert bool(b.repeat[0, ind.default_position(0)])
+
+
+# ---- the page's checkpoints (core.checkpoints.induction) ------------------------------------------
+
+
+
+@settings(max_examples=40, deadline=None)
+@given(ids=st.lists(st.integers(0, len(ind.ALPHABET) - 1), min_size=2, max_size=CFG.n_ctx) | st.builds(
+    lambda n, k: [k] * n, st.integers(2, CFG.n_ctx), st.integers(0, 51)) | st.builds(
+    lambda w, r: (w * r)[:CFG.n_ctx], st.lists(st.integers(0, 51), min_size=1, max_size=6), st.integers(2, 8)),
+    head=st.integers(0, CFG.n_heads - 1))
+def test_attend_most_has_one_right_option_the_patterns_largest(shipped, ids, head):
+    model, _ = shipped
+    tokens = torch.tensor([ids])
+    repeated = ind.repeat_mask(tokens)[0].nonzero().flatten().tolist()
+    cp = cps.attend_most(model, ids, repeated, 1, head)
+    assert len(set(cp.options)) == len(cp.options) >= 2
+    query = cps.question_position(repeated, len(ids))
+    with torch.no_grad():
+        row = ind.run(model, tokens).traces[1].pattern[0, head, query, : query + 1]  # [query + 1]
+    assert cp.right == f"{int(row.argmax())}:{ind.ALPHABET[ids[int(row.argmax())]]}"
+    for option in cp.options:  # every wrong option is a key whose weight prints below the largest
+        if option != cp.right:
+            j = int(option.split(":")[0])
+            assert 0 <= j <= query and float(row.max() - row[j]) > cps.ATTEND_TIE
+    assert f"{float(row.max()):.2f}" in cp.why
+    assert cps.attend_most(model, ids, repeated, 1, head) == cp  # same link, same question, same order
+
+
+def test_attend_most_on_a_drawn_sequence_is_the_induction_key(shipped):
+    model, _ = shipped
+    b = ind.sample_sequence(0)
+    ids, repeated = b.tokens[0].tolist(), b.repeat[0].nonzero().flatten().tolist()
+    cp = cps.attend_most(model, ids, repeated, 1, 1)
+    query = repeated[-1]
+    key = int(ind.induction_keys(b.tokens)[0, query])
+    assert cp.right == f"{key}:{ind.ALPHABET[ids[key]]}" and "right after the most recent earlier" in cp.why
+    assert f"{key - 1}:{ind.ALPHABET[ids[key - 1]]}" in cp.options  # the earlier copy of the letter itself: the lure
+
+
+@settings(max_examples=200, deadline=None)
+@given(loss=st.floats(0, 20), clean=st.floats(0, 5), ln_v=st.floats(0.5, 10))
+def test_knockout_bands_cover_every_loss_once(loss, clean, ln_v):
+    table = pd.DataFrame({"removed": ["nothing", "x"], "heads": ["none", "1.0,1.1"],
+                          "loss_repeat_zero": [clean, loss]})
+    cp = cps.knockout(table, "x", "the induction heads", "zero", ln_v)
+    assert len(cp.options) == len(cps.KNOCKOUT_OPTIONS) == len(set(cp.options))
+    assert cp.options.index(cp.right) == cp.answer
+    assert sum(cps.knockout_category(loss, clean, ln_v) == i for i in range(5)) == 1
+    assert f"{loss:.3f}" in cp.why
+
+
+def test_knockout_on_the_shipped_model(shipped):
+    """The right options at the page's standard rows, in both modes: the lesson the bands encode."""
+    from ui.views.induction import ablation_sets
+
+    model, meta = shipped
+    table = ind.ablation_table(model, ablation_sets(meta["metrics"], model.n_heads, []), n=256)
+    ln_v = meta["metrics"]["ln_vocab"]
+    for mode in ("zero", "mean"):
+        def right(removed, name):
+            return cps.knockout(table, removed, name, mode, ln_v).right
+        assert right("the induction heads", "the induction heads").startswith("it goes back to about ln V")
+        assert right("L0H0", "head L0H0").startswith("it goes back to about ln V")
+        assert right("L1H0", "head L1H0").startswith("it rises, but stays well short")
+        assert right("L0H1", "head L0H1").startswith("it falls")

@@ -9,7 +9,9 @@ from urllib.parse import parse_qs, urlparse
 import pytest
 from playwright.sync_api import expect
 
-from tests.browser.harness import assert_no_exception, charts_drawn, open_app, rerun_after, screenshot
+from tests.browser.harness import (
+    assert_no_exception, charts_drawn, element_screenshot, open_app, rerun_after, screenshot,
+)
 
 pytestmark = pytest.mark.browser
 
@@ -54,3 +56,28 @@ def test_dark_theme_and_a_hostile_link(page, server):
     background = page.evaluate("getComputedStyle(document.querySelector('[data-testid=stApp]')).backgroundColor")
     assert background != "rgb(255, 255, 255)", background
     screenshot(page, "induction_dark")
+
+
+def test_a_position_past_a_short_sequence_moves_slider_link_and_section_together(page, server):
+    """Issue 18, item 10, in a real browser: the link is rewritten before the slider is drawn."""
+    open_app(page, server, PATH, {"sequence": "abcabcabc", "position": "27"})
+    main = page.locator("[data-testid=stMain]")
+    expect(main.get_by_text("the position moved from 27 to 7", exact=False)).to_be_visible()
+    expect(page).to_have_url(re.compile(r"[?&]position=7(&|$)"))
+    expect(page.get_by_role("slider", name="Position i")).to_have_value("7")
+    expect(main.get_by_text("At position 7 the letter is", exact=False)).to_be_visible()
+
+
+def test_a_checkpoint_asks_before_the_heatmaps_and_quiz_folds_them(page, server):
+    open_app(page, server, PATH, {"quiz": "1", "sequence": "abcdabcd"})
+    main = page.locator("[data-testid=stMain]")
+    box = page.locator(".st-key-checkpoint-induction-attend_most")
+    expect(box.get_by_text("Predict:", exact=False)).to_be_visible()
+    expect(main.get_by_text("Make your prediction above", exact=False).first).to_be_visible()
+    element_screenshot(box, "induction_checkpoint_before")
+    drawn = charts_drawn(page)
+    with rerun_after(page):
+        box.get_by_role("button", name="Reveal the answer").click()
+    expect(box.get_by_text("The answer:", exact=False)).to_be_visible()
+    page.wait_for_function(f"document.querySelectorAll('{CHARTS}').length > {drawn}", timeout=60_000)
+    element_screenshot(box, "induction_checkpoint_after")

@@ -1,8 +1,9 @@
-"""Figures of the trained-model page (pages/induction.py): plain data in, Vega-Lite dicts out.
+"""Chart specs of the trained-model page (pages/induction.py): plain data in, Vega-Lite dicts out.
 
-Every number drawn comes from ``core.induction``; each function is cached with ``st.cache_data``
-on plain data (DataFrames, lists, numbers) and returns ``ui.charts.chart_spec`` of its chart, so
-a rerun skips Altair's validation.
+Only charts live here; the cached calls into ``core.induction`` that produce the data are in
+``ui.views.induction``. Each function is cached with ``st.cache_data`` on plain data (DataFrames,
+lists, numbers) and returns ``ui.charts.chart_spec`` of its chart, so a rerun skips Altair's
+validation.
 """
 
 from __future__ import annotations
@@ -11,9 +12,7 @@ import altair as alt
 import numpy as np
 import pandas as pd
 import streamlit as st
-import torch
 
-from core import induction as ind
 from ui.charts import DIVERGING, OKABE_ITO, SEQUENTIAL, chart_spec
 
 CACHE_ENTRIES = 32
@@ -211,152 +210,3 @@ def qk_path_spec(matrix: np.ndarray, alphabet: str, src: str, dst: str) -> dict:
         tooltip=[alt.Tooltip("query token:N"), alt.Tooltip("previous token of the key:N"), alt.Tooltip("score:Q", format=".3f")],
     ).properties(height=11 * V, width=11 * V)
     return chart_spec(chart)
-
-
-# ---- cached views: plain arguments in, plain data out (everything computed by core.induction) -------
-
-@st.cache_data(show_spinner=False, max_entries=1)
-def shipped() -> dict:
-    """The shipped state dict as numpy arrays, its JSON and its size (core.induction.load)."""
-    model, meta = ind.load()
-    return {"state": {k: v.numpy() for k, v in model.state_dict().items()}, "meta": meta, "size": model.size}
-
-
-def shipped_model() -> ind.InductionModel:
-    return ind.InductionModel.from_state_dict(shipped()["state"])
-
-
-@st.cache_data(show_spinner=False, max_entries=64)
-def sequence_view(seed: int, text: str) -> dict:
-    """The sequence (typed, or seeded random), the model's guesses, losses, patterns and scores."""
-    model = shipped_model()
-    cfg = ind.Config(n_heads=model.n_heads)
-    problems: list[str] = []
-    generated = None
-    if text.strip():
-        ids, problems = ind.parse_sequence(text, model.d_vocab, model.n_ctx)
-        if len(ids) < 2:
-            problems.append(f"Showing the random sequence of seed {seed} instead.")
-            ids = None
-    else:
-        ids = None
-    if ids is None:
-        generated = ind.sample_sequence(seed, cfg)
-        ids = generated.tokens[0].tolist()
-    tokens = torch.tensor([ids])  # [1, n]
-    with torch.no_grad():
-        r = ind.run(model, tokens)
-    n = len(ids)
-    repeat = (generated.repeat if generated is not None else ind.repeat_mask(tokens))[0].tolist()  # [n-1]
-    per = ind.token_losses(r.logits, tokens)[0].tolist()  # [n-1]
-    probs = r.logits[0].softmax(-1)  # [n, V]
-    top = probs.topk(3, dim=-1)
-    rows = []
-    for i in range(n):
-        rows.append({
-            "position": i, "token": ind.ALPHABET[ids[i]], "id": ids[i],
-            "next": ind.ALPHABET[ids[i + 1]] if i + 1 < n else None,
-            "guess": ind.ALPHABET[int(top.indices[i, 0])],
-            "p_guess": float(top.values[i, 0]),
-            "top3": " ".join(f"{ind.ALPHABET[int(j)]} {float(p):.2f}" for j, p in zip(top.indices[i], top.values[i])),
-            "p_next": float(probs[i, ids[i + 1]]) if i + 1 < n else None,
-            "loss": per[i] if i + 1 < n else None,
-            "kind": ("repeated" if repeat[i] else "other") if i + 1 < n else None,
-        })
-    table = pd.DataFrame(rows)
-    labels = [f"{i}:{ind.ALPHABET[t]}" for i, t in enumerate(ids)]
-    long = []
-    qi, kj = np.tril_indices(n)
-    for l, trace in enumerate(r.traces):
-        pat = trace.pattern[0].numpy()  # [H, n, n]
-        for h in range(model.n_heads):
-            long.append(pd.DataFrame({"layer": l, "head": h, "query": [labels[i] for i in qi],
-                                      "key": [labels[j] for j in kj], "weight": pat[h, qi, kj]}))
-    prev, _ = ind.prev_token_scores(r.traces[0].pattern)
-    seq_ind, n_scored = ind.sequence_induction_scores(r.traces[1].pattern, tokens)
-    seq_prev1, _ = ind.prev_token_scores(r.traces[1].pattern)
-    seq_ind0, _ = ind.sequence_induction_scores(r.traces[0].pattern, tokens)
-    scores = pd.DataFrame({
-        "head": [ind.head_label(l, h) for l, h in ind.all_heads(model.n_heads)],
-        "previous-token score": list(prev) + list(seq_prev1),
-        "induction score": list(seq_ind0) + list(seq_ind),
-    })
-    mask = np.array(repeat, dtype=bool)
-    losses = np.array(per)
-    return {
-        "ids": ids, "text": ind.to_text(ids), "problems": problems,
-        "table": table, "labels": labels, "patterns": pd.concat(long, ignore_index=True), "scores": scores,
-        "n_scored": n_scored,
-        "loss_repeat": float(losses[mask].mean()) if mask.any() else float("nan"),
-        "loss_other": float(losses[~mask].mean()) if (~mask).any() else float("nan"),
-        "n_repeat": int(mask.sum()), "repeat_positions": [i for i, m in enumerate(repeat) if m],
-        "copy": ({"start": int(generated.start[0]), "length": int(generated.length[0]),
-                  "offset": int(generated.offset[0])} if generated is not None else None),
-    }
-
-
-@st.cache_data(show_spinner=False, max_entries=128)
-def terms_view(seed: int, text: str, position: int) -> dict:
-    """core.induction.logit_terms at one position of the sequence above (float64)."""
-    ids = sequence_view(seed, text)["ids"]
-    return ind.logit_terms(shipped_model(), torch.tensor([ids]), position)
-
-
-def ablation_sets(metrics: dict, n_heads: int, chosen: list[tuple[int, int]]) -> dict[str, list[tuple[int, int]]]:
-    """The sets of heads the ablation table removes: none, each head, the named heads, the reader's."""
-    sets = {"nothing": []}
-    sets.update({ind.head_label(l, h): [(l, h)] for l, h in ind.all_heads(n_heads)})
-    sets["the induction heads"] = ind.parse_ablate(",".join(metrics["induction_heads"]), n_heads)[0]
-    sets["all of layer 0"] = [(0, h) for h in range(n_heads)]
-    if chosen:
-        sets[f"your choice: {ind.format_ablate(chosen)}"] = chosen
-    return sets
-
-
-@st.cache_data(show_spinner="Removing heads on 512 fresh sequences…", max_entries=32)
-def ablation_view(chosen: str) -> pd.DataFrame:
-    """core.induction.ablation_table for the standard sets plus the reader's (canonical ``l.h`` list)."""
-    model = shipped_model()
-    heads, _ = ind.parse_ablate(chosen, model.n_heads)
-    return ind.ablation_table(model, ablation_sets(shipped()["meta"]["metrics"], model.n_heads, heads))
-
-
-@st.cache_data(show_spinner=False, max_entries=1)
-def composition_view() -> dict:
-    """Composition scores for every pair, and the QK path of the pair the metrics single out."""
-    model = shipped_model()
-    comp = ind.composition_scores(model)
-    metrics = shipped()["meta"]["metrics"]
-    src, dst = int(metrics["prev_token_head"][3:]), int(metrics["induction_head"][3:])
-    path = ind.qk_path(model, src, dst)
-    return {"long": ind.composition_frame(comp), "baseline": comp["baseline"], "baseline_std": comp["baseline_std"],
-            "path": path, "src": ind.head_label(0, src), "dst": ind.head_label(1, dst),
-            "k_pair": float(comp["scores"]["K"][src, dst])}
-
-
-class NotTrained(LookupError):
-    """No run with these settings is in this server's cache; only a button press trains one."""
-
-
-@st.cache_data(show_spinner=False, max_entries=16)
-def trained_run(seed: int, heads: int, steps: int, _fresh: dict | None = None) -> dict:
-    """A finished training run per setting, shared by every session of this server.
-
-    Called without ``_fresh`` (on every page run) it only looks the setting up: a miss raises
-    NotTrained, which st.cache_data does not store, so a shared link never starts a training.
-    After a button press the page trains and calls it with the result, which is then stored.
-    """
-    if _fresh is None:
-        raise NotTrained((seed, heads, steps))
-    return _fresh
-
-
-def train_and_store(seed: int, heads: int, steps: int, progress) -> dict:
-    """Train under core.induction.exclusive (raises Busy), evaluate, and store the plain result."""
-    cfg = ind.Config(seed=seed, n_heads=heads, steps=steps)
-    with ind.exclusive():
-        result = ind.train(cfg, progress)
-        metrics = ind.evaluate(result.model, cfg)
-    fresh = {"metrics": metrics, "curve": result.curve, "seconds": result.seconds, "cpu_seconds": result.cpu_seconds,
-             "phase": ind.phase_change(result.curve)}
-    return trained_run(seed, heads, steps, _fresh=fresh)
