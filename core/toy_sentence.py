@@ -57,6 +57,7 @@ class ToyTrace:
     tokens: list[str]
     vocab: list[str]
     ids: list[int]
+    seed: int
     causal: bool
     scale: bool
     sizes: LayerSizes  # batch 1, seq S, vocab V, d_model D, n_heads H, n_kv_heads H_kv
@@ -141,7 +142,7 @@ def run_toy(
     per_head = torch.einsum("hil,hld->ihd", z, W_O)  # [S, H, D]
     out_sum = per_head.sum(dim=1)  # [S, D]
     return ToyTrace(
-        tokens=list(tokens), vocab=emb.vocab, ids=emb.ids, causal=causal, scale=scale, sizes=sizes,
+        tokens=list(tokens), vocab=emb.vocab, ids=emb.ids, seed=int(seed), causal=causal, scale=scale, sizes=sizes,
         weights=weights, W_E=emb.W_E, one_hot=emb.one_hot, x=x, q=q, k_kv=k_kv, v_kv=v_kv, k=k, v=v,
         raw_scores=raw_scores, scores=scores, mask=mask, pattern=pattern, z=z, z_concat=z_concat, out=out,
         per_head=per_head, out_sum=out_sum,

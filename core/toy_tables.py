@@ -16,7 +16,7 @@ from core.toy_text import DTYPE, token_labels
 
 __all__ = [
     "tokens_frame", "vocab_frame", "one_hot_frame", "matrix_frame", "head_columns", "heads_frame",
-    "qkv_frame", "qkv_long", "weights_long", "weights_table", "context_terms", "terms_frame", "terms_long",
+    "group_columns", "qkv_frame", "q_frame", "kv_frame", "groups_frame", "qkv_long", "weights_long", "weights_table", "context_terms", "terms_frame", "terms_long",
 ]
 
 def tokens_frame(trace_or_tokens: ToyTrace | Tokens) -> pd.DataFrame:
@@ -60,8 +60,17 @@ def heads_frame(t: Tensor, rows: list[str]) -> pd.DataFrame:
     return pd.DataFrame(wide, index=pd.Index(rows, name="token"), columns=head_columns(H, L))
 
 
+def group_columns(H_kv: int, L: int) -> list[str]:
+    """Column names of keys and values stored per key/value head: "g0 l0" … (group g, coordinate l)."""
+    return [f"g{g} l{l}" for g in range(H_kv) for l in range(L)]
+
+
 def qkv_frame(trace: ToyTrace) -> pd.DataFrame:
-    """q, k and v in one numeric table: 3·S rows (tensor, token), H·L columns ``h{h} l{l}``."""
+    """q, k and v in one numeric table: 3·S rows (tensor, token), H·L columns ``h{h} l{l}``.
+
+    For plain multi-head attention (every head its own keys and values); with sharing, the page
+    shows :func:`q_frame` and :func:`kv_frame`, whose column counts differ (H·L and H_kv·L).
+    """
     parts = []
     for name in ("q", "k", "v"):
         wide = heads_frame(getattr(trace, name), trace.labels).reset_index()  # [S, 1 + H·L]
@@ -70,12 +79,44 @@ def qkv_frame(trace: ToyTrace) -> pd.DataFrame:
     return pd.concat(parts, ignore_index=True)
 
 
+def q_frame(trace: ToyTrace) -> pd.DataFrame:
+    """The queries alone, [S, H·L], columns ``h{h} l{l}``: every query head has its own."""
+    return heads_frame(trace.q, trace.labels)
+
+
+def kv_frame(trace: ToyTrace) -> pd.DataFrame:
+    """Keys and values as computed, one block per key/value head: 2·S rows (tensor, token),
+    H_kv·L columns ``g{g} l{l}``. Query head h reads block h // G (:func:`groups_frame`)."""
+    H_kv, S, L = trace.k_kv.shape
+    parts = []
+    for name in ("k_kv", "v_kv"):
+        t = getattr(trace, name)  # [H_kv, S, L]
+        wide = pd.DataFrame(t.permute(1, 0, 2).reshape(S, H_kv * L).numpy(),  # [S, H_kv·L]
+                            index=pd.Index(trace.labels, name="token"), columns=group_columns(H_kv, L)).reset_index()
+        wide.insert(0, "tensor", name[0])
+        parts.append(wide)
+    return pd.concat(parts, ignore_index=True)
+
+
+def groups_frame(trace: ToyTrace) -> pd.DataFrame:
+    """One row per key/value head g: the query heads that read it and its columns in :func:`kv_frame`."""
+    sizes, L = trace.sizes, trace.d_head
+    rows = []
+    for g in range(sizes.n_kv_heads):
+        heads = sizes.query_heads_of(g)
+        rows.append({"K/V group": g, "read by query heads": ", ".join(map(str, heads)),
+                     "query heads": len(heads), "columns": f"g{g} l0 … g{g} l{L - 1}" if L > 1 else f"g{g} l0"})
+    return pd.DataFrame(rows)
+
+
 def qkv_long(trace: ToyTrace) -> pd.DataFrame:
-    """q, k, v of every (head, token, coordinate l), long form for download."""
+    """q, k, v of every (head, token, coordinate l), long form for download: k and v are the ones
+    head h reads, those of key/value group h // G (named in ``kv_group``)."""
     H, S, L = trace.q.shape
     h, i, l = np.meshgrid(np.arange(H), np.arange(S), np.arange(L), indexing="ij")
     return pd.DataFrame({
-        "head": h.ravel(), "position": i.ravel(), "token": np.array(trace.tokens, dtype=object)[i.ravel()],
+        "head": h.ravel(), "kv_group": h.ravel() // trace.group_size, "position": i.ravel(),
+        "token": np.array(trace.tokens, dtype=object)[i.ravel()],
         "l": l.ravel(), "q": trace.q.numpy().ravel(), "k": trace.k.numpy().ravel(), "v": trace.v.numpy().ravel(),
     })
 
