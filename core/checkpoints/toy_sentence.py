@@ -102,6 +102,11 @@ def scale_direction(trace: ToyTrace, effect: ScaleEffect) -> Checkpoint:
     )
 
 
+def _code(text: str) -> str:
+    """Text as a Markdown code span: its own backticks become quotes, so nothing in it is markup."""
+    return "`" + text.replace("`", "'") + "`"
+
+
 def top_key(trace: ToyTrace, head: int = 0) -> Checkpoint | None:
     """Which key the last token gives the largest weight in ``head``; None for one token or a tie.
 
@@ -118,16 +123,17 @@ def top_key(trace: ToyTrace, head: int = 0) -> Checkpoint | None:
     top, second = order[0], order[1]
     if row[top] - row[second] < TOP_KEY_TIE:
         return None
-    labels = trace.labels
+    # Options are token texts, which a reader types: set as code, so "**" or "$x$" stays text.
+    labels = [_code(label) for label in trace.labels]
     # The misconceptions first: itself, the token before it, the first token; then by weight.
     wrong = [labels[j] for j in (i, i - 1, 0, *order[1:]) if j != top]
-    token = trace.tokens[i].replace("`", "'")
     why = (f"In head {head}, row {labels[i]} gives {labels[top]} a weight of {row[top]:.3f}, the most; next is "
            f"{labels[second]} with {row[second]:.3f}. Nothing here is trained: which key wins is decided by this "
            "head's random W_Q and W_K, not by grammar.")
     return choice(
         "toy.top_key",
-        f"In head {head}, which key does the last token, `{token}` (position {i}), give the largest weight?",
+        f"In head {head}, which key does the last token, {_code(trace.tokens[i])} (position {i}), give the "
+        "largest weight?",
         labels[top], wrong, why, _settings(trace, seed=trace.seed, head=head),
     )
 
