@@ -40,7 +40,7 @@ from core.toy_text import *  # noqa: F401,F403
 from core.toy_text import DTYPE, embed, token_labels
 from core.toy_text import __all__ as _text_all
 
-__all__ = ["ToyTrace", "run_toy", "SharedPair", "shared_pair", "group_readers", *_text_all, *_scale_all, *_tables_all]
+__all__ = ["ToyTrace", "run_toy", "SharedPair", "shared_pair", "group_readers", "SAME_WEIGHTS", *_text_all, *_scale_all, *_tables_all]
 
 
 # Einsum letters, one meaning each on the page: i query position (any position in a projection),

@@ -175,7 +175,7 @@ keys and values at about unit size.
 Qwen 2.5, Gemma and Falcon don't work that way: they let several query heads share one key matrix
 and one value matrix. This is **grouped-query attention** (GQA). The $H$ query heads are split into
 $H_{kv}$ groups of $G = H / H_{kv}$ neighbouring heads; group $g$ owns one $W_K^g$ and one $W_V^g$
-(stacked, $[H_{kv}, D, L]$), and query head $h$ reads group $\lfloor h / G \rfloor$. With
+(stacked, $[H_{kv}, D, L]$), and query head $h$ reads group $\\lfloor h / G \\rfloor$. With
 $H_{kv} = H$ every group is one head: the multi-head attention above. With $H_{kv} = 1$ all heads
 share a single key and value head: **multi-query attention**.
 
