@@ -441,13 +441,15 @@ def shared_keys_section(av: dict) -> None:
     checkpoint(cp)
     if not unfolded(cp):
         return
+    st.markdown(f"**Heads {a} and {b}, the largest difference between their numbers** (absolute):")
     c1, c2, c3, c4 = st.columns(4)
-    c1.metric(f"Keys: head {a} vs {b}, largest |difference|", gap(pair["k_diff"]),
-              help="Over every token and coordinate. The same tensor, copied: not one digit differs.")
-    c2.metric(f"Queries: head {a} vs {b}", gap(pair["q_diff"]), help="Each head has its own W_Q.")
-    c3.metric(f"Scores of row {i}: head {a} vs {b}", gap(pair["score_diff"]),
-              help="Over the visible keys of the last token's row.")
-    c4.metric(f"Weights, every row: head {a} vs {b}", gap(pair["weight_diff_all"]))
+    c1.metric("Keys", gap(pair["k_diff"]),
+              help=f"max |k of head {a} − k of head {b}| over every token and coordinate: the same tensor, copied.")
+    c2.metric("Queries", gap(pair["q_diff"]), help=f"max |q of head {a} − q of head {b}|: each head has its own W_Q.")
+    c3.metric(f"Scores, row {i}", gap(pair["score_diff"]),
+              help=f"Over the visible keys of row {i}, the last token's, after the scale if it is on.")
+    c4.metric("Weights, every row", gap(pair["weight_diff_all"]),
+              help=f"max |a of head {a} − a of head {b}| over every query row and key.")
     if pair["weights_differ"]:
         said = (
             f"Their keys agree to the last digit and their values too, but each head keeps its own $W_Q^h$, so "
@@ -590,9 +592,10 @@ def one_token() -> None:
         width="content",
     )
     table(fv["table"], hide_index=True, pinned=("head", "key"))
+    values_where = (f", head h's in the columns of its K/V group h // {heads // kv_heads}" if kv_heads < heads else "")
     st.caption(
         ("Every head's" if heads > 1 else "The head's") + " terms for this token: each key's weight a_ij and the product a_ij·v_j (the value "
-        f"vectors v_j are the rows `v` of section 3's table); {'each head' if heads > 1 else 'the head'}'s row "
+        f"vectors v_j are the rows `v` of section 3's table{values_where}); {'each head' if heads > 1 else 'the head'}'s row "
         f"`z_{i} = Σ` adds them up "
         "(`core.toy_sentence.context_terms`). "
         + ("Masked keys are ticked in `masked`: their weight, and so their term, is exactly 0." if fv["masked"].any()

@@ -95,10 +95,10 @@ def test_each_right_option_agrees_with_the_page_below(query):
 
     # Shared keys: the metrics of the comparison below.
     if kv < heads:
-        same = metric(at, "Weights, every row: head 0 vs 1") == "0"
+        same = metric(at, "Weights, every row") == "0"
         assert found["shared_weights"] == cps.SHARED_OPTIONS["same" if same else "differ"]
-        assert metric(at, "Keys: head 0 vs 1, largest |difference|") == "0"
-        assert metric(at, "Queries: head 0 vs 1") != "0"
+        assert metric(at, "Keys") == "0"
+        assert metric(at, "Queries") != "0"
     else:
         assert "shared_weights" not in found
     # Revealed, the whys read right at these settings too.
@@ -113,7 +113,7 @@ def test_a_right_guess_succeeds_and_a_wrong_one_states_the_answer():
     rerun(at)
     (ok,) = [s.value for s in at.success]
     assert ok.startswith("Right: Different") and "Heads 0 and 1 read the same keys" in ok
-    assert "Keys: head 0 vs 1, largest |difference|" in [m.label for m in at.metric]
+    assert "Keys" in [m.label for m in at.metric]
 
     radio = predicts(at)["scores_shape"]
     radio.set_value("[4, 5, 4]")  # the head width where the key position belongs
@@ -146,11 +146,11 @@ def test_a_changed_control_resets_the_checkpoints_it_decides():
 def test_quiz_folds_the_shared_keys_comparison_until_a_guess():
     at = run_page(PAGE, {"kv_heads": "2", "quiz": "1"}, timeout=120)
     labels = [m.label for m in at.metric]
-    assert "Keys: head 0 vs 1, largest |difference|" not in labels
+    assert "Keys" not in labels
     assert "Make your prediction above" in texts(at)
     predicts(at)["shared_weights"].set_value(cps.SHARED_OPTIONS["same"])
     rerun(at)
-    assert "Keys: head 0 vs 1, largest |difference|" in [m.label for m in at.metric]
+    assert "Keys" in [m.label for m in at.metric]
     assert any(e.value.startswith("Not quite: the answer is Different") for e in at.error)
 
 
