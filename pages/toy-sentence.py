@@ -16,10 +16,11 @@ from streamlit.errors import StreamlitAPIException
 from core import toy_sentence as toy
 from core.sizes import LayerSizes
 from ui.charts import csv_download
+from ui.checkpoint import checkpoint, unfolded
 from ui.controls import MAX_SEED, MAX_SENTENCE_CHARS, MAX_TOKENS, Controls, heads_problem, show_link
 from ui.figures.toy_sentence import CELL_TEXT_MAX_TOKENS
 from ui.format import count, escape_md, plural, shape
-from ui.checkpoint import checkpoint, unfolded
+from ui.prose import toy_sentence as prose
 from ui.render import chart, code, table, waiting
 from ui.shell import ensure_app_shell
 from ui.views import toy_sentence as views
@@ -170,22 +171,9 @@ over: each head's query for a token is that token's embedding times the head's m
 The weights are the ones every page of this essay draws for a given seed
 (`AttentionWeights.random`): entries with standard deviation $1/\\sqrt{D}$, which keeps queries,
 keys and values at about unit size.
-
-**Sharing keys and values.** So far every head has its own $W_K^h$ and $W_V^h$. Llama 3, Mistral,
-Qwen 2.5, Gemma and Falcon don't work that way: they let several query heads share one key matrix
-and one value matrix. This is **grouped-query attention** (GQA). The $H$ query heads are split into
-$H_{kv}$ groups of $G = H / H_{kv}$ neighbouring heads; group $g$ owns one $W_K^g$ and one $W_V^g$
-(stacked, $[H_{kv}, D, L]$), and query head $h$ reads group $\\lfloor h / G \\rfloor$. With
-$H_{kv} = H$ every group is one head: the multi-head attention above. With $H_{kv} = 1$ all heads
-share a single key and value head: **multi-query attention**.
-
-Why share? Not to save work on this page: there are as many queries, scores and weights as before.
-A model that writes text one token at a time keeps every earlier token's keys and values in memory
-(the *KV cache*) rather than computing them again, and sharing divides that memory by $G$. What it
-costs is that the heads of a group must look at the same keys. Whether that makes them look *alike*
-is a question for section 5.
 """
 )
+st.markdown(prose.SHARING)
 
 
 def grouped_projections(pv: dict) -> None:
@@ -201,18 +189,8 @@ def grouped_projections(pv: dict) -> None:
         (f"k = k.repeat_interleave({G}, dim=0)", f"{shape(sh['k_kv'])} → {shape(sh['k'])}: k[h] is a copy of k[h // {G}]"),
         (f"v = v.repeat_interleave({G}, dim=0)", shape(sh["k"])),
     )
-    st.markdown(
-        f"The new letter $g$ names a key/value head. Keys and values are computed once per group, "
-        f"{shape(sh['k_kv'])}, then each group's matrices are copied to its {G} query heads, so that from "
-        "section 4 on every query head has a key and a value matrix of its own, as before, and the same "
-        "`einsum`s run unchanged. Only the copies of one group are equal, number for number. "
-        "(torch's `scaled_dot_product_attention(q, k, v, enable_gqa=True)` takes the "
-        f"{shape(sh['k_kv'])} keys and values without this copy; the numbers are the same.)"
-    )
+    st.markdown(prose.expansion_note(sh["k_kv"], G))
     readers = pv["readers"]
-    groups_said = "; ".join(
-        f"K/V group {g} is read by heads {', '.join(map(str, heads))}" for g, heads in enumerate(readers[:4])
-    ) + ("; and so on" if len(readers) > 4 else "")
     table(pv["q"], pinned=())
     st.caption(
         f"The queries, {shape(sh['q'])} = [H, S, L]: every query head has its own (`core.toy_sentence.run_toy`). "
@@ -221,7 +199,7 @@ def grouped_projections(pv: dict) -> None:
     table(pv["kv"], hide_index=True, pinned=())
     st.caption(
         f"The keys and values as computed, {shape(sh['k_kv'])} = [H_kv, S, L]: one block of columns per group, "
-        f"`g0 l0` … (`core.toy_sentence.kv_frame`). {groups_said}. Each head's queries in the table above meet "
+        f"`g0 l0` … (`core.toy_sentence.kv_frame`). {prose.groups_said(readers)}. Each head's queries in the table above meet "
         "its group's keys here."
     )
     with st.expander("Which query heads read which key/value group"):
@@ -252,17 +230,7 @@ with info:
             f"With $D = {d_model}$ and $H = {heads}$, each head works in $L = D/H = {d_model // heads}$ "
             f"{plural(d_model // heads, 'dimension')}; that $L$ is the $d_k$ (the width of the keys) of the scale below."
         )
-        if heads == 1:
-            st.markdown("With one head there is nothing to share: its keys and values are its own ($H_{kv} = H$).")
-        elif kv_heads == heads:
-            st.markdown(f"$H_{{kv}} = H = {heads}$: every head has its own keys and values. Choose fewer key/value "
-                        "heads to make groups of heads share them.")
-        else:
-            st.markdown(
-                f"$H_{{kv}} = {kv_heads}$ key/value {plural(kv_heads, 'head')} for {heads} query heads: "
-                + (f"all {heads} heads share one key and one value matrix (multi-query attention)." if kv_heads == 1 else
-                   f"{kv_heads} groups of $G = {heads // kv_heads}$ heads, each group sharing one key and one value matrix.")
-            )
+        st.markdown(prose.kv_line(heads, kv_heads))
 if ready:
     pv = views.projection_view(tokens, sizes, seed)
     sh = pv["shapes"]
@@ -421,11 +389,6 @@ elif not av:
 head_slot = st.container()  # filled by the fragment one_head, called at the end of the script
 
 
-def gap(x: float) -> str:
-    """A largest difference: "0" when the numbers are the same, else three decimals."""
-    return "0" if x == 0 else f"{x:.3f}"
-
-
 def shared_keys_section(av: dict) -> None:
     """Two heads of one K/V group side by side: same keys, different queries, and what that does to
     their weights (``core.toy_sentence.shared_pair``), after the reader's prediction."""
@@ -443,35 +406,14 @@ def shared_keys_section(av: dict) -> None:
         return
     st.markdown(f"**Heads {a} and {b}, the largest difference between their numbers** (absolute):")
     c1, c2, c3, c4 = st.columns(4)
-    c1.metric("Keys", gap(pair["k_diff"]),
+    c1.metric("Keys", prose.gap(pair["k_diff"]),
               help=f"max |k of head {a} − k of head {b}| over every token and coordinate: the same tensor, copied.")
-    c2.metric("Queries", gap(pair["q_diff"]), help=f"max |q of head {a} − q of head {b}|: each head has its own W_Q.")
-    c3.metric(f"Scores, row {i}", gap(pair["score_diff"]),
+    c2.metric("Queries", prose.gap(pair["q_diff"]), help=f"max |q of head {a} − q of head {b}|: each head has its own W_Q.")
+    c3.metric(f"Scores, row {i}", prose.gap(pair["score_diff"]),
               help=f"Over the visible keys of row {i}, the last token's, after the scale if it is on.")
-    c4.metric("Weights, every row", gap(pair["weight_diff_all"]),
+    c4.metric("Weights, every row", prose.gap(pair["weight_diff_all"]),
               help=f"max |a of head {a} − a of head {b}| over every query row and key.")
-    if pair["weights_differ"]:
-        said = (
-            f"Their keys agree to the last digit and their values too, but each head keeps its own $W_Q^h$, so "
-            f"their queries differ by up to {gap(pair['q_diff'])}. A query's dot product with the same key then "
-            f"comes out differently in each head (by up to {gap(pair['score_diff'])} in row {i}), and so do the "
-            f"weights after the softmax, by up to {gap(pair['weight_diff_all'])}. Sharing fixes *what* a group "
-            "can look at; each head still decides *how*, with its own queries. (Their outputs differ further: each "
-            "head also has its own slice of $W_O$.)"
-        )
-    elif len(av["top_key_weights"]) == 1:
-        said = (
-            f"The queries differ by up to {gap(pair['q_diff'])}, and so do the scores, by up to "
-            f"{gap(pair['score_diff'])}; yet with one token each row has a single key, whose weight is 1 whatever "
-            "its score. Add a word to see the heads part ways."
-        )
-    else:
-        said = (
-            f"The queries differ by up to {gap(pair['q_diff'])}, yet the weights agree: within every row all the "
-            "visible keys score alike (identical tokens have identical keys), and equal scores give equal weights "
-            "whatever the query. Type a sentence with different words to see the heads part ways."
-        )
-    st.markdown(said)
+    st.markdown(prose.shared_said(pair, len(av["top_key_weights"])))
     table(av["pair_table"], hide_index=True, pinned=("key",))
     st.caption(
         f"Row {i}, the last token's, in heads {a} and {b}: each key's score (after the scale, if on) and weight "
