@@ -188,3 +188,36 @@ def test_one_head_has_nothing_to_share():
     assert at.radio(key="kv_heads").options == ["1"]
     assert "With one head there is nothing to share" in texts(at)
     assert "Shared keys, different weights?" not in texts(at)
+
+
+def test_changing_heads_keeps_kv_heads_valid():
+    at = run_page(PAGE, {"kv_heads": "4"}, timeout=120)  # H_kv = H = 4
+    at.number_input(key="heads").set_value(2)
+    rerun(at)  # 4 no longer divides 2: back to H_kv = H = 2, plain multi-head attention
+    assert at.radio(key="kv_heads").options == ["2", "1"] and at.radio(key="kv_heads").value == 2
+    assert "Shared keys, different weights?" not in texts(at)
+    at = run_page(PAGE, {"kv_heads": "2"}, timeout=120)
+    at.number_input(key="heads").set_value(8)
+    rerun(at)  # 2 still divides 8: kept, now groups of 4
+    assert at.radio(key="kv_heads").value == 2 and "groups of $G = 4$ heads" in texts(at)
+
+
+# ---- the sentences about sharing, at their edges ---------------------------------------------------
+
+
+def test_sharing_sentences_read_right_at_the_edges():
+    from ui.prose import toy_sentence as prose
+
+    assert "nothing to share" in prose.kv_line(1, 1)
+    assert prose.kv_line(4, 4).startswith("$H_{kv} = H = 4$")
+    assert "multi-query attention" in prose.kv_line(4, 1) and "1$ key/value head for" in prose.kv_line(4, 1)
+    assert "2$ key/value heads for 8 query heads: 2 groups of $G = 4$" in prose.kv_line(8, 2)
+    assert prose.groups_said([[0], [1]]) == "K/V group 0 is read by head 0; K/V group 1 is read by head 1"
+    assert prose.groups_said([[0, 1]] * 6).endswith("; and so on")
+    pair = {"query": 0, "q_diff": 1.5, "score_diff": 0.25, "weight_diff_all": 0.0, "weights_differ": False}
+    one = prose.shared_said(pair, 1)
+    assert "with one token each row has a single key" in one and "0.250" in one
+    assert "identical tokens have identical keys" in prose.shared_said(pair, 3)
+    assert prose.gap(0.0) == "0" and prose.gap(-0.0) == "0" and prose.gap(0.1234) == "0.123"
+    for text in (one, prose.kv_line(4, 1), prose.kv_line(2, 1), prose.groups_said([[0, 1]])):
+        assert not scan_text(text)
