@@ -361,34 +361,6 @@ if av and unfolded(scale_cp):  # folded only with quiz=1 before a guess
 elif not av:
     waiting(blocked)
 
-# ---- 5 · the weights --------------------------------------------------------------------------------
-st.header("5 · Attention weights, head by head", divider="gray")
-st.markdown(
-    """
-Each map is one head's weights $a^h$: a row per query token $i$ (who is looking), a column per
-key token $j$ (who is looked at). The colour scale is fixed from 0 to 1 in every head, so colours
-compare across heads and settings. Every head reads the same embeddings, but each scores them
-with its own $W_Q^h$, and its own $W_K^h$ unless it shares its group's.
-"""
-)
-top_cp = av["checkpoints"]["top_key"] if av else None
-if top_cp:  # not asked with one token, or when two keys tie for the top of the row
-    checkpoint(top_cp)
-if av and (top_cp is None or unfolded(top_cp)):
-    chart(
-        av["overview_spec"],
-        (f"The weights of all {av['n_heads']} heads, heads 0 to {av['n_heads'] - 1}" if av["n_heads"] > 1
-         else "The weights of the layer's one head, head 0") + "; hover a cell for its weight and score" + (" (grey × cells are masked: weight 0)." if av["masked_cells"] else ".")
-        + " `core.toy_sentence.run_toy`: `pattern = scores.softmax(dim=-1)`.",
-        width="content",
-    )
-    csv_download(av["weights_csv"], "attention_weights.csv", key="weights_csv",
-             label="Download every weight and score as CSV")
-elif not av:
-    waiting(blocked)
-head_slot = st.container()  # filled by the fragment one_head, called at the end of the script
-
-
 def shared_keys_section(av: dict) -> None:
     """Two heads of one K/V group side by side: same keys, different queries, and what that does to
     their weights (``core.toy_sentence.shared_pair``), after the reader's prediction."""
@@ -422,8 +394,37 @@ def shared_keys_section(av: dict) -> None:
     )
 
 
-if av and av["pair"]:
+# ---- 5 · the weights --------------------------------------------------------------------------------
+st.header("5 · Attention weights, head by head", divider="gray")
+st.markdown(
+    """
+Each map is one head's weights $a^h$: a row per query token $i$ (who is looking), a column per
+key token $j$ (who is looked at). The colour scale is fixed from 0 to 1 in every head, so colours
+compare across heads and settings. Every head reads the same embeddings, but each scores them
+with its own $W_Q^h$, and its own $W_K^h$ unless it shares its group's.
+"""
+)
+if av and av["pair"]:  # keys and values shared: first, two heads of one group side by side
     shared_keys_section(av)
+    st.subheader("Every head's map")
+top_cp = av["checkpoints"]["top_key"] if av else None
+if top_cp:  # not asked with one token, or when two keys tie for the top of the row
+    checkpoint(top_cp)
+if av and (top_cp is None or unfolded(top_cp)):
+    chart(
+        av["overview_spec"],
+        (f"The weights of all {av['n_heads']} heads, heads 0 to {av['n_heads'] - 1}" if av["n_heads"] > 1
+         else "The weights of the layer's one head, head 0") + "; hover a cell for its weight and score" + (" (grey × cells are masked: weight 0)." if av["masked_cells"] else ".")
+        + " `core.toy_sentence.run_toy`: `pattern = scores.softmax(dim=-1)`.",
+        width="content",
+    )
+    csv_download(av["weights_csv"], "attention_weights.csv", key="weights_csv",
+             label="Download every weight and score as CSV")
+elif not av:
+    waiting(blocked)
+head_slot = st.container()  # filled by the fragment one_head, called at the end of the script
+
+
 
 
 def masked_cells_words(n: int) -> str:
