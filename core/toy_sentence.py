@@ -194,11 +194,10 @@ def shared_pair(trace: ToyTrace) -> SharedPair | None:
     def gap(t: Tensor) -> float:
         return float((t[a] - t[b]).abs().max())
 
-    labels = trace.labels
+    labels = trace.labels  # the last row sees every key, so no cell of it is masked
     rows = [
-        {"key": labels[j], "masked": bool(trace.mask[i, j]),
-         f"score, head {a}": float(trace.scores[a, i, j]) if visible[j] else float("nan"),
-         f"score, head {b}": float(trace.scores[b, i, j]) if visible[j] else float("nan"),
+        {"key": labels[j],
+         f"score, head {a}": float(trace.scores[a, i, j]), f"score, head {b}": float(trace.scores[b, i, j]),
          f"weight, head {a}": float(trace.pattern[a, i, j]), f"weight, head {b}": float(trace.pattern[b, i, j])}
         for j in range(len(labels))
     ]
