@@ -14,10 +14,13 @@ import streamlit as st
 from streamlit.errors import StreamlitAPIException
 
 from core import toy_sentence as toy
+from core.sizes import LayerSizes
 from ui.charts import csv_download
+from ui.checkpoint import checkpoint, unfolded
 from ui.controls import MAX_SEED, MAX_SENTENCE_CHARS, MAX_TOKENS, Controls, heads_problem, show_link
 from ui.figures.toy_sentence import CELL_TEXT_MAX_TOKENS
 from ui.format import count, escape_md, plural, shape
+from ui.prose import toy_sentence as prose
 from ui.render import chart, code, table, waiting
 from ui.shell import ensure_app_shell
 from ui.views import toy_sentence as views
@@ -170,13 +173,54 @@ The weights are the ones every page of this essay draws for a given seed
 keys and values at about unit size.
 """
 )
+st.markdown(prose.SHARING)
+
+
+def grouped_projections(pv: dict) -> None:
+    """Section 3 with shared keys and values: the code, the queries per head, the keys and values
+    per group, and which heads read each group (all from ``views.projection_view``)."""
+    sh, G = pv["shapes"], pv["group_size"]
+    code(
+        (f"# x: [S, D] = {shape(sh['x'])};  W_Q: [H, D, L] = {shape(sh['W_Q'])};  "
+         f"W_K, W_V: [H_kv, D, L] = {shape(sh['W_K'])}", ""),
+        ('q = torch.einsum("id,hdl->hil", x, W_Q)', f"{shape(sh['x'])} × {shape(sh['W_Q'])} → {shape(sh['q'])}  [H, S, L]"),
+        ('k = torch.einsum("id,gdl->gil", x, W_K)', f"{shape(sh['x'])} × {shape(sh['W_K'])} → {shape(sh['k_kv'])}  [H_kv, S, L]"),
+        ('v = torch.einsum("id,gdl->gil", x, W_V)', shape(sh["k_kv"])),
+        (f"k = k.repeat_interleave({G}, dim=0)", f"{shape(sh['k_kv'])} → {shape(sh['k'])}: k[h] is a copy of k[h // {G}]"),
+        (f"v = v.repeat_interleave({G}, dim=0)", shape(sh["k"])),
+    )
+    st.markdown(prose.expansion_note(sh["k_kv"], G))
+    readers = pv["readers"]
+    table(pv["q"], pinned=())
+    st.caption(
+        f"The queries, {shape(sh['q'])} = [H, S, L]: every query head has its own (`core.toy_sentence.run_toy`). "
+        f"Column `h{len(readers) * G - 1} l0` is head {len(readers) * G - 1}, coordinate l = 0."
+    )
+    table(pv["kv"], hide_index=True, pinned=())
+    st.caption(
+        f"The keys and values as computed, {shape(sh['k_kv'])} = [H_kv, S, L]: one block of columns per group, "
+        f"`g0 l0` … (`core.toy_sentence.kv_frame`). {prose.groups_said(readers)}. Each head's queries in the table above meet "
+        "its group's keys here."
+    )
+    with st.expander("Which query heads read which key/value group"):
+        table(pv["groups"], hide_index=True)
+        st.caption(f"Query head h reads group h // G, with G = H / H_kv = {G} (`core.sizes.LayerSizes.query_heads_of`).")
+
+
 ctl, info = st.columns([1, 3])
 heads = controls.integer(
     "heads", "Heads H", default=4, lo=1, hi=MAX_TOY_HEADS, where=ctl,
     help=f"1 to {MAX_TOY_HEADS}; must divide the width D.",
 )
+kv_heads = controls.kv_heads(
+    heads, "Key/value heads H_kv", where=ctl,
+    help="How many key and value projections the heads share: a divisor of H. H_kv = H is plain multi-head "
+         "attention, H_kv = 1 multi-query attention (section 3 explains).",
+)
 problem = heads_problem(d_model, heads, hi=MAX_TOY_HEADS)
 ready = bool(tokens) and problem is None  # everything from here on needs tokens and a whole L
+# The layer's sizes, one value for every cached call: B = 1, S and V from the sentence.
+sizes = LayerSizes(1, len(tokens), sv["n_vocab"], d_model, heads, kv_heads) if ready else None
 blocked = "There is no sentence yet (see section 1)." if not tokens else "The heads don't divide the width (see section 3)."
 with info:
     if problem:
@@ -186,23 +230,27 @@ with info:
             f"With $D = {d_model}$ and $H = {heads}$, each head works in $L = D/H = {d_model // heads}$ "
             f"{plural(d_model // heads, 'dimension')}; that $L$ is the $d_k$ (the width of the keys) of the scale below."
         )
+        st.markdown(prose.kv_line(heads, kv_heads))
 if ready:
-    pv = views.projection_view(tokens, d_model, heads, seed)
+    pv = views.projection_view(tokens, sizes, seed)
     sh = pv["shapes"]
-    code(
-        (f"# x: [S, D] = {shape(sh['x'])};  W_Q, W_K, W_V: [H, D, L] = {shape(sh['W_Q'])}", ""),
-        ('q = torch.einsum("id,hdl->hil", x, W_Q)', f"{shape(sh['x'])} × {shape(sh['W_Q'])} → {shape(sh['q'])}  [H, S, L]"),
-        ('k = torch.einsum("id,hdl->hil", x, W_K)', shape(sh["q"])),
-        ('v = torch.einsum("id,hdl->hil", x, W_V)', shape(sh["q"])),
-    )
-    table(pv["qkv"], hide_index=True, pinned=())
-    st.caption(
-        f"q, k and v for every token (rows) and head (`core.toy_sentence.run_toy`): column `h{heads - 1} l0` is head "
-        f"{heads - 1}, coordinate l = 0. "
-        + ("Laid side by side the heads' blocks make one [S, D] matrix, x times a single D×D matrix: the heads "
-           "are column blocks of one projection." if heads > 1 else
-           "With one head, its block is the whole [S, D] matrix: x times a single D×D matrix.")
-    )
+    if pv["group_size"] == 1:
+        code(
+            (f"# x: [S, D] = {shape(sh['x'])};  W_Q, W_K, W_V: [H, D, L] = {shape(sh['W_Q'])}", ""),
+            ('q = torch.einsum("id,hdl->hil", x, W_Q)', f"{shape(sh['x'])} × {shape(sh['W_Q'])} → {shape(sh['q'])}  [H, S, L]"),
+            ('k = torch.einsum("id,hdl->hil", x, W_K)', shape(sh["q"])),
+            ('v = torch.einsum("id,hdl->hil", x, W_V)', shape(sh["q"])),
+        )
+        table(pv["qkv"], hide_index=True, pinned=())
+        st.caption(
+            f"q, k and v for every token (rows) and head (`core.toy_sentence.run_toy`): column `h{heads - 1} l0` is head "
+            f"{heads - 1}, coordinate l = 0. "
+            + ("Laid side by side the heads' blocks make one [S, D] matrix, x times a single D×D matrix: the heads "
+               "are column blocks of one projection." if heads > 1 else
+               "With one head, its block is the whole [S, D] matrix: x times a single D×D matrix.")
+        )
+    else:
+        grouped_projections(pv)
     csv_download(pv["qkv_csv"], "queries_keys_values.csv", key="qkv_csv", label="Download q, k, v as CSV")
 elif not tokens:
     waiting(blocked)
@@ -239,7 +287,7 @@ scale = controls.flag(
     "scale", "Divide scores by √d_k", default=True, where=c2,
     help="Turn off to see what the softmax does to unscaled dot products.",
 )
-av = views.attention_view(tokens, d_model, heads, seed, causal, scale) if ready else None
+av = views.attention_view(tokens, sizes, seed, causal, scale) if ready else None
 if av:
     sh, L = av["shapes"], av["d_head"]
     lines = [('scores = torch.einsum("hil,hjl->hij", q, k)',
@@ -252,7 +300,10 @@ if av:
         lines.append(("future = torch.ones(S, S, dtype=torch.bool).triu(1)", "True where key j > query i"))
         lines.append(('scores = scores.masked_fill(future, float("-inf"))', "exp(−∞) = 0 after the softmax"))
     lines.append(("weights = scores.softmax(dim=-1)", f"{shape(sh['pattern'])}: every row sums to 1"))
-    code(*lines)
+    cp = av["checkpoints"]["scores_shape"]
+    checkpoint(cp)
+    if unfolded(cp):
+        code(*lines)
 
 st.subheader("Why divide by √d_k? Measure it")
 st.markdown(
@@ -260,14 +311,21 @@ st.markdown(
 Queries and keys have entries of about unit size, so $q \\cdot k$ is a sum of $d_k$ products
 and its spread grows like $\\sqrt{d_k}$. A softmax of widely spread numbers is nearly one-hot: one
 key takes almost all the weight, and the gradients that would teach the other weights vanish.
-Dividing by $\\sqrt{d_k}$ brings the spread back to about 1 for any head width. Leaving it out
-multiplies every score by $\\sqrt{d_k} \\ge 1$, and multiplying a softmax's inputs by a factor above
-1 can only sharpen it, never flatten it. The numbers below are measured on this sentence, with the
-scale and without it, whichever way the switch is set. Entropy counts how spread a row is: $0$
-bits means all weight on one key, $\\log_2 n$ bits means even weight over $n$ keys.
+Dividing by $\\sqrt{d_k}$ brings the spread back to about 1 for any head width. The numbers below
+are measured on this sentence, with the scale and without it, whichever way the switch is set.
+Entropy counts how spread a row is: $0$ bits means all weight on one key, $\\log_2 n$ bits means
+even weight over $n$ keys.
 """
 )
 if av:
+    scale_cp = av["checkpoints"]["scale_direction"]
+    checkpoint(scale_cp)
+if av and unfolded(scale_cp):  # folded only with quiz=1 before a guess
+    st.markdown(
+        "Leaving the scale out multiplies every score by $\\sqrt{d_k} \\ge 1$, and multiplying a softmax's "
+        "inputs by a factor above 1 can only sharpen it, never flatten it (or, with one key per row, equal "
+        "scores, or $d_k = 1$, leave it exactly as it was)."
+    )
     sp, effect = av["spread"], av["effect"]
     m1, m2, m3, m4 = st.columns(4)
     m1.metric("Spread of raw q·k (std)", f"{sp['raw_std']:.3f}",
@@ -300,8 +358,41 @@ if av:
     with st.expander("The numbers behind this figure: every row's entropy"):
         table(av["entropy_table"], hide_index=True)
         csv_download(av["entropy_csv"], "row_entropy.csv", key="entropy_csv")
-else:
+elif not av:
     waiting(blocked)
+
+def shared_keys_section(av: dict) -> None:
+    """Two heads of one K/V group side by side: same keys, different queries, and what that does to
+    their weights (``core.toy_sentence.shared_pair``), after the reader's prediction."""
+    pair = av["pair"]
+    a, b = pair["heads"]
+    g, i = pair["group"], pair["query"]
+    st.subheader("Shared keys, different weights?")
+    st.markdown(
+        f"Heads {a} and {b} both read K/V group {g}: the same key for every token, the same value. "
+        "If the keys are the same, must the pattern be the same? Predict before you look."
+    )
+    cp = av["checkpoints"]["shared_weights"]
+    checkpoint(cp)
+    if not unfolded(cp):
+        return
+    st.markdown(f"**Heads {a} and {b}, the largest difference between their numbers** (absolute):")
+    c1, c2, c3, c4 = st.columns(4)
+    c1.metric("Keys", prose.gap(pair["k_diff"]),
+              help=f"max |k of head {a} − k of head {b}| over every token and coordinate: the same tensor, copied.")
+    c2.metric("Queries", prose.gap(pair["q_diff"]), help=f"max |q of head {a} − q of head {b}|: each head has its own W_Q.")
+    c3.metric(f"Scores, row {i}", prose.gap(pair["score_diff"]),
+              help=f"Over the visible keys of row {i}, the last token's, after the scale if it is on.")
+    c4.metric("Weights, every row", prose.gap(pair["weight_diff_all"]),
+              help=f"max |a of head {a} − a of head {b}| over every query row and key.")
+    st.markdown(prose.shared_said(pair, len(av["top_key_weights"])))
+    table(av["pair_table"], hide_index=True, pinned=("key",))
+    st.caption(
+        f"Row {i}, the last token's, in heads {a} and {b}: each key's score (after the scale, if on) and weight "
+        f"(`core.toy_sentence.shared_pair`). The keys scored are the same numbers in both heads; the last "
+        "token sees every key, with the causal mask or without."
+    )
+
 
 # ---- 5 · the weights --------------------------------------------------------------------------------
 st.header("5 · Attention weights, head by head", divider="gray")
@@ -310,10 +401,16 @@ st.markdown(
 Each map is one head's weights $a^h$: a row per query token $i$ (who is looking), a column per
 key token $j$ (who is looked at). The colour scale is fixed from 0 to 1 in every head, so colours
 compare across heads and settings. Every head reads the same embeddings, but each scores them
-with its own $W_Q^h$ and $W_K^h$.
+with its own $W_Q^h$, and its own $W_K^h$ unless it shares its group's.
 """
 )
-if av:
+if av and av["pair"]:  # keys and values shared: first, two heads of one group side by side
+    shared_keys_section(av)
+    st.subheader("Every head's map")
+top_cp = av["checkpoints"]["top_key"] if av else None
+if top_cp:  # not asked with one token, or when two keys tie for the top of the row
+    checkpoint(top_cp)
+if av and (top_cp is None or unfolded(top_cp)):
     chart(
         av["overview_spec"],
         (f"The weights of all {av['n_heads']} heads, heads 0 to {av['n_heads'] - 1}" if av["n_heads"] > 1
@@ -323,9 +420,11 @@ if av:
     )
     csv_download(av["weights_csv"], "attention_weights.csv", key="weights_csv",
              label="Download every weight and score as CSV")
-else:
+elif not av:
     waiting(blocked)
 head_slot = st.container()  # filled by the fragment one_head, called at the end of the script
+
+
 
 
 def masked_cells_words(n: int) -> str:
@@ -368,7 +467,7 @@ def one_head() -> None:
             + ("only head 0. Showing that one." if heads == 1 else f"heads 0 to {h}. Showing the last one, head {h}."),
             icon=":material/arrow_range:",
         )
-    hv = views.head_view(tokens, d_model, heads, seed, causal, scale, h)
+    hv = views.head_view(tokens, sizes, seed, causal, scale, h)
 
     left, right = st.columns([2, 3]) if len(tokens) <= CELL_TEXT_MAX_TOKENS else (st.container(), st.container())
     with left:
@@ -418,7 +517,7 @@ def one_token() -> None:
         waiting(blocked)
         return
     info.markdown(f"Query token **{i}**: “{escape_md(tokens[i])}”.")
-    fv = views.focus_view(tokens, d_model, heads, seed, causal, scale, i)
+    fv = views.focus_view(tokens, sizes, seed, causal, scale, i)
     visible = [j for j in range(len(tokens)) if not fv["masked"][j]]
     shown = visible if len(visible) <= 8 else visible[:6] + visible[-1:]
     rows = []
@@ -436,9 +535,10 @@ def one_token() -> None:
         width="content",
     )
     table(fv["table"], hide_index=True, pinned=("head", "key"))
+    values_where = (f", head h's in the columns of its K/V group h // {heads // kv_heads}" if kv_heads < heads else "")
     st.caption(
         ("Every head's" if heads > 1 else "The head's") + " terms for this token: each key's weight a_ij and the product a_ij·v_j (the value "
-        f"vectors v_j are the rows `v` of section 3's table); {'each head' if heads > 1 else 'the head'}'s row "
+        f"vectors v_j are the rows `v` of section 3's table{values_where}); {'each head' if heads > 1 else 'the head'}'s row "
         f"`z_{i} = Σ` adds them up "
         "(`core.toy_sentence.context_terms`). "
         + ("Masked keys are ticked in `masked`: their weight, and so their term, is exactly 0." if fv["masked"].any()
@@ -525,13 +625,15 @@ else:
 link_query = {"d_model": d_model, "heads": heads, "seed": seed, "causal": str(causal).lower()}
 if tokens:
     link_query["seq"] = len(tokens)
+if kv_heads != heads:
+    link_query["kv_heads"] = kv_heads
 try:
     st.page_link(CONCAT_VS_SUM, label="Concat versus sum, with these settings",
                  icon=":material/arrow_forward:", query_params=link_query)
 except StreamlitAPIException:  # not registered (the page runs on its own, or that page is absent)
     st.markdown(f"[→ Concat versus sum, with these settings](concat-vs-sum?{urlencode(link_query)})")
 st.caption(
-    "Opens the concat-versus-sum page with the same width, heads, seed, mask and sequence length, on "
+    "Opens the concat-versus-sum page with the same width, heads, key/value heads, seed, mask and sequence length, on "
     "random inputs instead of this sentence, in several precisions."
 )
 

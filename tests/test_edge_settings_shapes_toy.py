@@ -39,6 +39,14 @@ TOY_GRID = [
     {"sentence": "the cat sat on the mat the cat", "heads": "2", "d_model": "8"},
     {"sentence": "<b>hi</b> **bold** $x$ 👩‍💻 我的 🇮🇹", "token": "9"},
     {"causal": "true", "token": "4", "head": "3"},
+    # grouped-query attention (issue 20): one K/V head, one query head, one token, groups of 2
+    {"kv_heads": "1"},
+    {"kv_heads": "2", "causal": "true", "scale": "false"},
+    {"kv_heads": "1", "sentence": "hello"},
+    {"kv_heads": "1", "sentence": "a a a", "causal": "true"},
+    {"kv_heads": "1", "heads": "1", "sentence": "hello"},
+    {"kv_heads": "1", "d_model": "2", "heads": "2", "sentence": "a b"},  # d_k = 1, groups of 2
+    {"kv_heads": "4", "heads": "8", "d_model": "8", "causal": "true"},
 ]
 
 

@@ -10,7 +10,9 @@ from urllib.parse import parse_qs, urlparse
 import pytest
 from playwright.sync_api import expect
 
-from tests.browser.harness import assert_no_exception, charts_drawn, open_app, rerun_after, screenshot
+from tests.browser.harness import (
+    assert_no_exception, charts_drawn, element_screenshot, open_app, rerun_after, screenshot,
+)
 
 pytestmark = pytest.mark.browser
 
@@ -120,3 +122,25 @@ def test_one_token_with_the_mask_reads_in_the_singular(page, server):
     expect(captions.filter(has_text="V = 1 distinct token,")).to_have_count(1)
     expect(captions.filter(has_text="Masked:")).to_have_count(0)
     assert_no_exception(page)
+
+
+def test_one_kv_head_shares_keys_and_the_checkpoint_answers(page, server):
+    """kv_heads=1 (multi-query attention): the grouped tables draw, the shared-keys checkpoint takes
+    a guess and then shows the comparison, and the URL keeps the setting."""
+    open_app(page, server, PATH, {"kv_heads": "1"})
+    main = page.locator("[data-testid=stMain]")
+    expect(main.get_by_text("all 4 heads share one key and one value matrix (multi-query attention)")).to_be_visible()
+    expect(main.get_by_text("K/V group 0 is read by heads 0, 1, 2, 3")).to_be_visible()
+    page.wait_for_function(f"document.querySelectorAll('{CHARTS}').length >= 6", timeout=30_000)
+    screenshot(page, "toy_sentence_kv_heads_1")
+
+    box = page.locator(".st-key-checkpoint-toy-shared_weights")
+    expect(box).to_contain_text("Predict:")
+    with rerun_after(page):
+        box.get_by_text("Different: the two heads weigh the keys differently").click()
+    assert_no_exception(page)
+    expect(box.locator("[data-testid=stAlertContentSuccess]")).to_contain_text("Right: Different")
+    expect(main.get_by_text("Heads 0 and 1, the largest difference between their numbers")).to_be_visible()
+    assert _params(page).get("kv_heads") == "1"
+    element_screenshot(box, "toy_sentence_shared_keys_checkpoint")
+    screenshot(page, "toy_sentence_kv_heads_1_answered")

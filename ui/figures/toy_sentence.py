@@ -33,8 +33,13 @@ def _fit_width(spec: dict) -> dict:
     return spec
 
 
-def _panel_names(n_heads: int) -> list[str]:
-    return [f"head {h}" for h in range(n_heads)]
+def _panel_name(h: int, group_size: int = 1) -> str:
+    """A panel's title: "head 2", or with shared keys and values "head 2 · K/V 1" (group h // G)."""
+    return f"head {h}" if group_size == 1 else f"head {h} · K/V {h // group_size}"
+
+
+def _panel_names(n_heads: int, group_size: int = 1) -> list[str]:
+    return [_panel_name(h, group_size) for h in range(n_heads)]
 
 
 def embeddings_spec(wide: pd.DataFrame, labels: list[str], ids: list[int]) -> dict:
@@ -79,24 +84,25 @@ def _weights_layers(labels: list[str], causal: bool, cell_text: bool, axis_title
     return layers
 
 
-def _weights_data(long: pd.DataFrame) -> pd.DataFrame:
+def _weights_data(long: pd.DataFrame, group_size: int = 1) -> pd.DataFrame:
     """``core.toy_sentence.weights_long`` plus the tooltip texts (a masked cell's weight is 0, said in words)."""
     return long[["head", "query", "key", "weight", "raw_score", "masked"]].assign(
         weight_text=[("0 (masked: a later token)" if m else f"{w:.6f}") for w, m in zip(long["weight"], long["masked"])],
         score_text=[("−∞ (masked)" if m else f"{s:.4f}") for s, m in zip(long["score"], long["masked"])],
-        panel=[f"head {h}" for h in long["head"]],
+        panel=[_panel_name(h, group_size) for h in long["head"]],
     )
 
 
-def weights_overview_spec(long: pd.DataFrame, labels: list[str], causal: bool, n_heads: int) -> dict:
-    """Every head's weights as small multiples, one panel per head, on one colour scale."""
+def weights_overview_spec(long: pd.DataFrame, labels: list[str], causal: bool, n_heads: int, group_size: int = 1) -> dict:
+    """Every head's weights as small multiples, one panel per head, on one colour scale; with
+    shared keys and values each panel names the K/V group its head reads."""
     S = len(labels)
     cell = CELL_PX if S <= CELL_TEXT_MAX_TOKENS else SMALL_CELL_PX[0] if S <= 14 else SMALL_CELL_PX[1]
     side = cell * S
     columns = max(1, min(n_heads, PANEL_ROW_PX // (side + PANEL_GAP_PX)))
     layers = _weights_layers(labels, causal, cell_text=False, axis_titles=False)
-    chart = alt.layer(*layers, data=_weights_data(long)).properties(width=side, height=side).facet(
-        facet=alt.Facet("panel:N", sort=_panel_names(n_heads), title=None, header=alt.Header(labelFontSize=13)),
+    chart = alt.layer(*layers, data=_weights_data(long, group_size)).properties(width=side, height=side).facet(
+        facet=alt.Facet("panel:N", sort=_panel_names(n_heads, group_size), title=None, header=alt.Header(labelFontSize=13)),
         columns=columns,
     )
     spec = chart_spec(chart)

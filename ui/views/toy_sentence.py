@@ -1,7 +1,8 @@
 """Cached views of the sentence page (pages/toy-sentence.py): plain arguments in, plain data out.
 
 Each view calls ``core.toy_sentence`` (``run_toy``, ``weights_long``, ``score_spread``,
-``scale_effect``, ``terms_long``) inside ``st.cache_data`` and builds that setting's figures there
+``scale_effect``, ``terms_long``) inside ``st.cache_data`` and builds that setting's figures, and
+its checkpoints (``core.checkpoints.toy_sentence``, from the same numbers), there
 (``ui.figures.toy_sentence``), so each spec and each CSV is built once per setting
 (``ui.charts.csv_bytes``) and a rerun only draws. Tables travel as Arrow tables, numbers kept numbers.
 """
@@ -17,6 +18,8 @@ import streamlit as st
 
 from core import toy_sentence as toy
 from core.attention import multi_head_attention
+from core.checkpoints import toy_sentence as cps
+from core.sizes import LayerSizes
 from core.compare import compare
 from ui.charts import csv_bytes
 from ui.figures.toy_sentence import (
@@ -72,15 +75,31 @@ def embedding_view(tokens: tuple[str, ...], d_model: int, seed: int) -> dict:
             "W_E_shape": tuple(emb.W_E.shape)}
 
 
+def _trace(tokens: tuple[str, ...], sizes: LayerSizes, seed: int, causal: bool = False, scale: bool = True) -> toy.ToyTrace:
+    """``core.toy_sentence.run_toy`` at the page's sizes (D, H and H_kv; S and V are the sentence's)."""
+    return toy.run_toy(list(tokens), sizes.d_model, sizes.n_heads, n_kv_heads=sizes.n_kv_heads, seed=seed,
+                       causal=causal, scale=scale)
+
+
 @st.cache_data(max_entries=CACHE_ENTRIES, show_spinner=False)
-def projection_view(tokens: tuple[str, ...], d_model: int, heads: int, seed: int) -> dict:
-    """q, k, v of ``core.toy_sentence.run_toy`` in one table (and long form for the CSV)."""
-    tr = toy.run_toy(list(tokens), d_model, heads, seed=seed)
-    return {
-        "shapes": {"x": tuple(tr.x.shape), "W_Q": tuple(tr.weights.W_Q.shape), "q": tuple(tr.q.shape)},
-        "qkv": _arrow(toy.qkv_frame(tr)),
+def projection_view(tokens: tuple[str, ...], sizes: LayerSizes, seed: int) -> dict:
+    """q, k, v of ``core.toy_sentence.run_toy``: one table without sharing; with shared keys and
+    values the queries per head, the keys and values per group, and who reads which group."""
+    tr = _trace(tokens, sizes, seed)
+    view = {
+        "shapes": {"x": tuple(tr.x.shape), "W_Q": tuple(tr.weights.W_Q.shape), "W_K": tuple(tr.weights.W_K.shape),
+                   "q": tuple(tr.q.shape), "k_kv": tuple(tr.k_kv.shape), "k": tuple(tr.k.shape)},
+        "group_size": tr.group_size,
+        "readers": toy.group_readers(tr.sizes),  # readers[g]: the query heads of K/V group g
         "qkv_csv": csv_bytes(toy.qkv_long(tr)),
     }
+    if tr.group_size == 1:
+        view["qkv"] = _arrow(toy.qkv_frame(tr))
+    else:
+        view["q"] = _arrow(toy.q_frame(tr))
+        view["kv"] = _arrow(toy.kv_frame(tr))
+        view["groups"] = _arrow(toy.groups_frame(tr))
+    return view
 
 
 def _entropy_frame(spread: dict, labels: list[str]) -> pd.DataFrame:
@@ -96,11 +115,14 @@ def _entropy_frame(spread: dict, labels: list[str]) -> pd.DataFrame:
 
 
 @st.cache_data(max_entries=CACHE_ENTRIES, show_spinner=False)
-def attention_view(tokens: tuple[str, ...], d_model: int, heads: int, seed: int, causal: bool, scale: bool) -> dict:
-    """Scores, the scale's measured effect, every head's weights, and the output, of one setting."""
-    tr = toy.run_toy(list(tokens), d_model, heads, seed=seed, causal=causal, scale=scale)
+def attention_view(tokens: tuple[str, ...], sizes: LayerSizes, seed: int, causal: bool, scale: bool) -> dict:
+    """Scores, the scale's measured effect, every head's weights, what sharing keys does, the
+    output, and the checkpoints that ask about them, of one setting."""
+    tr = _trace(tokens, sizes, seed, causal, scale)
     labels = tr.labels
     spread = toy.score_spread(tr)
+    effect = toy.scale_effect(spread)
+    pair = toy.shared_pair(tr)
     long = toy.weights_long(tr)
     out = toy.matrix_frame(tr.out, labels, prefix="d")  # [S, D]
     entropy = _entropy_frame(spread, labels)
@@ -115,14 +137,25 @@ def attention_view(tokens: tuple[str, ...], d_model: int, heads: int, seed: int,
         },
         "d_head": tr.d_head,
         "n_heads": tr.n_heads,
+        "n_kv_heads": tr.n_kv_heads,
+        "group_size": tr.group_size,
         "masked_cells": int(tr.mask.sum()),  # per head: the cells of the [S, S] grid the mask hides
         "spread": {k: v for k, v in spread.items() if not isinstance(v, np.ndarray)},
-        "effect": asdict(toy.scale_effect(spread)),
+        "effect": asdict(effect),
         "entropy_table": _arrow(entropy),
         "entropy_csv": csv_bytes(entropy),
         "entropy_spec": entropy_spec(spread, tr.n_heads, scale),
         "weights_csv": csv_bytes(long),
-        "overview_spec": weights_overview_spec(long, labels, causal, tr.n_heads),
+        "overview_spec": weights_overview_spec(long, labels, causal, tr.n_heads, tr.group_size),
+        "pair": None if pair is None else {k: v for k, v in asdict(pair).items() if k != "rows"},
+        "pair_table": None if pair is None else _arrow(pd.DataFrame(pair.rows)),
+        "checkpoints": {
+            "scores_shape": cps.scores_shape(tr),
+            "scale_direction": cps.scale_direction(tr, effect),
+            "top_key": cps.top_key(tr, head=0),
+            "shared_weights": cps.shared_weights(tr, pair),
+        },
+        "top_key_weights": tr.pattern[0, -1].numpy(),  # [S] row S−1 of head 0, what top_key asks about
         "z_concat": _arrow(z_concat),
         "z_csv": csv_bytes(z_concat.reset_index()),
         "out": _arrow(out),
@@ -138,9 +171,9 @@ def attention_view(tokens: tuple[str, ...], d_model: int, heads: int, seed: int,
 
 
 @st.cache_data(max_entries=CACHE_ENTRIES, show_spinner=False)
-def head_view(tokens: tuple[str, ...], d_model: int, heads: int, seed: int, causal: bool, scale: bool, head: int) -> dict:
+def head_view(tokens: tuple[str, ...], sizes: LayerSizes, seed: int, causal: bool, scale: bool, head: int) -> dict:
     """One head close up: its weights map and table (``core.toy_sentence.weights_table``), and its mask."""
-    tr = toy.run_toy(list(tokens), d_model, heads, seed=seed, causal=causal, scale=scale)
+    tr = _trace(tokens, sizes, seed, causal, scale)
     long = toy.weights_long(tr)
     return {
         "table": _arrow(toy.weights_table(tr, head)),
@@ -150,9 +183,9 @@ def head_view(tokens: tuple[str, ...], d_model: int, heads: int, seed: int, caus
 
 
 @st.cache_data(max_entries=CACHE_ENTRIES, show_spinner=False)
-def focus_view(tokens: tuple[str, ...], d_model: int, heads: int, seed: int, causal: bool, scale: bool, i: int) -> dict:
+def focus_view(tokens: tuple[str, ...], sizes: LayerSizes, seed: int, causal: bool, scale: bool, i: int) -> dict:
     """Query token i taken apart, every head (``core.toy_sentence.context_terms``), and z of every token."""
-    tr = toy.run_toy(list(tokens), d_model, heads, seed=seed, causal=causal, scale=scale)
+    tr = _trace(tokens, sizes, seed, causal, scale)
     terms, z_i = toy.context_terms(tr, i)  # [H, S, L], [H, L]
     long = toy.terms_long(tr, i)
     return {
