@@ -78,6 +78,17 @@ def rss_mib(pid: int, with_children: bool = True) -> float:
     return total / 1024
 
 
+def cpu_s(pid: int) -> float:
+    """CPU seconds (user + system) the process and its reaped children have used, from /proc.
+
+    On a pinned server the CPU time a class costs is the wall time it would take on a quiet core
+    (less any idle waiting): a figure a busy machine inflates far less than the wall clock.
+    """
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    utime, stime, cutime, cstime = (int(x) for x in fields[11:15])
+    return (utime + stime + cutime + cstime) / os.sysconf("SC_CLK_TCK")
+
+
 class PeakRss:
     """Samples a process tree's resident memory in a background thread; ``peak`` is the largest reading.
 
@@ -192,10 +203,12 @@ def measure(url: str, pid: int | None, pages: list[str], sessions: int, distinct
         # Distinct links are new in every round, so a long run keeps adding cache entries.
         queries = [nth(i + round_ * sessions) for i in range(sessions)] if distinct else [{}] * sessions
         sampler = PeakRss(pid, sample_s) if pid else contextlib.nullcontext()
+        cpu_before = cpu_s(pid) if pid else None
         start = time.perf_counter()
         with sampler:
             results = asyncio.run(class_of(ws_url, page, queries, timeout_s))
         wall = time.perf_counter() - start
+        cpu_used = cpu_s(pid) - cpu_before if pid else None
         done = [r["done_s"] for r in results if r["done_s"] is not None]
         rows.append({
             "page": page or "home",
@@ -210,6 +223,7 @@ def measure(url: str, pid: int | None, pages: list[str], sessions: int, distinct
             "errors": sorted({r["error"] for r in results if r["error"]}),
             "rss_mib": round(rss_mib(pid), 1) if pid else None,
             "rss_peak_mib": round(sampler.peak, 1) if pid else None,
+            "server_cpu_s": round(cpu_used, 2) if pid else None,
             "bytes_per_session": round(statistics.median(r["bytes"] for r in results)),
             "loadavg": [round(x, 2) for x in os.getloadavg()],
         })
@@ -272,6 +286,9 @@ def main() -> None:
                         help="environment for the started server, e.g. MALLOC_ARENA_MAX=2")
     parser.add_argument("--sample-ms", type=float, default=50.0, help="how often the peak-RSS sampler reads /proc")
     parser.add_argument("--json", type=Path, help="also write every row (with load averages) to this file")
+    parser.add_argument("--then-distinct", metavar="PAGES", default="",
+                        help="after the classes above, on the same server: a class of distinct links on these pages "
+                             "(the issue's sequence: every page visited first, then 30 distinct concat links)")
     parser.add_argument("--imports", nargs="?", const="torch,numpy,pandas,pyarrow,altair,streamlit",
                         metavar="MODULES", help="print the RSS after each import in a fresh python, and stop")
     args = parser.parse_args()
@@ -295,10 +312,13 @@ def main() -> None:
               f"({' '.join(args.server_arg + args.server_env) or 'default settings'})")
     try:
         print(f"{'page':<15}{'sessions':>9}{'last done':>11}{'median':>9}{'finished':>10}"
-              f"{'exceptions':>12}{'not found':>11}{'RSS MiB':>9}{'settled':>9}{'peak':>8}{'KiB/view':>10}  load avg")
+              f"{'exceptions':>12}{'not found':>11}{'RSS MiB':>9}{'settled':>9}{'peak':>8}{'KiB/view':>10}{'CPU s':>7}  load avg", flush=True)
         all_rows = []
-        for round_ in range(args.rounds):
-            for row in measure(url, pid, pages, args.sessions, args.distinct, args.timeout, round_, args.settle,
+        then = [("" if p == "home" else p) for p in args.then_distinct.split(",") if p]
+        classes = [c for round_ in range(args.rounds)
+                   for c in [(pages, args.distinct, round_)] + ([(then, True, round_)] if then else [])]
+        for class_pages, distinct, round_ in classes:
+            for row in measure(url, pid, class_pages, args.sessions, distinct, args.timeout, round_, args.settle,
                                args.sample_ms / 1000):
                 all_rows.append({**row, "round": round_, "server_cores": args.server_cores,
                                  "server_args": args.server_arg, "server_env": args.server_env})
@@ -306,8 +326,9 @@ def main() -> None:
                       f"{row['median_done_s'] or float('nan'):>7} s{row['finished']:>10}{row['exceptions']:>12}"
                       f"{row['page_not_found']:>11}{row['rss_mib'] or float('nan'):>9}"
                       f"{row.get('rss_settled_mib') or float('nan'):>9}{row['rss_peak_mib'] or float('nan'):>8}"
-                      f"{row['bytes_per_session'] / 1024:>10.0f}  {' '.join(map(str, row['loadavg']))}"
-                      + (f"  errors: {row['errors']}" if row["errors"] else ""))
+                      f"{row['bytes_per_session'] / 1024:>10.0f}{row['server_cpu_s'] or float('nan'):>7}"
+                      f"  {' '.join(map(str, row['loadavg']))}"
+                      + (f"  errors: {row['errors']}" if row["errors"] else ""), flush=True)
         if args.json:
             args.json.parent.mkdir(parents=True, exist_ok=True)
             args.json.write_text(json.dumps(all_rows, indent=1))
