@@ -8,12 +8,30 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ui.gate import Gate, cores, heavy
+from ui.gate import Gate, cgroup_cpu_quota, cores, heavy
 
 
 def test_default_gate_has_one_slot_per_available_core():
     assert cores() >= 1
     assert heavy.slots >= 1
+
+
+@pytest.mark.parametrize("v2, v1, quota", [
+    ("max 100000\n", None, None), ("50000 100000\n", None, 0.5), ("150000 100000\n", None, 1.5),
+    (None, ("-1", "100000"), None), (None, ("200000", "100000"), 2.0), (None, None, None),
+])
+def test_a_cgroup_quota_narrows_the_core_count(tmp_path, v2, v1, quota):
+    if v2 is not None:
+        (tmp_path / "cpu.max").write_text(v2)
+    if v1 is not None:
+        (tmp_path / "cpu").mkdir()
+        (tmp_path / "cpu" / "cpu.cfs_quota_us").write_text(v1[0])
+        (tmp_path / "cpu" / "cpu.cfs_period_us").write_text(v1[1])
+    assert cgroup_cpu_quota(str(tmp_path)) == quota
+    n = cores(str(tmp_path))
+    assert 1 <= n <= cores(str(tmp_path / "absent"))
+    if quota is not None:
+        assert n <= max(1, -(-quota // 1))  # a quota of 0.5 or 1.5 cores: at most 1 or 2 slots
 
 
 @settings(max_examples=10, deadline=None)

@@ -20,22 +20,46 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import math
 import os
 import threading
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import ParamSpec, TypeVar
 
 P = ParamSpec("P")
 R = TypeVar("R")
 
 
-def cores() -> int:
-    """The cores this process may run on (its CPU affinity: `taskset`, a container's cpuset),
-    not the machine's count, which a container does not narrow."""
+def cores(cgroup_root: str = "/sys/fs/cgroup") -> int:
+    """The cores this process can use: its CPU affinity (`taskset`, a container's cpuset), narrowed
+    by a cgroup CPU quota where one is set (a container limited to one core's time may still see
+    every core of its host: its affinity lists them all, `os.cpu_count()` too)."""
     try:
-        return max(1, len(os.sched_getaffinity(0)))
+        n = len(os.sched_getaffinity(0))
     except (AttributeError, OSError):  # no sched_getaffinity (macOS)
-        return max(1, os.cpu_count() or 1)
+        n = os.cpu_count() or 1
+    quota = cgroup_cpu_quota(cgroup_root)
+    if quota is not None:
+        n = min(n, math.ceil(quota))
+    return max(1, n)
+
+
+def cgroup_cpu_quota(root: str = "/sys/fs/cgroup") -> float | None:
+    """The CPU time the container may use, in cores (cgroup v2 ``cpu.max``, v1 ``cfs_quota_us``),
+    or None where there is no limit or no cgroup to read."""
+    base = Path(root)
+    try:
+        quota, period = (base / "cpu.max").read_text().split()[:2]  # v2: "max 100000" or "50000 100000"
+        return None if quota == "max" else int(quota) / int(period)
+    except (OSError, ValueError):
+        pass
+    try:
+        quota_us = int((base / "cpu" / "cpu.cfs_quota_us").read_text())  # v1: -1 for no limit
+        period_us = int((base / "cpu" / "cpu.cfs_period_us").read_text())
+        return None if quota_us <= 0 or period_us <= 0 else quota_us / period_us
+    except (OSError, ValueError):
+        return None
 
 
 class Gate:

@@ -1,6 +1,6 @@
 """What every page calls first: it keeps the page inside the app shell (streamlit_app.py), keeps
-a busy server's garbage collector off the imported libraries, caps glibc's malloc arenas and
-hands freed memory back."""
+a busy server's garbage collector off the imported libraries, caps glibc's malloc arenas and the
+libraries' worker threads to the cores it may use, and hands freed memory back."""
 
 from __future__ import annotations
 
@@ -33,6 +33,7 @@ def ensure_app_shell() -> None:
         st.rerun()
     freeze_imports_once(sys._getframe(1).f_code.co_filename)  # the calling page script's path
     cap_malloc_arenas()
+    match_library_threads()
     start_memory_trimmer()
 
 
@@ -89,6 +90,41 @@ def cap_malloc_arenas(arenas: int = MALLOC_ARENAS) -> bool:
         return False
     mallopt.argtypes = [ctypes.c_int, ctypes.c_int]
     return bool(mallopt(M_ARENA_MAX, arenas))
+
+
+_threads_matched = False
+
+
+def match_library_threads() -> int:
+    """Once per server process: no more pyarrow or torch worker threads than ``ui.gate.cores()``.
+
+    Both libraries size their pools by the cores they see, and a container whose CPU quota is one
+    core may see all of its host's (its affinity lists them): then every DataFrame that
+    st.dataframe converts starts a pool of pyarrow threads, and every torch product splits across
+    threads that only queue for the one core's time (and each new thread may get a malloc arena
+    of its own). A `taskset -c 0` server already sees one core, so this changes nothing there.
+    torch's count is changed only while no ``core.device.torch_threads`` section is running
+    (that function restores whatever count it found). Returns the count used.
+    """
+    global _threads_matched
+    from ui.gate import cores
+
+    n = cores()
+    with _frozen_lock:
+        if _threads_matched:
+            return n
+        _threads_matched = True
+    import pyarrow as pa
+    import torch
+
+    from core import device
+
+    if pa.cpu_count() > n:
+        pa.set_cpu_count(n)
+    with device._threads_lock:
+        if not device._thread_requests and torch.get_num_threads() > n:
+            torch.set_num_threads(n)
+    return n
 
 
 _trimmer_started = False
