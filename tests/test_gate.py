@@ -96,3 +96,25 @@ def test_an_exception_gives_the_slot_back():
     assert gate.running == 0 and gate.passed == 3
     with gate.hold():  # the one slot is free again
         assert gate.running == 1
+
+
+def test_released_lets_another_thread_in_and_takes_the_slot_back():
+    gate = Gate(1)
+    other_ran = threading.Event()
+
+    def other() -> None:
+        with gate.hold():
+            other_ran.set()
+
+    with gate.hold():
+        with gate.released():  # long work: the one slot is free meanwhile
+            t = threading.Thread(target=other)
+            t.start()
+            assert other_ran.wait(10)
+            t.join(10)
+        assert gate.running == 1  # back inside
+        with gate.hold():  # still reentrant after stepping back in
+            assert gate.running == 1
+    assert gate.running == 0 and gate.passed == 2
+    with gate.released():  # outside the gate: just runs
+        assert gate.running == 0

@@ -103,6 +103,31 @@ class Gate:
                 self.passed += 1
             self._sem.release()
 
+    @contextlib.contextmanager
+    def released(self) -> Iterator[None]:
+        """Step out of the gate for work that is long on purpose (a training run, a benchmark):
+        this thread's slot goes back for the body and is waited for again after it. A thread
+        outside the gate just runs the body."""
+        depth = getattr(self._local, "depth", 0)
+        if not depth:
+            yield
+            return
+        self._local.depth = 0
+        with self._lock:
+            self.running -= 1
+        self._sem.release()
+        try:
+            yield
+        finally:
+            with self._lock:
+                self.waiting += 1
+            self._sem.acquire()
+            with self._lock:
+                self.waiting -= 1
+                self.running += 1
+                self.most_running = max(self.most_running, self.running)
+            self._local.depth = depth
+
     def __call__(self, fn: Callable[P, R]) -> Callable[P, R]:
         """Decorator form: ``@gate`` runs every call of ``fn`` inside ``hold()``."""
 
