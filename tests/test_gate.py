@@ -118,3 +118,21 @@ def test_released_lets_another_thread_in_and_takes_the_slot_back():
     assert gate.running == 0 and gate.passed == 2
     with gate.released():  # outside the gate: just runs
         assert gate.running == 0
+
+
+def test_a_thread_that_waits_too_long_goes_ahead_without_a_slot():
+    gate = Gate(1, wait_limit_s=0.05)
+    ran = threading.Event()
+
+    def late() -> None:
+        with gate.hold():
+            ran.set()
+
+    with gate.hold():  # the only slot is taken and not given back while the other thread waits
+        t = threading.Thread(target=late)
+        t.start()
+        t.join(10)
+        assert ran.is_set() and gate.overflowed == 1
+    assert gate.running == 0 and gate.passed == 1  # the overflowed run neither took nor gave a slot
+    with gate.hold():
+        assert gate.running == 1

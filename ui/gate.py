@@ -8,12 +8,21 @@ server's memory peaks at thirty views' worth and glibc grows an arena per thread
 class is served in about the same total time, the first readers much sooner, and the peak is a
 few views' worth.
 
-Put it on the *cache-miss* side of a cached view (``@st.cache_data`` outside, ``@gated`` inside),
-so a cache hit never waits. A thread that already holds a slot passes straight through, so one
-gated view may call another (a view that reads ``sequence_view`` inside its own body) without
-deadlocking on a one-core server. Never gate work that runs for long on purpose (a training run,
-a benchmark): those have their own one-at-a-time locks (``core.busy``) and would hold up every
-other reader.
+Two places to put it (docs/class-load.md, patches 1 and 5):
+
+- Around a whole page run (``with heavy.hold(): navigation.run()`` in streamlit_app.py): taken
+  before any cache lock, so it cannot deadlock; work that is long on purpose (a training run, a
+  benchmark) steps out with ``heavy.released()``, or it would hold up every other reader.
+- On the *cache-miss* side of a cached view (``@st.cache_data`` outside, ``@gated`` inside), so a
+  cache hit never waits, and only on a view whose body calls no other cached view: a miss holds
+  Streamlit's per-key lock while it computes, and a thread waiting here while holding one could
+  deadlock with a thread inside the gate that wants the same key.
+
+Use one or the other, not both: a fragment rerun is not a page run, so with both it could wait
+at a view's gate while holding a cache lock that the page run inside the gate wants. A thread
+that already holds a slot passes straight through (a gated view may call a gated helper). As a
+safety net, a thread that has waited ``WAIT_LIMIT_S`` goes ahead without a slot (counted in
+``overflowed``): a wait cycle nobody foresaw costs that long once, never the server.
 """
 
 from __future__ import annotations
@@ -62,11 +71,16 @@ def cgroup_cpu_quota(root: str = "/sys/fs/cgroup") -> float | None:
         return None
 
 
+WAIT_LIMIT_S = 60.0  # longer than a class of 30 distinct views on one core takes (~15 s)
+
+
 class Gate:
     """A counting semaphore with per-thread reentrancy and counters a test or a log can read."""
 
-    def __init__(self, slots: int):
+    def __init__(self, slots: int, wait_limit_s: float = WAIT_LIMIT_S):
         self.slots = slots
+        self.wait_limit_s = wait_limit_s
+        self.overflowed = 0  # threads that went ahead without a slot after waiting wait_limit_s
         self._sem = threading.BoundedSemaphore(slots)
         self._local = threading.local()
         self._lock = threading.Lock()
@@ -88,11 +102,17 @@ class Gate:
             return
         with self._lock:
             self.waiting += 1
-        self._sem.acquire()
+        got = self._sem.acquire(timeout=self.wait_limit_s)
         with self._lock:
             self.waiting -= 1
-            self.running += 1
-            self.most_running = max(self.most_running, self.running)
+            if got:
+                self.running += 1
+                self.most_running = max(self.most_running, self.running)
+            else:
+                self.overflowed += 1
+        if not got:  # waited too long: run without a slot (and hold none, so nothing to give back)
+            yield
+            return
         self._local.depth = 1
         try:
             yield
