@@ -57,31 +57,37 @@ def freeze_imports_once(name: str) -> None:
         gc.freeze()
 
 
-# glibc's M_ARENA_MAX parameter number (malloc.h); the default cap is 8 arenas per *online* core.
+# glibc's mallopt parameter numbers (malloc.h); the default cap is 8 arenas per *online* core.
 M_ARENA_MAX = -8
+M_MMAP_THRESHOLD = -3
 MALLOC_ARENAS = 2
+# Blocks from this size up get their own mapping, returned to the system when freed (glibc's
+# default starts at 128 KiB but raises itself up to 32 MiB as big blocks are freed, after which
+# a 2 MiB weight matrix lives in an arena and its pages stay with the process).
+MMAP_THRESHOLD = 256 * 1024
 _arenas_capped = False
 
 
-def cap_malloc_arenas(arenas: int = MALLOC_ARENAS) -> bool:
-    """Once per server process: let glibc keep at most ``arenas`` malloc arenas. True if set here.
+def cap_malloc_arenas(arenas: int = MALLOC_ARENAS, mmap_threshold: int = MMAP_THRESHOLD) -> bool:
+    """Once per server process: let glibc keep at most ``arenas`` malloc arenas, and hand every
+    block of ``mmap_threshold`` bytes or more back to the system when it is freed. True if set here.
 
     glibc gives a thread that finds the heap busy an arena of its own, up to 8 per online core
     (the machine's cores, which a container's CPU limit does not narrow), and an arena's freed
     space stays with it: thirty script threads that computed at once leave thirty-odd arenas,
     each holding its share of their peak. With a cap, threads share arenas (more lock waits,
     which on one or two cores cost nothing measurable) and freed space is reused across
-    sessions. Measured in docs/class-load.md. ``MALLOC_ARENA_MAX`` in the environment does the
-    same from the process's start (it also covers the threads that exist before the first page
-    runs); where it is set, it wins and nothing is done here. Not glibc: nothing to do.
+    sessions. The fixed mmap threshold returns a finished forward pass's big tensors at once
+    instead of leaving them in an arena (each such block costs a page fault per 4 KiB page when
+    it is next allocated). Measured in docs/class-load.md. ``MALLOC_ARENA_MAX`` and
+    ``MALLOC_MMAP_THRESHOLD_`` in the environment do the same from the process's start; where one
+    is set, it wins and that setting is left alone here. Not glibc: nothing to do.
     """
     global _arenas_capped
     with _frozen_lock:
         if _arenas_capped:
             return False
         _arenas_capped = True
-    if os.environ.get("MALLOC_ARENA_MAX"):
-        return False
     try:
         import ctypes
 
@@ -89,7 +95,12 @@ def cap_malloc_arenas(arenas: int = MALLOC_ARENAS) -> bool:
     except (OSError, AttributeError):
         return False
     mallopt.argtypes = [ctypes.c_int, ctypes.c_int]
-    return bool(mallopt(M_ARENA_MAX, arenas))
+    done = False
+    if arenas and not os.environ.get("MALLOC_ARENA_MAX"):
+        done = bool(mallopt(M_ARENA_MAX, arenas)) or done
+    if mmap_threshold and not os.environ.get("MALLOC_MMAP_THRESHOLD_"):
+        done = bool(mallopt(M_MMAP_THRESHOLD, mmap_threshold)) or done
+    return done
 
 
 _threads_matched = False
