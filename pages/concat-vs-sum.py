@@ -258,7 +258,7 @@ st.latex(
     r"\qquad (W_O^{h})_{l,j} = (W_O)_{hL+l,\,j}"
 )
 st.markdown(
-    """
+    r"""
 Same $D$ products, same signs, only the brackets move. In real arithmetic that changes nothing.
 In floating point every addition rounds its result to the nearest representable number, and where
 the brackets sit decides which intermediate results get rounded. So the honest prediction is: equal
@@ -477,7 +477,7 @@ Checked on this page's weights (`core.concat_vs_sum.w_o_layouts`, exact `torch.e
 
 st.header("Same as PyTorch")
 st.markdown(
-    """
+    r"""
 A from-scratch implementation is only worth trusting if it matches the reference one. PyTorch's
 `torch.nn.MultiheadAttention` is the obvious referee, with one catch: it has no grouped-query
 attention. It keeps exactly one key head and one value head per query head, so it can hold this
