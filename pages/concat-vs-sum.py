@@ -95,7 +95,7 @@ models run (explained below).
 
 controls = Controls()  # one per page: a restart (Controls._defuse_infinity) carries every notice
 with st.container(border=True):
-    st.markdown("**The layer under the microscope.** Sizes, seed and precision; all of it is in the URL.")
+    st.markdown("**The layer under the microscope.** Sizes, sharing, seed and precision; all of it is in the URL.")
     c = st.columns(5)
     batch = controls.integer("batch", "Batch B", default=DEFAULTS["batch"], lo=1, hi=MAX_BATCH, where=c[0],
                              help="Sequences processed together.")
@@ -279,7 +279,7 @@ Does sharing touch the identity? No, and the formula above says why: $W_O$ only 
 Sharing changes where a head's keys and values come from, before its attention pattern is formed,
 not how the heads are added afterwards. Each query head still compares its own queries with those
 keys, forms its own pattern, and produces its own $z^h$ of width $L$; the stack of them is still
-$[B, H, S, L]$, $W_O$ still has one slice per query head, and the sum still has one term per
+$[B, H, S, L]$; $W_O$ still has one slice per query head; and the sum still has one term per
 query head. Two heads that read the same keys and values are still two terms.
 """
 )
@@ -499,7 +499,7 @@ with both endings.
 else:
     st.markdown(
         f"""
-Here {kv_heads} key/value {'head serves' if kv_heads == 1 else 'heads serve'} {heads} query heads,
+Here {'one key/value head serves' if kv_heads == 1 else f'{kv_heads} key/value heads serve'} {heads} query heads,
 which `nn.MultiheadAttention` cannot express. So below, the page's own projections q, k and v
 (k and v with their $H_{{kv}}$ heads) are handed to `scaled_dot_product_attention` with
 `enable_gqa=True`, its z goes through the concat ending (`core.attention.sdpa_reference`), and the

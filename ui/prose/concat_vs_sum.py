@@ -430,7 +430,8 @@ def w_o_unshared(heads: int, kv_heads: int) -> str:
     """'' without sharing; with it, why the W_O pictures (and nn.Linear's layout) still hold."""
     if kv_heads == heads:
         return ""
-    return (f" Sharing keys and values ({kv_heads} for {heads} query heads here) leaves W_O alone: the page "
+    shared = "one key/value head" if kv_heads == 1 else f"{kv_heads} key/value heads"
+    return (f" Sharing keys and values ({shared} for {heads} query heads here) leaves W_O alone: the page "
             "draws the same W_O at every H_kv, with one slice per query head. So the `out_proj` checked here "
             "belongs to the unshared layer with this very W_O, and the pictures below hold for the grouped layer "
             "too.")
