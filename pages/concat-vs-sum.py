@@ -487,26 +487,7 @@ share keys and values, the referee is PyTorch's attention kernel itself,
 v with their $H_{kv}$ heads and lets query head $h$ read key/value head $\lfloor h/G \rfloor$.
 """
 )
-if kv_heads == heads:
-    st.markdown(
-        """
-Here $H_{kv} = H$, so below, the page's weights are loaded into `torch.nn.MultiheadAttention` (via
-`AttentionWeights.to_torch()`, which packs W_Q, W_K, W_V into `in_proj_weight` and W_O into
-`out_proj`), the module is run on the same input with the same mask, and its output is compared
-with both endings.
-"""
-    )
-else:
-    st.markdown(
-        f"""
-Here {'one key/value head serves' if kv_heads == 1 else f'{kv_heads} key/value heads serve'} {heads} query heads,
-which `nn.MultiheadAttention` cannot express. So below, the page's own projections q, k and v
-(k and v with their $H_{{kv}}$ heads) are handed to `scaled_dot_product_attention` with
-`enable_gqa=True`, its z goes through the concat ending (`core.attention.sdpa_reference`), and the
-result is compared with both endings. The scores, mask, softmax and weighted sum, the part that
-sharing touches, are PyTorch's.
-"""
-    )
+st.markdown(prose.referee_here(heads, kv_heads))
 if ok:
     tc = cached_torch(sizes, seed, dtype, device, causal)
     m = st.columns(3)

@@ -226,3 +226,29 @@ def test_grouped_settings_pass_the_shared_edge_scan(pages, name):
     assert len([i for i in at.info if str(i.value).startswith("The answer:")]) == 3
     # "1 pulls it down", "1 pushes this number up": verbs after one head, not plurals.
     assert_clean(at, allow=("1 pulls", "1 pushes", "1 adds"))
+
+
+# ---- grouped-query sentences, fed their edge settings ------------------------------------------------
+
+
+@pytest.mark.parametrize("heads, kv, says", [
+    (8, 4, "heads 0 and 1 read key/value head 0, heads 2 and 3 read key/value head 1, heads 4 and 5 read "
+           "key/value head 2 and heads 6 and 7 read key/value head 3"),
+    (8, 1, "heads 0–7 read key/value head 0"),
+    (32, 8, "heads 0–3 read key/value head 0, …, heads 28–31 read key/value head 7"),
+])
+def test_the_groups_are_listed_in_words(heads, kv, says):
+    assert prose.kv_groups(heads, kv) == says
+
+
+def test_sharing_sentences_at_the_edges():
+    shapes = {"z": [1, 1, 1, 8], "k": [1, 1, 1, 8], "k_expanded": [1, 1, 1, 8]}
+    one = prose.sharing_here(1, 1, shapes)
+    assert "nothing to share" in one and "1 key/value heads" not in one
+    plain = prose.sharing_here(4, 4, {**shapes, "z": [1, 4, 3, 2], "k": [1, 4, 3, 2]})
+    assert "every head has its own keys and values (k is [1, 4, 3, 2], like z)" in plain
+    mqa = prose.sharing_here(2, 1, {"z": [2, 2, 3, 4], "k": [2, 1, 3, 4], "k_expanded": [2, 2, 3, 4]})
+    assert "share one key/value head (multi-query attention), G = 2" in mqa and "heads 0 and 1 read" in mqa
+    assert "one key/value head serves 2 query heads" in prose.referee_here(2, 1)
+    assert "`torch.nn.MultiheadAttention`" in prose.referee_here(4, 4)
+    assert prose.w_o_unshared(4, 4) == "" and "(one key/value head for 8 query heads here)" in prose.w_o_unshared(8, 1)

@@ -20,7 +20,7 @@ __all__ = [
     "share", "in_eps", "work_of_each_path", "gap_in_eps", "why_norm_wise", "tolerance_note",
     "mean_errors", "worst_errors", "why_either_can_win", "precision_summary", "one_number",
     "against_pytorch", "pytorch_route", "reshape_outcome", "w_o_sample_note",
-    "kv_groups", "sharing_here", "sdpa_route", "w_o_unshared",
+    "kv_groups", "sharing_here", "sdpa_route", "w_o_unshared", "referee_here",
 ]
 
 MUCH_SMALLER = 0.1  # gap ÷ the layer's own error below this: "much smaller than"
@@ -435,3 +435,19 @@ def w_o_unshared(heads: int, kv_heads: int) -> str:
             "draws the same W_O at every H_kv, with one slice per query head. So the `out_proj` checked here "
             "belongs to the unshared layer with this very W_O, and the pictures below hold for the grouped layer "
             "too.")
+
+
+def referee_here(heads: int, kv_heads: int) -> str:
+    """Which PyTorch referee the page runs at this setting, and why: nn.MultiheadAttention only
+    where every query head has its own keys and values, SDPA with ``enable_gqa`` elsewhere."""
+    if kv_heads == heads:
+        return ("Here $H_{kv} = H$, so below, the page's weights are loaded into `torch.nn.MultiheadAttention` "
+                "(via `AttentionWeights.to_torch()`, which packs W_Q, W_K, W_V into `in_proj_weight` and W_O into "
+                "`out_proj`), the module is run on the same input with the same mask, and its output is compared "
+                "with both endings.")
+    serve = "one key/value head serves" if kv_heads == 1 else f"{kv_heads} key/value heads serve"
+    return (f"Here {serve} {heads} query heads, which `nn.MultiheadAttention` cannot express. So below, the "
+            "page's own projections q, k and v (k and v with their $H_{kv}$ heads) are handed to "
+            "`scaled_dot_product_attention` with `enable_gqa=True`, its z goes through the concat ending "
+            "(`core.attention.sdpa_reference`), and the result is compared with both endings. The scores, mask, "
+            "softmax and weighted sum, the part that sharing touches, are PyTorch's.")
