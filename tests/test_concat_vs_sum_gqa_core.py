@@ -87,3 +87,17 @@ def test_costs_shrink_with_shared_keys_and_values():
     assert shared["k (scaled_dot_product_attention)"] == 20 * 2 * 64
     _, trace = run_seeded(1, 20, D, H, n_kv_heads=2)
     assert shared["k"] == trace.k.numel() and shared["k_expanded"] == trace.k_expanded.numel()
+
+
+@pytest.mark.cuda
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+@pytest.mark.parametrize("dtype", ["float64", "float32", "bfloat16"])
+def test_sdpa_referee_on_cuda(dtype):
+    """On a GPU SDPA may pick a fused kernel (flash, memory-efficient); the referee still agrees within
+    rounding, and it still receives k and v with their H_kv heads."""
+    tc = ct.torch_check(2, 16, 64, 8, seed=0, dtype=dtype, device="cuda", causal=True, n_kv_heads=2)
+    assert tc["reference"] == ct.SDPA and tc["kv_shape"] == [2, 2, 16, 8]
+    bound = {"float64": 1e-10, "float32": 1e-3, "bfloat16": 5e-2}[dtype]  # TF32 may be on for float32
+    assert tc["concat"]["max_rel"] < bound and tc["sum"]["max_rel"] < bound
+    report = cs.concat_vs_sum_report(2, 16, 64, 8, device="cuda", n_kv_heads=2, dtypes=(dtype,))
+    assert report["rows"][0]["eps_units"] < 64
