@@ -64,31 +64,41 @@ def has_extended_precision() -> bool:
 # ---- cost, before computing anything ----------------------------------------------------------
 
 
-def forward_flops(batch: int, seq: int, d_model: int, n_heads: int) -> int:
+def forward_flops(batch: int, seq: int, d_model: int, n_heads: int, n_kv_heads: int | None = None) -> int:
     """Floating-point operations of one forward pass as this page runs it.
 
-    Q, K, V projections 3·2BSD², scores and pattern @ v 2·2BSSD, and both endings 2·2BSD².
-    (n_heads cancels: H heads of width L = D/H do the work of one head of width D.)
+    Q projection 2BSD², K and V projections 2·2BSD·(H_kv·L) (shared heads are projected once),
+    scores and pattern @ v 2·2BSSD (every query head still has its own), and both endings 2·2BSD².
+    (n_heads cancels otherwise: H heads of width L = D/H do the work of one head of width D.)
     """
     B, S, D = batch, seq, d_model
-    return 2 * B * S * D * (5 * D + 2 * S)
+    H_kv = n_heads if n_kv_heads is None else n_kv_heads
+    kv_width = D * H_kv // n_heads  # H_kv·L; = D without sharing
+    return 2 * B * S * D * (3 * D + 2 * kv_width + 2 * S)
 
 
-def page_numel(batch: int, seq: int, d_model: int, n_heads: int) -> dict[str, int]:
+def page_numel(batch: int, seq: int, d_model: int, n_heads: int, n_kv_heads: int | None = None) -> dict[str, int]:
     """Element counts of what the page holds at once at its peak, for ``ui.controls.budget_problem``.
 
     The precision table keeps a float64 run (the reference) next to the run in the dtype being
-    measured; the PyTorch check adds nn.MultiheadAttention's own copy of the weights.
+    measured; the PyTorch check adds nn.MultiheadAttention's own copy of the weights (without
+    sharing) or a second q, k, v and z for scaled_dot_product_attention (with sharing).
     Count every element at 8 bytes (float64, the widest) to stay on the safe side.
     """
     D = d_model
-    run = trace_numel(batch, seq, d_model, n_heads)
+    H_kv = n_heads if n_kv_heads is None else n_kv_heads
+    run = trace_numel(batch, seq, d_model, n_heads, H_kv)
     numel = {**run, **{f"{name} (float64 reference)": n for name, n in run.items()}}
-    for name in ("W_Q", "W_K", "W_V", "W_O"):
-        numel[name] = D * D  # [H, D, L] or [H, L, D]
-        numel[f"{name} (float64 reference)"] = D * D
-    numel["in_proj_weight (nn.MultiheadAttention)"] = 3 * D * D  # [3D, D]
-    numel["out_proj.weight (nn.MultiheadAttention)"] = D * D  # [D, D]
+    kv_weights = D * D * H_kv // n_heads  # [H_kv, D, L]
+    for name, n in (("W_Q", D * D), ("W_K", kv_weights), ("W_V", kv_weights), ("W_O", D * D)):
+        numel[name] = n  # [H, D, L], [H_kv, D, L] or [H, L, D]
+        numel[f"{name} (float64 reference)"] = n
+    if H_kv == n_heads:
+        numel["in_proj_weight (nn.MultiheadAttention)"] = 3 * D * D  # [3D, D]
+        numel["out_proj.weight (nn.MultiheadAttention)"] = D * D  # [D, D]
+    else:
+        for name in ("q", "k", "v", "z"):
+            numel[f"{name} (scaled_dot_product_attention)"] = run[name]
     return numel
 
 
@@ -191,6 +201,12 @@ def path_shapes(trace: AttentionTrace, weights: AttentionWeights) -> dict:
         "z_h": list(z[:, 0].shape),
         "W_O_h": list(W_O[0].shape),
         "per_head": list(trace.per_head.shape),
+        # Keys and values per key/value head, and the per-query-head copies the scores read:
+        # the only tensors grouped-query attention changes. z, W_O and both endings are as before.
+        "k": list(trace.k.shape),
+        "k_expanded": list(trace.k_expanded.shape),
+        "n_kv_heads": trace.n_kv_heads,
+        "group_size": trace.group_size,
         "out_concat": list(trace.out_concat.shape),
         "out_sum": list(trace.out_sum.shape),
         # Both endings multiply the same pairs; the sum path then adds H partial results.
@@ -202,15 +218,16 @@ def path_shapes(trace: AttentionTrace, weights: AttentionWeights) -> dict:
 
 def concat_vs_sum_report(
     batch: int, seq: int, d_model: int, n_heads: int, *, seed: int = 0, device: str = "cpu",
-    causal: bool = False, dtypes: tuple[str, ...] = DTYPE_NAMES,
+    causal: bool = False, dtypes: tuple[str, ...] = DTYPE_NAMES, n_kv_heads: int | None = None,
 ) -> dict:
     """:func:`identity_check` in every dtype (that runs on ``device``) at one size, plus the shapes.
 
     The weights and input are drawn once in float64 and cast, exactly as ``run_seeded`` does for
     each dtype, so every row is the same layer and the same input at a different precision.
+    ``n_kv_heads`` shares keys and values (grouped-query attention); the endings are unchanged.
     """
     w64, trace64 = run_seeded(batch, seq, d_model, n_heads, seed=seed, dtype=torch.float64,
-                              device=device, causal=causal)
+                              device=device, causal=causal, n_kv_heads=n_kv_heads)
     rows, shapes = [], None
     for name in dtypes:
         if not is_supported(name, device):
@@ -233,16 +250,17 @@ def concat_vs_sum_report(
 
 def head_terms(
     batch: int, seq: int, d_model: int, n_heads: int, *, coord: int, seed: int = 0,
-    dtype: str = "float32", device: str = "cpu", causal: bool = False,
+    dtype: str = "float32", device: str = "cpu", causal: bool = False, n_kv_heads: int | None = None,
 ) -> dict:
     """Output coordinate ``coord`` of every token of the first sequence, split into its H head terms.
 
     term[s, h] = Σ_{l=0}^{L−1} z[0, h, s, l] · W_O[h, l, coord], the number head h adds to out[0, s, coord]:
     ``terms`` as the layer computed them (rounded to ``dtype``), ``float64_terms`` the same products
-    of the same rounded z and W_O, computed in float64.
+    of the same rounded z and W_O, computed in float64. There are H terms, one per *query* head,
+    whatever ``n_kv_heads`` is: heads that share keys and values still have their own z.
     """
     weights, trace = run_seeded(batch, seq, d_model, n_heads, seed=seed, dtype=dtype_from_name(dtype),
-                                device=device, causal=causal)
+                                device=device, causal=causal, n_kv_heads=n_kv_heads)
     j = coord
     terms = trace.per_head[0, :, :, j]  # [S, H] each head's term, rounded to the dtype
     exact = torch.einsum("hsl,hl->sh", trace.z[0].double(), weights.W_O[:, :, j].double())  # [S, H]
@@ -326,7 +344,7 @@ def reshape_origin(seq: int, n_heads: int) -> pd.DataFrame:
 
 def reshape_pitfall(
     batch: int, seq: int, d_model: int, n_heads: int, *, seed: int = 0, dtype: str = "float32",
-    device: str = "cpu", causal: bool = False, max_tokens: int = 4,
+    device: str = "cpu", causal: bool = False, max_tokens: int = 4, n_kv_heads: int | None = None,
 ) -> dict:
     """The concat built right (transpose, then reshape) and wrong (reshape alone), on the page's z.
 
@@ -338,7 +356,7 @@ def reshape_pitfall(
     two agree exactly.
     """
     weights, trace = run_seeded(batch, seq, d_model, n_heads, seed=seed, dtype=dtype_from_name(dtype),
-                                device=device, causal=causal)
+                                device=device, causal=causal, n_kv_heads=n_kv_heads)
     z, W_O = trace.z, weights.W_O  # [B, H, S, L], [H, L, D]
     B, H, S, L = z.shape
     D = W_O.shape[-1]
@@ -380,6 +398,10 @@ def w_o_layouts(
     The paper's [W_O^0 … W_O^{H−1}] and nn.Linear's weight are the same array, the transpose of the
     flattened TransformerLens one. ``rows_per_head`` rows of each head and up to ``max_cols``
     output columns, evenly spaced, keep the picture to a few thousand cells.
+
+    There is no ``n_kv_heads`` argument on purpose: ``AttentionWeights.random`` draws W_O the same
+    at every key/value head count (sharing changes only W_K and W_V), and nn.MultiheadAttention,
+    which packs ``out_proj``, takes only unshared weights; so these layouts hold at every H_kv.
     """
     weights = AttentionWeights.random(d_model, n_heads, seed=seed, dtype=dtype_from_name(dtype), device=device)
     W_O = weights.W_O  # [H, L, D]

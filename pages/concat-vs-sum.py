@@ -11,9 +11,13 @@ import pandas as pd
 import streamlit as st
 from streamlit.errors import StreamlitAPIException
 
+from core.checkpoints import concat_vs_sum as cps
 from core.concat_vs_sum import EXTENDED_MAX_MACS, forward_flops, page_numel
+from core.concat_vs_sum_torch import MHA
 from core.device import DTYPE_NAMES, available_devices, is_supported
+from core.sizes import LayerSizes
 from ui.charts import csv_download, figure
+from ui.checkpoint import checkpoint, unfolded
 from ui.controls import (
     MAX_BATCH,
     MAX_HEADS,
@@ -45,6 +49,7 @@ ensure_app_shell()
 MAX_PAGE_D_MODEL = 1024
 MAX_PASS_FLOPS = 2_000_000_000
 DEFAULTS = dict(batch=1, seq=20, d_model=512, heads=8, seed=0, dtype="float32", device="cpu", causal=False)
+# kv_heads defaults to heads (plain multi-head attention): Controls.kv_heads' first option.
 CUDA_ABSENT = "not available on this server (no GPU found)"
 
 
@@ -80,8 +85,9 @@ On paper this is one line of algebra. On a computer it is a claim about floating
 which do not add associatively, so it deserves a measurement rather than a promise. This page
 builds a real layer from seeded random weights, runs both endings on the same input, and reports
 exactly how far apart they land, in four precisions, against a more precise reference and
-against PyTorch's own `nn.MultiheadAttention`. Change anything below and every number is
-recomputed.
+against PyTorch's own attention. Change anything below and every number is recomputed, including
+the number of key/value heads, for the grouped-query attention that most current language
+models run (explained below).
 """
 )
 
@@ -89,7 +95,7 @@ recomputed.
 
 controls = Controls()  # one per page: a restart (Controls._defuse_infinity) carries every notice
 with st.container(border=True):
-    st.markdown("**The layer under the microscope.** Sizes, seed and precision; all of it is in the URL.")
+    st.markdown("**The layer under the microscope.** Sizes, sharing, seed and precision; all of it is in the URL.")
     c = st.columns(5)
     batch = controls.integer("batch", "Batch B", default=DEFAULTS["batch"], lo=1, hi=MAX_BATCH, where=c[0],
                              help="Sequences processed together.")
@@ -102,12 +108,15 @@ with st.container(border=True):
                              help="Must divide D; each head gets L = D / H dimensions.")
     seed = controls.integer("seed", "Seed", default=DEFAULTS["seed"], lo=0, hi=MAX_SEED, where=c[4],
                             help="Decides the random weights and input. Same seed, same numbers, any machine.")
-    c = st.columns([3, 2, 2])
+    c = st.columns([3, 3, 2, 2])
     dtype = controls.choice("dtype", "Precision", DTYPE_NAMES, default=DEFAULTS["dtype"], where=c[0],
                             help="The floating-point type every tensor of the layer is stored and computed in.")
-    device = controls.choice("device", "Device", available_devices(), default=DEFAULTS["device"], where=c[1],
+    kv_heads = controls.kv_heads(heads, "Key/value heads H_kv", where=c[1],
+                                 help="How many key/value heads the H query heads share (a divisor of H). "
+                                 "H_kv = H is plain multi-head attention, H_kv = 1 multi-query attention.")
+    device = controls.choice("device", "Device", available_devices(), default=DEFAULTS["device"], where=c[2],
                              unavailable={"cuda": CUDA_ABSENT}, help="cuda appears when this server has a GPU.")
-    causal = controls.flag("causal", "Causal mask", default=DEFAULTS["causal"], where=c[2],
+    causal = controls.flag("causal", "Causal mask", default=DEFAULTS["causal"], where=c[3],
                            help="Each token attends only to itself and earlier tokens, as in a language model.")
 controls.show_notices()
 
@@ -115,8 +124,8 @@ problem = heads_problem(d_model, heads)
 if problem is None and not is_supported(dtype, device):
     problem = f"{dtype} does not run on {device} here. Pick another precision or device."
 if problem is None:
-    problem = budget_problem(page_numel(batch, seq, d_model, heads), 8)
-if problem is None and (flops := forward_flops(batch, seq, d_model, heads)) > MAX_PASS_FLOPS:
+    problem = budget_problem(page_numel(batch, seq, d_model, heads, kv_heads), 8)
+if problem is None and (flops := forward_flops(batch, seq, d_model, heads, kv_heads)) > MAX_PASS_FLOPS:
     problem = (
         f"That is too much arithmetic for a shared server: one forward pass at these sizes is "
         f"{flops / 1e9:,.1f} GFLOP, and this page runs several (every precision, PyTorch's check, "
@@ -126,17 +135,19 @@ if problem is None and (flops := forward_flops(batch, seq, d_model, heads)) > MA
 ok = problem is None
 if not ok:
     st.error(problem, icon="✋")
-layer = (batch, seq, d_model, heads, seed)  # the cache key every section shares
 
 if ok:
-    report = cached_report(*layer, device, causal)
+    sizes = LayerSizes.from_controls(controls.values)  # the cache key every section shares
+    report = cached_report(sizes, seed, device, causal)
     table: pd.DataFrame = report["table"]
     shapes: dict = report["shapes"]
     row: dict = table.set_index("dtype", drop=False).loc[dtype].to_dict()  # this precision's readouts
     L = shapes["z"][3]
-    pit = cached_reshape(*layer, dtype, device, causal)
+    pit = cached_reshape(sizes, seed, dtype, device, causal)
+    sharing = ("" if kv_heads == heads else
+               f" sharing {'one key/value head' if kv_heads == 1 else f'H_kv = {kv_heads} key/value heads'}")
     st.caption(
-        f"A layer with B = {batch}, S = {seq}, D = {d_model:,}, H = {heads}, so "
+        f"A layer with B = {batch}, S = {seq}, D = {d_model:,}, H = {heads}{sharing}, so "
         f"{'its one head' if heads == 1 else 'each head'} is L = {L:,} wide; "
         f"{dtype} on {device}{', causal' if causal else ''}. Weights and input are seeded Gaussians "
         f"(`core.identity.run_seeded`, seed {seed}); no bias, so the output is exactly the projection."
@@ -191,6 +202,9 @@ Here are both, built from this page's `z`, for the first tokens of the first seq
 """
 )
 if ok:
+    reshape_cp = cps.reshape_mixes(shapes["z"], pit["rows_differ"], pit["out_max_rel"])
+    checkpoint(reshape_cp)
+if ok and unfolded(reshape_cp):
     figure(
         pit["spec"], key="reshape_chart",
         caption=f"Row s is token s's concatenated vector, cut into its H = {count(heads, 'block')} of L = {count(L, 'number')}; "
@@ -244,13 +258,33 @@ st.latex(
     r"\qquad (W_O^{h})_{l,j} = (W_O)_{hL+l,\,j}"
 )
 st.markdown(
-    """
+    r"""
 Same $D$ products, same signs, only the brackets move. In real arithmetic that changes nothing.
 In floating point every addition rounds its result to the nearest representable number, and where
 the brackets sit decides which intermediate results get rounded. So the honest prediction is: equal
 up to rounding, and sometimes not bit for bit.
+
+### When heads share keys and values
+
+Llama 3, Mistral, Qwen 2.5, Gemma and Falcon do not give every head its own keys and values. They
+run **grouped-query attention**: every head still has its own queries, but the $H$ query heads are
+split into $H_{kv}$ groups of $G = H / H_{kv}$ neighbours, and all heads of a group read the same
+keys and values, those of key/value head $\lfloor h / G \rfloor$. $H_{kv} = H$ is the multi-head
+attention of this essay; $H_{kv} = 1$, one set of keys and values for every head, is called
+multi-query attention. The reason is memory: a model that writes text one token at a time keeps
+every earlier token's keys and values (its *KV cache*), and sharing makes that cache $G$ times
+smaller.
+
+Does sharing touch the identity? No, and the formula above says why: $W_O$ only ever meets $z$.
+Sharing changes where a head's keys and values come from, before its attention pattern is formed,
+not how the heads are added afterwards. Each query head still compares its own queries with those
+keys, forms its own pattern, and produces its own $z^h$ of width $L$; the stack of them is still
+$[B, H, S, L]$; $W_O$ still has one slice per query head; and the sum still has one term per
+query head. Two heads that read the same keys and values are still two terms.
 """
 )
+if ok:
+    st.markdown(prose.sharing_here(heads, kv_heads, shapes))
 
 # ---- the live readouts -------------------------------------------------------------------------
 
@@ -305,13 +339,15 @@ between 1 and the next number it can represent: {sci(eps_of['float64'])} for flo
 {sci(eps_of['float32'])} for float32, {sci(eps_of['float16'])} for float16 and {sci(eps_of['bfloat16'])}
 for bfloat16, which keeps float32's range with far fewer significant bits.
 """
-if ok:
-    intro += "\n" + prose.precision_summary(table.to_dict("records"), heads)
 st.markdown(intro)
-if ok:
+if ok and (eps_cp := cps.eps_gap(table.to_dict("records"))) is not None:
+    checkpoint(eps_cp)
+if ok and (eps_cp is None or unfolded(eps_cp)):
+    st.markdown(prose.precision_summary(table.to_dict("records"), heads))
     figure(
         report["spec"], key="precision_chart",
-        caption=f"Relative sizes at B = {batch}, S = {seq}, D = {d_model:,}, H = {heads}, seed {seed}, on a log "
+        caption=f"Relative sizes at B = {batch}, S = {seq}, D = {d_model:,}, H = {heads}"
+        f"{'' if kv_heads == heads else f', H_kv = {kv_heads}'}, seed {seed}, on a log "
         "scale: machine epsilon, the gap between the two endings, each ending's error against the "
         "float64 product of its own inputs, and the whole layer's error against a float64 run. "
         "Zeros (bitwise-identical results) cannot sit on a log axis and appear only in the table. "
@@ -385,9 +421,8 @@ st.markdown(
 ## One output number, head by head
 
 Take a single number of the output, coordinate $j$ of token $s$ (of the first sequence in the batch).
-The concat path computes it in one sum. The sum path says it is made of $H$ contributions, one per
-head $h = 0 \dots H{-}1$: $\;\sum_{l=0}^{L-1} z^{h}_{s,l}\,(W_O^{h})_{l,j}$. Here are those
-contributions as a running total.
+The concat path computes it in one sum. The sum path says it is made of head terms, head $h$'s being
+$\;\sum_{l=0}^{L-1} z^{h}_{s,l}\,(W_O^{h})_{l,j}$. Here are those terms as a running total.
 """
 )
 one_number = st.container()  # filled last (see below), so the link box exists when it runs
@@ -411,7 +446,7 @@ different sides. It is worth seeing once, because the same matrix turns up in th
 """
 )
 if ok:
-    lay = cached_layouts(d_model, heads, seed, dtype, device)
+    lay = cached_layouts(d_model, heads, seed, dtype, device)  # W_O is the same at every kv_heads
     cells: pd.DataFrame = lay["cells"]
     chk, sh = lay["checks"], lay["shapes"]
     st.markdown(
@@ -420,7 +455,7 @@ Checked on this page's weights (`core.concat_vs_sum.w_o_layouts`, exact `torch.e
 `out_proj.weight` {shape(sh['linear_weight'])} equals `W_O.reshape(H * L, D).T`:
 **{'yes' if chk['linear_is_flat_transposed'] else 'NO'}**; every paper block $W_O^h$
 {shape(sh['W_O_h_paper'])} equals columns $hL \\dots hL{{+}}L{{-}}1$ of `out_proj.weight`:
-**{'yes' if chk['paper_blocks_are_linear_columns'] else 'NO'}**.
+**{'yes' if chk['paper_blocks_are_linear_columns'] else 'NO'}**.{prose.w_o_unshared(heads, kv_heads)}
 """
     )
     sample_note = prose.w_o_sample_note(lay["rows_shown"], lay["cols_shown"], sorted(cells["l"].unique()),
@@ -440,35 +475,46 @@ Checked on this page's weights (`core.concat_vs_sum.w_o_layouts`, exact `torch.e
 
 # ---- same as PyTorch -----------------------------------------------------------------------------
 
+st.header("Same as PyTorch")
 st.markdown(
-    """
-## Same as PyTorch
-
-A from-scratch implementation is only worth trusting if it matches the reference one. Below, the
-page's weights are loaded into `torch.nn.MultiheadAttention` (via `AttentionWeights.to_torch()`,
-which packs W_Q, W_K, W_V into `in_proj_weight` and W_O into `out_proj`), the module is run on the
-same input with the same mask, and its output is compared with both endings.
+    r"""
+A from-scratch implementation is only worth trusting if it matches the reference one. PyTorch's
+`torch.nn.MultiheadAttention` is the obvious referee, with one catch: it has no grouped-query
+attention. It keeps exactly one key head and one value head per query head, so it can hold this
+page's layer only where $H_{kv} = H$, and that is the only place this page uses it. Where heads
+share keys and values, the referee is PyTorch's attention kernel itself,
+`F.scaled_dot_product_attention(q, k, v, enable_gqa=True)` (torch 2.5 and later), which takes k and
+v with their $H_{kv}$ heads and lets query head $h$ read key/value head $\lfloor h/G \rfloor$.
 """
 )
+st.markdown(prose.referee_here(heads, kv_heads))
 if ok:
-    tc = cached_torch(*layer, dtype, device, causal)
+    tc = cached_torch(sizes, seed, dtype, device, causal)
     m = st.columns(3)
     m[0].metric("Concat path vs PyTorch: rel diff", sci(tc["concat"]["max_rel"]),
                 help=f"Norm-wise; max abs diff {sci(tc['concat']['max_abs'])} (core.concat_vs_sum_torch.torch_check).")
     m[1].metric("Sum path vs PyTorch: rel diff", sci(tc["sum"]["max_rel"]),
                 help=f"Norm-wise; max abs diff {sci(tc['sum']['max_abs'])}.")
-    m[2].metric("out_proj.weight is W_O", "yes" if tc["out_proj_is_W_O"] else "NO",
-                help="torch.equal(out_proj.weight, W_O.reshape(H * L, D).T)")
     calls = tc["calls"]
+    if tc["reference"] == MHA:
+        m[2].metric("out_proj.weight is W_O", "yes" if tc["out_proj_is_W_O"] else "NO",
+                    help="torch.equal(out_proj.weight, W_O.reshape(H * L, D).T)")
+        route = ("What the module actually ran, recorded live by `core.concat_vs_sum_torch.torch_calls` while "
+                 f"it ran: it {prose.pytorch_route(tc)}")
+        label, csv_name = "Every call nn.MultiheadAttention made, with its shapes", "multihead_attention_calls.csv"
+    else:
+        m[2].metric("k and v handed to SDPA", shape(tc["kv_shape"]),
+                    help="[B, H_kv, S, L]: the shape of k and v the kernel received (core.concat_vs_sum_torch.sdpa_calls).")
+        route = ("What the reference actually ran, recorded live by `core.concat_vs_sum_torch.sdpa_calls` while "
+                 f"it ran: it {prose.sdpa_route(tc, heads, kv_heads)}")
+        label, csv_name = "Every call the SDPA reference made, with its shapes", "sdpa_reference_calls.csv"
     st.markdown(
         f"""
-What the module actually ran, recorded live by `core.concat_vs_sum_torch.torch_calls` while it ran: it
-{prose.pytorch_route(tc)} Its attention kernel is free to round in other places than this page's step-by-step
+{route} Its attention kernel is free to round in other places than this page's step-by-step
 code. {prose.against_pytorch(tc, dtype)}
 """
     )
-    numbers_table(calls, key="torch_calls", csv_name="multihead_attention_calls.csv",
-                  label="Every call nn.MultiheadAttention made, with its shapes",
+    numbers_table(calls, key="torch_calls", csv_name=csv_name, label=label,
                   column_config={"step": st.column_config.NumberColumn(format="%d")})
 
 # ---- what it means -------------------------------------------------------------------------------
@@ -539,8 +585,12 @@ def one_number_section() -> None:
     link_slot.code(view_link(controls.values), language=None, wrap_lines=True)
     if not ok:
         return
-    drawn = cached_waterfall(*layer, dtype, device, causal, token, coord)
+    drawn = cached_waterfall(sizes, seed, dtype, device, causal, token, coord)
     wf = drawn["wf"]
+    terms_cp = cps.head_terms(heads, kv_heads, d_model, drawn["n_terms"])
+    checkpoint(terms_cp)
+    if not unfolded(terms_cp):
+        return
     figure(
         drawn["spec"], key="waterfall_chart",
         caption=f"Coordinate j = {coord} of token s = {token} in {dtype}: each coloured bar is one head's term "

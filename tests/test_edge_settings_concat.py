@@ -18,6 +18,7 @@ import re
 import pytest
 
 from tests.apptest_utils import run_page, texts
+from tests.edge_scan import assert_clean
 from ui.prose import concat_vs_sum as prose
 
 PAGE = "concat-vs-sum"
@@ -149,7 +150,15 @@ GRID = {
     "H=1 bf16 causal": {"heads": "1", "dtype": "bfloat16", "causal": "true", "seq": "5"},
     "S=1 causal fp64": {"seq": "1", "causal": "true", "dtype": "float64", "d_model": "64", "heads": "4"},
     "item 7": {"dtype": "bfloat16", "heads": "16", "d_model": "256"},
+    # grouped-query attention (issue 20): multi-query, one head, one token, two heads sharing
+    "kv=1": {"kv_heads": "1"},
+    "H=1 kv=1": {"heads": "1", "kv_heads": "1"},
+    "S=1 kv=1": {"seq": "1", "kv_heads": "1", "heads": "4", "d_model": "64"},
+    "H=2 kv=1 B=3 causal": {"heads": "2", "kv_heads": "1", "batch": "3", "seq": "4", "d_model": "16",
+                            "causal": "true"},
+    "kv=2 bf16": {"kv_heads": "2", "dtype": "bfloat16"},
 }
+GQA = [name for name, query in GRID.items() if "kv_heads" in query]
 
 PLURALS = ("heads", "tokens", "terms", "products", "numbers", "outputs", "entries", "multiply-adds", "additions",
            "blocks", "calls", "columns", "rows", "sequences", "ulps", "sums")
@@ -203,3 +212,43 @@ def test_transformerlens_names_say_which_class_and_version_they_belong_to(pages)
     assert "hook_result" in body and "use_attn_result=True" in body
     assert "`HookedTransformer`, its model class through version 2.x" in body
     assert "TransformerBridge" in body and "enable_compatibility_mode()" in body
+
+
+@pytest.mark.parametrize("name", GQA)
+def test_grouped_settings_pass_the_shared_edge_scan(pages, name):
+    """The scan every page shares (plurals after one, −0, 0×, X against X, 1-based counters), with the
+    checkpoints' questions and answers revealed, so their sentences are scanned too."""
+    at = pages[name]
+    for _ in range(3):  # one click per run: each run draws the buttons anew
+        [b for b in at.button if b.label == "Reveal the answer"][0].click()
+        at.run()
+        assert not at.exception
+    assert len([i for i in at.info if str(i.value).startswith("The answer:")]) == 3
+    # "1 pulls it down", "1 pushes this number up": verbs after one head, not plurals.
+    assert_clean(at, allow=("1 pulls", "1 pushes", "1 adds"))
+
+
+# ---- grouped-query sentences, fed their edge settings ------------------------------------------------
+
+
+@pytest.mark.parametrize("heads, kv, says", [
+    (8, 4, "heads 0 and 1 read key/value head 0, heads 2 and 3 read key/value head 1, heads 4 and 5 read "
+           "key/value head 2 and heads 6 and 7 read key/value head 3"),
+    (8, 1, "heads 0–7 read key/value head 0"),
+    (32, 8, "heads 0–3 read key/value head 0, …, heads 28–31 read key/value head 7"),
+])
+def test_the_groups_are_listed_in_words(heads, kv, says):
+    assert prose.kv_groups(heads, kv) == says
+
+
+def test_sharing_sentences_at_the_edges():
+    shapes = {"z": [1, 1, 1, 8], "k": [1, 1, 1, 8], "k_expanded": [1, 1, 1, 8]}
+    one = prose.sharing_here(1, 1, shapes)
+    assert "nothing to share" in one and "1 key/value heads" not in one
+    plain = prose.sharing_here(4, 4, {**shapes, "z": [1, 4, 3, 2], "k": [1, 4, 3, 2]})
+    assert "every head has its own keys and values (k is [1, 4, 3, 2], like z)" in plain
+    mqa = prose.sharing_here(2, 1, {"z": [2, 2, 3, 4], "k": [2, 1, 3, 4], "k_expanded": [2, 2, 3, 4]})
+    assert "share one key/value head (multi-query attention), G = 2" in mqa and "heads 0 and 1 read" in mqa
+    assert "one key/value head serves 2 query heads" in prose.referee_here(2, 1)
+    assert "`torch.nn.MultiheadAttention`" in prose.referee_here(4, 4)
+    assert prose.w_o_unshared(4, 4) == "" and "(one key/value head for 8 query heads here)" in prose.w_o_unshared(8, 1)

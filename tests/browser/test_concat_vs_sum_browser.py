@@ -135,3 +135,36 @@ def test_the_essay_ends_with_a_link_to_the_trained_model(page, server):
     with rerun_after(page):
         link.click()
     expect(page).to_have_url(re.compile(r"/induction(\?|$)"))
+
+
+def test_multi_query_link_draws_every_readout_against_sdpa(page, server):
+    """kv_heads=1 (issue 20): one key/value head for all eight query heads; the referee is SDPA."""
+    page.set_viewport_size({"width": 1280, "height": 5200})
+    open_app(page, server, "concat-vs-sum", {"kv_heads": "1"})
+    page.wait_for_function(
+        "document.querySelectorAll('[data-testid=stVegaLiteChart] canvas, "
+        "[data-testid=stVegaLiteChart] svg.marks').length >= 5",
+        timeout=30_000,
+    )
+    expect(page.locator(".st-key-kv_heads").get_by_role("radio", name="1", exact=True)).to_be_checked()
+    assert metric_value(page, "k and v handed to SDPA") == "[1, 1, 20, 64]"
+    assert SCI.fullmatch(metric_value(page, "Max rel diff")), metric_value(page, "Max rel diff")
+    assert page.locator("[data-testid=stMetric]").filter(has_text="out_proj.weight is W_O").count() == 0
+    expect(page.get_by_text("share one key/value head (multi-query attention)")).to_be_visible()
+    assert page.locator("[data-testid=stAlert]").count() == 0  # no notice, no error on a valid link
+    assert_no_exception(page)
+    screenshot(page, "concat_vs_sum_kv_heads_1")
+
+
+def test_a_checkpoint_guess_is_answered_in_the_browser(page, server):
+    """The head-terms question at kv_heads=2: the tempting wrong count (2) is told the answer (8)."""
+    page.set_viewport_size({"width": 1280, "height": 3000})
+    open_app(page, server, "concat-vs-sum", {**SMALL, "heads": "4", "kv_heads": "2"})
+    box = page.locator(".st-key-checkpoint-concat_vs_sum-head_terms")
+    expect(box).to_contain_text("Predict:")
+    box.scroll_into_view_if_needed()
+    with rerun_after(page):
+        box.get_by_test_id("stRadioGroup").get_by_text("2", exact=True).click()
+    expect(box.locator("[data-testid=stAlert]")).to_contain_text("the answer is 4.")
+    expect(box.locator("[data-testid=stAlert]")).to_contain_text("The waterfall below has 4 bars.")
+    assert_no_exception(page)

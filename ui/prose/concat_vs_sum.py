@@ -20,6 +20,7 @@ __all__ = [
     "share", "in_eps", "work_of_each_path", "gap_in_eps", "why_norm_wise", "tolerance_note",
     "mean_errors", "worst_errors", "why_either_can_win", "precision_summary", "one_number",
     "against_pytorch", "pytorch_route", "reshape_outcome", "w_o_sample_note",
+    "kv_groups", "sharing_here", "sdpa_route", "w_o_unshared", "referee_here",
 ]
 
 MUCH_SMALLER = 0.1  # gap ÷ the layer's own error below this: "much smaller than"
@@ -375,3 +376,78 @@ def pytorch_route(tc: dict) -> str:
             "`in_proj_weight`; `scaled_dot_product_attention` does the scores, the softmax and the weighted sum "
             "for every head at once; then a `permute` (the transpose above) and a `reshape` lay the heads side "
             "by side, and the last `linear` is `out_proj`. PyTorch, too, ends with the concat path.")
+
+
+# ---- grouped-query attention -------------------------------------------------------------------------
+
+
+def _heads_range(first: int, last: int) -> str:
+    """'heads 0 and 1', 'heads 0–3' (first < last)."""
+    return f"heads {first} and {last}" if last == first + 1 else f"heads {first}–{last}"
+
+
+def kv_groups(heads: int, kv_heads: int) -> str:
+    """Which query heads read which key/value head, in words: every group when there are few, else the
+    first and the last (query head h reads key/value head h // G)."""
+    G = heads // kv_heads
+    parts = [f"{_heads_range(g * G, g * G + G - 1)} read key/value head {g}" for g in range(kv_heads)]
+    if len(parts) > 4:
+        parts = [parts[0], "…", parts[-1]]
+        return ", ".join(parts)
+    return _join(parts)
+
+
+def sharing_here(heads: int, kv_heads: int, shapes: dict) -> str:
+    """What sharing means at this setting, with the shapes read off the trace (``path_shapes``)."""
+    z, k = shape(shapes["z"]), shape(shapes["k"])
+    if heads == 1:
+        return (f"With one head there is nothing to share: $H_{{kv}} = H = 1$ is multi-head and multi-query "
+                f"attention at once, and k and z are both {z}.")
+    if kv_heads == heads:
+        return (f"Here $H_{{kv}} = H = {heads}$: every head has its own keys and values (k is {k}, like z), which "
+                "is plain multi-head attention. Pick fewer key/value heads above to share them; the readouts "
+                "below follow.")
+    G = heads // kv_heads
+    kv_words = "one key/value head" if kv_heads == 1 else f"{kv_heads} key/value heads"
+    kind = " (multi-query attention)" if kv_heads == 1 else ""
+    return (f"Here the {heads} query heads share {kv_words}{kind}, G = {G} query heads per key/value head: "
+            f"{kv_groups(heads, kv_heads)}. The layer keeps k and v at {k}, copies them to "
+            f"{shape(shapes['k_expanded'])} (one per query head) for the scores, and its z is {z}: the same "
+            f"shape as without sharing, so both endings and every readout below run exactly as before.")
+
+
+def sdpa_route(tc: dict, heads: int, kv_heads: int) -> str:
+    """What the SDPA reference ran, from the calls ``sdpa_calls`` recorded (grouped layers only)."""
+    kv_words = "one key/value head" if kv_heads == 1 else f"{kv_heads} key/value heads"
+    return (f"made {count(len(tc['calls']), 'recorded call')}, listed below in the order they ran: the three "
+            f"projections, then {count(tc['sdpa_calls'], '`scaled_dot_product_attention` call')}, which received "
+            f"q at {shape(tc['q_shape'])} and k and v at {shape(tc['kv_shape'])}: keys and values still with "
+            f"their {kv_words}, not copied out to {heads} heads first. Then the transpose, the reshape that lays "
+            "the heads side by side and one product with W_O: the concat ending.")
+
+
+def w_o_unshared(heads: int, kv_heads: int) -> str:
+    """'' without sharing; with it, why the W_O pictures (and nn.Linear's layout) still hold."""
+    if kv_heads == heads:
+        return ""
+    shared = "one key/value head" if kv_heads == 1 else f"{kv_heads} key/value heads"
+    return (f" Sharing keys and values ({shared} for {heads} query heads here) leaves W_O alone: the page "
+            "draws the same W_O at every H_kv, with one slice per query head. So the `out_proj` checked here "
+            "belongs to the unshared layer with this very W_O, and the pictures below hold for the grouped layer "
+            "too.")
+
+
+def referee_here(heads: int, kv_heads: int) -> str:
+    """Which PyTorch referee the page runs at this setting, and why: nn.MultiheadAttention only
+    where every query head has its own keys and values, SDPA with ``enable_gqa`` elsewhere."""
+    if kv_heads == heads:
+        return ("Here $H_{kv} = H$, so below, the page's weights are loaded into `torch.nn.MultiheadAttention` "
+                "(via `AttentionWeights.to_torch()`, which packs W_Q, W_K, W_V into `in_proj_weight` and W_O into "
+                "`out_proj`), the module is run on the same input with the same mask, and its output is compared "
+                "with both endings.")
+    serve = "one key/value head serves" if kv_heads == 1 else f"{kv_heads} key/value heads serve"
+    return (f"Here {serve} {heads} query heads, which `nn.MultiheadAttention` cannot express. So below, the "
+            "page's own projections q, k and v (k and v with their $H_{kv}$ heads) are handed to "
+            "`scaled_dot_product_attention` with `enable_gqa=True`, its z goes through the concat ending "
+            "(`core.attention.sdpa_reference`), and the result is compared with both endings. The scores, mask, "
+            "softmax and weighted sum, the part that sharing touches, are PyTorch's.")
