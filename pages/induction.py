@@ -216,9 +216,10 @@ earlier occurrence{f", {view['copy']['offset'] - 1} positions back in this seque
 """
 )
 cell_text = len(view["ids"]) <= 16
-cp_attend = views.attend_checkpoint(seed, text)
-checkpoint(cp_attend)
-if unfolded(cp_attend):
+cp_attend = views.attend_checkpoint(seed, text)  # None where no key stands out: nothing to ask
+if cp_attend is not None:
+    checkpoint(cp_attend)
+if cp_attend is None or unfolded(cp_attend):
     figure(
         fig.patterns_spec(view["patterns"], view["labels"], H, cell_text),
         caption=("Attention patterns of every head on this sequence: rows are queries, columns keys (labelled "

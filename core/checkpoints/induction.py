@@ -39,7 +39,7 @@ def _label(ids: list[int], j: int) -> str:
 
 
 def attend_most(model: ind.InductionModel, ids: list[int], repeat_positions: list[int], layer: int,
-                head: int) -> Checkpoint:
+                head: int) -> Checkpoint | None:
     """Which key head (layer, head) attends to most from the query :func:`question_position` picks
     on the sequence ``ids`` (whose repeated positions are ``repeat_positions``).
 
@@ -47,7 +47,8 @@ def attend_most(model: ind.InductionModel, ids: list[int], repeat_positions: lis
     Wrong, in this order: the key after the most recent earlier occurrence of the query's letter
     (the induction key), that earlier occurrence itself, the previous key, the query itself, the
     first key, then the remaining keys from the back; any whose weight prints like the largest is
-    left out, so two options can never both be right.
+    left out, so two options can never both be right. None when every key's weight prints like the
+    largest (e.g. ``gg``: the row splits evenly), since then there is nothing to choose.
     """
     n = len(ids)
     if n < 2:
@@ -64,6 +65,8 @@ def attend_most(model: ind.InductionModel, ids: list[int], repeat_positions: lis
     candidates = [induction_key, earlier, query - 1, query, 0, *range(query - 2, 0, -1)]
     wrong = [_label(ids, j) for j in candidates
              if 0 <= j <= query and j != best and top - float(row[j]) > ATTEND_TIE]
+    if not wrong:
+        return None
     head_name = ind.head_label(layer, head)
     letter = ind.ALPHABET[ids[query]]
     rest = row.clone()

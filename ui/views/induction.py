@@ -176,7 +176,7 @@ def train_and_store(seed: int, heads: int, steps: int, progress) -> dict:
 
 
 @st.cache_data(show_spinner=False, max_entries=64)
-def attend_checkpoint(seed: int, text: str) -> Checkpoint:
+def attend_checkpoint(seed: int, text: str) -> Checkpoint | None:
     """The question before the heatmaps: where the induction head looks from the sequence's last
     repeated position (core.checkpoints.induction.attend_most, on the sequence of sequence_view)."""
     view = sequence_view(seed, text)
