@@ -132,6 +132,12 @@ if model is None:
                          where=size_cols[3], help="d_model: the length of every token's vector.")
     H = controls.integer("heads", "Heads $H$", default=SEED_SIZES["heads"], lo=1, hi=MAX_SYMBOLIC_HEADS,
                          where=size_cols[4], help="Must divide the width: each head gets L = D / H dimensions.")
+    # Plain multi-head attention stays plain when H changes (the radio would otherwise keep an old
+    # H_kv that still divides the new H, and quietly start sharing).
+    previous_heads = st.session_state.get("_shapes_heads")
+    if previous_heads not in (None, H) and st.session_state.get("kv_heads") == previous_heads:
+        st.session_state["kv_heads"] = H
+    st.session_state["_shapes_heads"] = H
     H_kv = controls.kv_heads(
         H, "Key/value heads $H_{kv}$",
         help="How many key/value heads the query heads share: a divisor of H. H_kv = H is plain multi-head "
