@@ -501,7 +501,7 @@ if ok:
 FRAGMENT_KEYS = ("step", "scale", "at_batch", "at_head")
 # Links made before the projections were split into 5a, 5b and 5c say step=5: the queries' row then.
 if "step" not in st.session_state and st.query_params.get("step") in LEGACY_STEP_IDS:
-    st.query_params["step"] = LEGACY_STEP_IDS[st.query_params["step"]]
+    st.session_state["step"] = LEGACY_STEP_IDS[st.query_params["step"]]
 
 # A link made at small sizes may carry this section's settings (and the seed). At sizes where the
 # section is hidden they change nothing, but they stay in the link, with a word on why.
