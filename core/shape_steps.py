@@ -101,19 +101,20 @@ STEPS: tuple[StepSpec, ...] = (
              "0", "0", 1, None,
              "Self-attention: the same x feeds all three projections. Nothing is copied; the one "
              "tensor is read three times."),
-    StepSpec("5a", "queries: x @ W_Q, one matrix per head", "shared", "B×S×D", "H×D×L", "B×H×S×L", "D",
+    StepSpec("5a", "queries: x @ W_Q", "shared", "B×S×D", "H×D×L", "B×H×S×L", "D",
              ("W_Q",), "2·B·S·H·D·L", "2·B·S·H·D·L", 1, None,
              "The queries q (lower case: the letter V is the vocabulary). Each of the H heads has its "
              "own D×L matrix; the source's table prints one head's, here all H are stacked as H×D×L."),
-    StepSpec("5b", "keys and values: x @ W_K, x @ W_V, one per key/value head", "shared", "B×S×D",
+    StepSpec("5b", "keys and values: x @ W_K, x @ W_V", "shared", "B×S×D",
              "H_kv×D×L", "B×H_kv×S×L", "D", ("W_K", "W_V"), "2·2·B·S·H_kv·D·L", "2·2·B·S·H_kv·D·L", 2,
              None,
              "Two outputs of this shape: the keys k and the values v, one matrix each per key/value "
              "head. With H_kv = H (plain multi-head attention) every query head has its own; with "
              "fewer, W_K and W_V are H / H_kv times smaller, and so are k and v."),
-    StepSpec("5c", "share k and v: key/value head g serves query heads gG … gG+G−1", "shared",
+    StepSpec("5c", "share k and v with each group's query heads", "shared",
              "B×H_kv×S×L", None, "B×H×S×L", None, (), "0", "0", 2, None,
-             "Query head h reads key/value head h // G (G = H / H_kv). core.attention.expand_kv "
+             "Key/value head g serves query heads gG … gG+G−1, so query head h reads key/value head "
+             "h // G (G = H / H_kv). core.attention.expand_kv "
              "makes this a copy (repeat_interleave), so that every query head has a k and a v "
              "matrix you can look at; fused kernels skip the copy. With H_kv = H there is nothing "
              "to share: k and v pass on unchanged, and nothing is copied."),

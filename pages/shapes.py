@@ -33,6 +33,7 @@ from ui.controls import (
 )
 from ui.format import count, flops, number, shape_md, size_bytes
 from ui.prose.shapes import (
+    SHARING_INTRO,
     endings_memory_md,
     endings_work_md,
     expansion_md,
@@ -40,6 +41,7 @@ from ui.prose.shapes import (
     kv_layers_md,
     kv_readout_md,
     projection_params_md,
+    reading_md,
     sharing_here_md,
     step_table_md,
 )
@@ -120,7 +122,7 @@ model_key = controls.choice(
     help="custom: the sizes below. Or one layer of a published model, every size read from its config.json: "
          + "; ".join(f"{k}: {p.name}" for k, p in PRESETS.items()) + ".")
 model = None if model_key == "custom" else PRESETS[model_key]
-size_cols = st.columns(5)
+size_cols = st.columns(5 if model is None else [1, 1, 3])  # a preset's sizes are a sentence, not inputs
 B = controls.integer("batch", "Batch $B$", default=SEED_SIZES["batch"], lo=1, hi=MAX_SYMBOLIC_BATCH,
                      where=size_cols[0], help="Sequences processed together.")
 S = controls.integer("seq", "Sequence $S$", default=SEED_SIZES["seq"], lo=1, hi=MAX_SYMBOLIC_SEQ,
@@ -235,66 +237,11 @@ mixing = position_mixing()
 cp_meet = cps.positions_meet()
 checkpoint(cp_meet)
 if unfolded(cp_meet):
-    st.markdown(
-        rf"""
-**Reading the table.** Every product in attention follows one rule: it pairs an axis of the left
-input with an equally long axis of the right input, multiplies along it and adds up, so that axis
-disappears; every other axis passes straight through. Step 2 is the plainest case,
-
-$$
-\underbrace{{B \times S \times \mathit{{V}}}}_{{\text{{one-hot rows}}}} \;\cdot\;
-\underbrace{{\mathit{{V}} \times D}}_{{W_E}} \;\longrightarrow\; B \times S \times D ,
-$$
-
-and reading the *sums over* column from top to bottom tells the story of the layer. $V$ goes at
-step 2: each token keeps one row of $W_E$. $D$ goes at steps 5a and 5b: every head reads the whole
-width of every token. $L$ goes at step 6: a query and a key are compared coordinate by coordinate.
-
-Step {mixing['first_meet']} is also where positions first meet: its output carries the position
-axis twice, S×S, and entry $(s, t)$ is $q_s \cdot k_t$: the query of position $s$ against the
-key of position $t$. Step {mixing['sums_positions']} finishes what it began: the softmax turns each row into
-weights, and the product sums the key axis $S$ away, so each position's output is a weighted
-average of the values of the positions it looked at. Steps {' and '.join(mixing['steps'])} are
-the only steps where one position reads another; everywhere else, tokens are processed one at a
-time. At step 9 the summed axis is $D = H \cdot L$, all heads side by side, and that single sum is
-what the additive ending (8′, 9′) splits into $H$ pieces.
-
-One detail the post's table leaves implicit: the input to step 1 is not B×S×V but the B×S grid of
-integer token ids; the one-hot rows are what step 1 makes of them.
-"""
-    )
+    st.markdown(reading_md(mixing))
 
 # ---- sharing keys and values ---------------------------------------------------------------------
 
-st.markdown(
-    r"""
-### Sharing keys and values: grouped-query attention
-
-So far every head had queries, keys and values of its own. Llama 3, Mistral, Qwen 2.5, Gemma and
-Falcon keep that for the queries only. Their $H$ query heads form $H_{kv}$ groups of
-$G = H / H_{kv}$ neighbouring heads, and the heads of a group read the **same keys and values**:
-query head $h$ reads key/value head $\lfloor h / G 
-floor$. That is *grouped-query attention*
-(GQA; Ainslie et al., 2023). Its two ends have names of their own: $H_{kv} = H$ is the multi-head
-attention of the rest of this essay, and $H_{kv} = 1$, one key head and one value head for
-everybody, is *multi-query attention* (MQA; Shazeer, 2019).
-
-**Why share?** Not to save arithmetic in one forward pass (the scores and the weighted sums are
-still computed once per query head) but to save memory while generating text. A model writes one
-token at a time, and each new token's query is scored against the keys of every token before it
-and averages their values. Recomputing those at every step would redo the whole text so far, so
-the model keeps them: the **KV cache**, a key and a value vector per past token, per key/value
-head, per layer. On a long context it is the largest thing in memory after the weights, and it is
-read in full for every token generated. Sharing shrinks it.
-
-**What it costs.** The heads of a group compare their queries with the same keys and average the
-same values. Their attention patterns still differ, because each head keeps its own $W_Q$: their
-queries differ, so their rows of scores (step 6) differ. What they give up is keys and values of
-their own, the freedom to look for, and to carry, different features; trained models lose little
-quality for the memory they save, which is why the recipe spread. $W_O$ and the two endings are
-untouched: sharing changes where k and v come from, not how the heads are added.
-"""
-)
+st.markdown(SHARING_INTRO)
 if ok:
     st.markdown(sharing_here_md(H, H_kv) + "\n\n" + expansion_md(table, H, H_kv))
     context = controls.integer(

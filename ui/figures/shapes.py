@@ -113,14 +113,19 @@ KV_COLORS = {"shared": OKABE_ITO[4], "plain": OKABE_ITO[0]}  # Okabe–Ito blue 
 
 def kv_cache_spec(rows: pd.DataFrame, dtype: str) -> dict:
     """The KV cache at the chosen context, with the keys and values shared as set and without
-    (``rows``: ``core.shapes.kv_rows``): one bar each, the byte count written beside it."""
+    (``rows``: ``core.shapes.kv_rows``): one bar each, the byte count written beside it. The axis
+    counts in the binary unit of the larger bar (KiB, MiB, GiB, …), as the page's sentences do."""
+    largest = float(rows["bytes"].max())
+    unit, scale = next(((u, 1024.0**i) for i, u in reversed(list(enumerate(
+        ("bytes", "KiB", "MiB", "GiB", "TiB", "PiB", "EiB")))) if largest >= 1024.0**i), ("bytes", 1.0))
     data = rows.assign(memory=rows["bytes"].map(size_bytes), per_token=rows["bytes per token"].map(size_bytes),
-                       bytes=rows["bytes"].astype(float),
+                       amount=rows["bytes"].astype(float) / scale, bytes=rows["bytes"].astype(float),
                        kind=["shared", "plain"][: len(rows)])
     base = alt.Chart(data).encode(
         y=alt.Y("attention:N", title=None, sort=None, axis=alt.Axis(labelLimit=260)),
-        x=alt.X("bytes:Q", title=f"bytes of keys and values kept, {dtype}",
-                scale=alt.Scale(domain=[0, float(data["bytes"].max()) * 1.25 or 1], nice=False)),
+        x=alt.X("amount:Q", title=f"{unit} of keys and values kept, {dtype}",
+                scale=alt.Scale(domain=[0, largest / scale * 1.2], nice=False),
+                axis=alt.Axis(grid=False, tickCount=5)),
         tooltip=[alt.Tooltip("attention:N"), alt.Tooltip("key/value heads:Q", format=","),
                  alt.Tooltip("per_token:N", title="per token"), alt.Tooltip("tokens:Q", format=","),
                  alt.Tooltip("sequences:Q", format=","), alt.Tooltip("memory:N"),

@@ -13,7 +13,7 @@ import pandas as pd
 from ui.format import count, flops, number, plural, shape_md, size_bytes
 
 __all__ = [
-    "step_table_md", "endings_work_md", "endings_memory_md", "tex_number", "sharing_here_md",
+    "SHARING_INTRO", "reading_md", "step_table_md", "endings_work_md", "endings_memory_md", "tex_number", "sharing_here_md",
     "projection_params_md", "expansion_md", "kv_formula_tex", "kv_layers_md", "kv_readout_md",
 ]
 
@@ -101,6 +101,63 @@ def endings_memory_md(summary: dict, H: int) -> str:
     )
 
 
+def reading_md(mixing: dict) -> str:
+    """How to read the table, with where positions meet (``core.shapes.position_mixing``)."""
+    return rf"""**Reading the table.** Every product in attention follows one rule: it pairs an axis of the left
+input with an equally long axis of the right input, multiplies along it and adds up, so that axis
+disappears; every other axis passes straight through. Step 2 is the plainest case,
+
+$$
+\underbrace{{B \times S \times \mathit{{V}}}}_{{\text{{one-hot rows}}}} \;\cdot\;
+\underbrace{{\mathit{{V}} \times D}}_{{W_E}} \;\longrightarrow\; B \times S \times D ,
+$$
+
+and reading the *sums over* column from top to bottom tells the story of the layer. $V$ goes at
+step 2: each token keeps one row of $W_E$. $D$ goes at steps 5a and 5b: every head reads the whole
+width of every token. $L$ goes at step 6: a query and a key are compared coordinate by coordinate.
+
+Step {mixing['first_meet']} is also where positions first meet: its output carries the position
+axis twice, S×S, and entry $(s, t)$ is $q_s \cdot k_t$: the query of position $s$ against the
+key of position $t$. Step {mixing['sums_positions']} finishes what it began: the softmax turns each row into
+weights, and the product sums the key axis $S$ away, so each position's output is a weighted
+average of the values of the positions it looked at. Steps {' and '.join(mixing['steps'])} are
+the only steps where one position reads another; everywhere else, tokens are processed one at a
+time. At step 9 the summed axis is $D = H \cdot L$, all heads side by side, and that single sum is
+what the additive ending (8′, 9′) splits into $H$ pieces.
+
+One detail the post's table leaves implicit: the input to step 1 is not B×S×V but the B×S grid of
+integer token ids; the one-hot rows are what step 1 makes of them.
+"""
+
+
+# What grouped-query attention is, why models use it and what it costs: the same at every setting.
+SHARING_INTRO = r"""### Sharing keys and values: grouped-query attention
+
+So far every head had queries, keys and values of its own. Llama 3, Mistral, Qwen 2.5, Gemma and
+Falcon keep that for the queries only. Their $H$ query heads form $H_{kv}$ groups of
+$G = H / H_{kv}$ neighbouring heads, and the heads of a group read the **same keys and values**:
+query head $h$ reads key/value head $\lfloor h / G \rfloor$. That is *grouped-query attention*
+(GQA; Ainslie et al., 2023). Its two ends have names of their own: $H_{kv} = H$ is the multi-head
+attention of the rest of this essay, and $H_{kv} = 1$, one key head and one value head for
+everybody, is *multi-query attention* (MQA; Shazeer, 2019).
+
+**Why share?** Not to save arithmetic in one forward pass (the scores and the weighted sums are
+still computed once per query head) but to save memory while generating text. A model writes one
+token at a time, and each new token's query is scored against the keys of every token before it
+and averages their values. Recomputing those at every step would redo the whole text so far, so
+the model keeps them: the **KV cache**, a key and a value vector per past token, per key/value
+head, per layer. On a long context it is the largest thing in memory after the weights, and it is
+read in full for every token generated. Sharing shrinks it.
+
+**What it costs.** The heads of a group compare their queries with the same keys and average the
+same values. Their attention patterns still differ, because each head keeps its own $W_Q$: their
+queries differ, so their rows of scores (step 6) differ. What they give up is keys and values of
+their own, the freedom to look for, and to carry, different features; trained models lose little
+quality for the memory they save, which is why the recipe spread. $W_O$ and the two endings are
+untouched: sharing changes where k and v come from, not how the heads are added.
+"""
+
+
 # ---- sharing keys and values ---------------------------------------------------------------------
 
 
@@ -175,7 +232,7 @@ def kv_formula_tex(summary: dict, layers_word: str) -> str:
 def kv_layers_md(model_name: str | None, layers: int) -> str:
     """Where the layer count in the cache figure comes from."""
     if model_name is None:
-        return ("These custom sizes describe one layer, and the table stays one layer, so the cache below is for "
+        return ("These custom sizes describe one layer, so the cache below is for "
                 "**1 layer**: a model keeps one such cache per layer. Choose a published model above to see a whole "
                 "model's.")
     return (f"The table shows one layer of {model_name}; the cache below counts all {count(layers, 'layer')}, "
