@@ -15,6 +15,8 @@ The misconceptions they catch:
 
 from __future__ import annotations
 
+from functools import lru_cache
+
 import torch
 
 from core.attention import expand_kv
@@ -25,6 +27,7 @@ from core.sizes import LayerSizes
 __all__ = ["scores_shape_dims", "scores_shape", "positions_meet", "kv_factor_text", "kv_cache_factor"]
 
 
+@lru_cache(maxsize=256)  # a few milliseconds of meta-tensor calls, asked on every rerun of the page
 def scores_shape_dims(sizes: LayerSizes) -> tuple[int, ...]:
     """The shape of q @ kᵀ at these sizes, computed as core.attention computes it, on meta tensors."""
     B, S, H, H_kv, L = sizes.batch, sizes.seq, sizes.n_heads, sizes.n_kv_heads, sizes.d_head
