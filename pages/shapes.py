@@ -151,7 +151,13 @@ else:
         st.markdown(
             f"**{model.name}**, from its published [config.json]({model.source}): $V$ = {V:,}, $D$ = {D:,}, "
             f"$H$ = {H:,} query heads, $H_{{kv}}$ = {count(H_kv, 'key/value head')}, $L$ = {model.d_head:,}, "
-            f"{count(layers, 'layer')}. Choose *custom sizes* to change them.")
+            f"{count(layers, 'layer')}. Choose *custom* to change them.")
+    unused = [f"`{k}`" for k in ("vocab", "d_model", "heads", "kv_heads") if k in st.query_params]
+    if unused:
+        names = " and ".join(unused) if len(unused) < 3 else ", ".join(unused[:-1]) + " and " + unused[-1]
+        st.caption(f"This link's {names} {'is' if len(unused) == 1 else 'are'} not used: "
+                   f"{model.name}'s own sizes replace "
+                   f"{'it' if len(unused) == 1 else 'them'}.")
 dtype_col, causal_col, preset_col = st.columns([3, 1.3, 2], vertical_alignment="bottom")
 dtype = controls.choice("dtype", "Bytes per number (the memory column)", DTYPE_NAMES, default="float32",
                         where=dtype_col, help="Shapes don't depend on it; memory does.")

@@ -133,6 +133,8 @@ def test_a_preset_ignores_the_links_custom_sizes():
     at = run_page("shapes", {"model": "gpt2-small", "heads": "7", "kv_heads": "5"})
     assert notices(at) == []  # the preset sets them: nothing of the link was used
     assert "B×H×S×L = 1×12×20×64" in row(at, "5a")
+    assert any("This link's `heads` and `kv_heads` are not used: GPT-2 small's own sizes replace them." in c.value
+               for c in at.caption)
 
 
 def test_an_old_link_to_step_5_opens_the_queries():

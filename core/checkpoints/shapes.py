@@ -71,7 +71,8 @@ def positions_meet() -> Checkpoint:
     mixing = position_mixing()
     right = _step_label(mixing["first_meet"])
     wrong = [_step_label(s) for s in ("5a", "7", "2", "9")]
-    why = (f"Step {mixing['first_meet']}'s output is {spec(mixing['first_meet']).output}: entry (s, t) is position s's query against "
+    why = (f"Step {mixing['first_meet']}'s output is {spec(mixing['first_meet']).output}: entry (s, t) is "
+           "position s's query against "
            f"position t's key. Every earlier step works on each position alone; step {mixing['sums_positions']} "
            "finishes the mixing by summing the key positions away.")
     return choice("shapes.positions_meet",

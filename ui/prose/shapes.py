@@ -13,7 +13,8 @@ import pandas as pd
 from ui.format import count, flops, number, plural, shape_md, size_bytes
 
 __all__ = [
-    "SHARING_INTRO", "reading_md", "step_table_md", "endings_work_md", "endings_memory_md", "tex_number", "sharing_here_md",
+    "SHARING_INTRO", "reading_md", "step_table_md", "endings_work_md", "endings_memory_md", "tex_number",
+    "sharing_here_md",
     "projection_params_md", "expansion_md", "kv_formula_tex", "kv_layers_md", "kv_readout_md",
 ]
 
