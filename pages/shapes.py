@@ -1,8 +1,9 @@
 """The shape table: every tensor of the attention path at any size, traced from the real code.
 
 Numbers come from core.shapes through the cached calls of ui.views.shapes, which also build the
-figures (chart specs in ui.figures.shapes); formats are ui.format's. So this script is the essay:
-prose, controls, calls and tables.
+figures (chart specs in ui.figures.shapes); the sentences that state a number are written by
+ui.prose.shapes from those numbers; checkpoints come from core.checkpoints.shapes. So this script
+is the essay: prose, controls, calls and tables.
 """
 
 from __future__ import annotations
@@ -11,9 +12,13 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
+from core.checkpoints import shapes as cps
 from core.device import DTYPE_NAMES, DTYPES
-from core.shapes import AXIS_NAMES, STEP_IDS, Sizes, panel_shape, position_mixing, step_words
+from core.presets import PRESET_NAMES, PRESETS
+from core.shapes import AXIS_NAMES, LEGACY_STEP_IDS, MAX_CONTEXT, STEP_IDS, panel_shape, position_mixing, step_words
+from core.sizes import LayerSizes
 from ui.charts import csv_download, figure
+from ui.checkpoint import checkpoint, unfolded
 from ui.controls import (
     MAX_SEED,
     MAX_SYMBOLIC_BATCH,
@@ -27,12 +32,26 @@ from ui.controls import (
     show_link,
 )
 from ui.format import count, flops, number, shape_md, size_bytes
+from ui.prose.shapes import (
+    SHARING_INTRO,
+    endings_memory_md,
+    endings_work_md,
+    expansion_md,
+    kv_formula_tex,
+    kv_layers_md,
+    kv_readout_md,
+    projection_params_md,
+    reading_md,
+    sharing_here_md,
+    step_table_md,
+)
 from ui.shell import ensure_app_shell
 from ui.views.shapes import (
     endings_numbers,
     endings_spec,
     flow_numbers,
     flow_spec,
+    kv_sharing,
     live_panels,
     panel_numbers,
     step_heatmap_spec,
@@ -59,6 +78,11 @@ of its result, so a run takes milliseconds and no memory, whether $S$ is 20 or a
 A recorder watches each torch call and notes the line of code that made it, and the table is read
 off that record. Change any size and the whole table is traced again.
 
+One thing the post's table predates: most large models released since 2023 let several query
+heads **share one set of keys and values** (grouped-query attention). The table follows the
+control $H_{kv}$ below, or a published model's sizes, and a section after it explains what is
+shared, why, and what it saves.
+
 Two conventions, as in the code: heads, rows and positions count from 0 (heads $0 \\dots H-1$),
 and the letter $V$ is the vocabulary size, so the queries, keys and values are written in lower
 case, `q`, `k` and `v`.
@@ -70,6 +94,7 @@ case, `q`, `k` and `v`.
 SEED_SIZES = {"batch": 1, "seq": 20, "vocab": 50_000, "d_model": 512, "heads": 8}
 # The from-scratch post's toy: a five-token sentence, width 16, four heads of width 4.
 SMALL_SIZES = {"batch": 1, "seq": 5, "vocab": 10, "d_model": 16, "heads": 4}
+MODEL_OPTIONS = ("custom", *PRESET_NAMES)
 
 
 def _sizes_help(sizes: dict) -> str:
@@ -79,8 +104,11 @@ def _sizes_help(sizes: dict) -> str:
 
 
 def _use(sizes: dict) -> None:
+    """A size button: custom sizes, every head with its own keys and values (the posts have no sharing)."""
     for key, value in sizes.items():
         st.session_state[key] = value
+    st.session_state["kv_heads"] = sizes["heads"]
+    st.session_state["model"] = "custom"
 
 
 def _quoted(error: str) -> str:
@@ -88,101 +116,48 @@ def _quoted(error: str) -> str:
     return "`" + error.strip().rstrip(".").replace("`", "'") + "`"
 
 
-def step_table_md(table: pd.DataFrame) -> str:
-    """The eleven steps as one Markdown table, the contracted axis in italics."""
-    lines = [
-        "| step | operation | input 1 | input 2 | output | sums over | FLOPs | output memory |",
-        "|:--|:--|:--|:--|:--|:-:|--:|--:|",
-    ]
-    for _, r in table.iterrows():
-        out = shape_md(r["output_sym"], r["output"]) + (" (three: q, k, v)" if r["n_outputs"] == 3 else "")
-        lines.append(
-            f"| **{r['step']}** | {r['operation']} "
-            f"| {shape_md(r['input_1_sym'], r['input_1'], r['contracted_in_1'])} "
-            f"| {shape_md(r['input_2_sym'], r['input_2'], r['contracted_in_2'])} "
-            f"| {out} | {'–' if r['contracted'] is None else '*' + r['contracted'] + '*'} "
-            f"| {flops(r['flops'])} | {size_bytes(r['output_bytes'])} |"
-        )
-    return "\n".join(lines)
-
-
-def endings_work_md(summary: dict, H: int) -> str:
-    """What the two endings compute, in words derived from core.shapes.path_summary's counts."""
-    mult, mult_2 = summary["concat_multiplies"], summary["additive_multiplies"]
-    adds, adds_2 = summary["concat_adds"], summary["additive_adds"]
-    work = (f"both do {count(mult, 'multiplication')} and {count(adds, 'addition')}: every output number is $D$ "
-            "products and $D - 1$ additions either way" if (mult, adds) == (mult_2, adds_2) else
-            f"concatenating does {count(mult, 'multiplication')} and {count(adds, 'addition')}, adding "
-            f"{number(mult_2)} and {number(adds_2)}")
-    text = f"**Neither ending does more arithmetic.** Counted exactly (`core.shapes.path_summary`), {work}. "
-    concat_f, additive_f, surplus = summary["concat_flops"], summary["additive_flops"], summary["additive_surplus_flops"]
-    if surplus == 0:
-        return text + (
-            f"The FLOP column charges both endings the same, {flops(concat_f)}: with one head, step 8′ is step "
-            f"9's product itself and step 9′ has nothing to add ({flops(summary['sum_flops'])} FLOPs). Add heads "
-            "and the two endings part: step 9 keeps every addition inside one large product, 8′ and 9′ do the "
-            "last ones outside."
-        )
-    shown = (flops(additive_f), flops(concat_f))
-    if shown[0] == shown[1]:  # rounded alike: print them whole, or the sentence compares X with X
-        shown = (number(additive_f), number(concat_f))
-    outside = "addition" if H == 2 else f"{number(H - 1)} additions"
-    return text + (
-        f"The FLOP column seems to charge the additive ending extra ({shown[0]} against {shown[1]}), but "
-        "that is the 2-per-multiply-add convention: it charges every dot product one addition more than it "
-        f"makes, and 8′ has $H$ = {H} times as many dot products as step 9, each {H} times shorter. "
-        + (f"The surplus, {flops(surplus)}, is exactly step 9′'s additions, counted twice. "
-           if surplus == summary["sum_flops"] else
-           f"The surplus is {flops(surplus)}, and step 9′'s additions are {flops(summary['sum_flops'])}. ")
-        + "Step 9 does all of them inside one large product, which is why it is the fast way to run "
-        f"the layer; 8′ and 9′ do the last {outside} of each sum outside, which is why they are the clear "
-        "way to read it."
-    )
-
-
-def endings_memory_md(summary: dict, H: int) -> str:
-    """What the additive ending costs in memory, in words derived from the table's byte counts."""
-    concat_b, additive_b, ratio = summary["concat_bytes"], summary["additive_bytes"], summary["memory_ratio"]
-    einsum = (
-        "Written as one contraction, `torch.einsum(\"bhsl,hld->bsd\", z, W_O)` sums over $h$ and $l$ "
-        "together and keeps nothing per head: inside, einsum copies z so that each token's $h$ and $l$ sit "
-        "side by side, as step 8 does, and hands the work to a single matrix product, as step 9 does. Whether it then runs as fast as "
-        "step 9 is a question for a stopwatch, not for the algebra: at large sizes the one big product "
-        "dominates and the forms run close, while at small sizes the fixed cost of each call and copy "
-        "decides. The *Timing* page measures the endings on this server. "
-    )
-    tail = (
-        "The per-head tensor is worth its memory when you want to look at each head's contribution, which is "
-        "what interpretability tools keep it for (TransformerLens's `hook_result`, off unless you ask for "
-        "it). The *Concat versus sum* page runs both endings on real numbers and measures how far apart "
-        "rounding takes them."
-    )
-    if ratio == 1:
-        return (
-            "**With one head, keeping the heads apart costs nothing.** Step 8′'s per-head result is a single "
-            f"width-$D$ vector per token, as large as step 8's output ({size_bytes(additive_b)} each), so no "
-            "bar below is longer than another. With $H$ heads it would hold $H$ times as much. " + einsum + tail
-        )
-    return (
-        "**What it can cost is memory, and only if you materialize the heads' results.** Step 8′ as written "
-        f"here stores a width-$D$ vector per head per token: $H$ = {ratio} times what step 8 holds "
-        f"({size_bytes(additive_b)} against {size_bytes(concat_b)}), the long bar below. Nothing in the "
-        "mathematics forces that copy. " + einsum + tail
-    )
-
-
 controls = Controls()
-size_cols = st.columns(5)
+model_key = controls.choice(
+    "model", "Sizes", MODEL_OPTIONS, default="custom",
+    help="custom: the sizes below. Or one layer of a published model, every size read from its config.json: "
+         + "; ".join(f"{k}: {p.name}" for k, p in PRESETS.items()) + ".")
+model = None if model_key == "custom" else PRESETS[model_key]
+size_cols = st.columns(5 if model is None else [1, 1, 3])  # a preset's sizes are a sentence, not inputs
 B = controls.integer("batch", "Batch $B$", default=SEED_SIZES["batch"], lo=1, hi=MAX_SYMBOLIC_BATCH,
                      where=size_cols[0], help="Sequences processed together.")
 S = controls.integer("seq", "Sequence $S$", default=SEED_SIZES["seq"], lo=1, hi=MAX_SYMBOLIC_SEQ,
                      where=size_cols[1], help="Tokens per sequence.")
-V = controls.integer("vocab", "Vocabulary $V$", default=SEED_SIZES["vocab"], lo=1, hi=MAX_SYMBOLIC_VOCAB,
-                     where=size_cols[2], help="Distinct token ids.")
-D = controls.integer("d_model", "Width $D$", default=SEED_SIZES["d_model"], lo=1, hi=MAX_SYMBOLIC_D_MODEL,
-                     where=size_cols[3], help="d_model: the length of every token's vector.")
-H = controls.integer("heads", "Heads $H$", default=SEED_SIZES["heads"], lo=1, hi=MAX_SYMBOLIC_HEADS,
-                     where=size_cols[4], help="Must divide the width: each head gets L = D / H dimensions.")
+if model is None:
+    V = controls.integer("vocab", "Vocabulary $V$", default=SEED_SIZES["vocab"], lo=1, hi=MAX_SYMBOLIC_VOCAB,
+                         where=size_cols[2], help="Distinct token ids.")
+    D = controls.integer("d_model", "Width $D$", default=SEED_SIZES["d_model"], lo=1, hi=MAX_SYMBOLIC_D_MODEL,
+                         where=size_cols[3], help="d_model: the length of every token's vector.")
+    H = controls.integer("heads", "Heads $H$", default=SEED_SIZES["heads"], lo=1, hi=MAX_SYMBOLIC_HEADS,
+                         where=size_cols[4], help="Must divide the width: each head gets L = D / H dimensions.")
+    # Plain multi-head attention stays plain when H changes (the radio would otherwise keep an old
+    # H_kv that still divides the new H, and quietly start sharing).
+    previous_heads = st.session_state.get("_shapes_heads")
+    if previous_heads not in (None, H) and st.session_state.get("kv_heads") == previous_heads:
+        st.session_state["kv_heads"] = H
+    st.session_state["_shapes_heads"] = H
+    H_kv = controls.kv_heads(
+        H, "Key/value heads $H_{kv}$",
+        help="How many key/value heads the query heads share: a divisor of H. H_kv = H is plain multi-head "
+             "attention (nothing shared), 1 is multi-query attention.")
+    layers = 1
+else:
+    V, D, H, H_kv, layers = model.vocab, model.d_model, model.n_heads, model.n_kv_heads, model.layers
+    with size_cols[2]:
+        st.markdown(
+            f"**{model.name}**, from its published [config.json]({model.source}): $V$ = {V:,}, $D$ = {D:,}, "
+            f"$H$ = {H:,} query heads, $H_{{kv}}$ = {count(H_kv, 'key/value head')}, $L$ = {model.d_head:,}, "
+            f"{count(layers, 'layer')}. Choose *custom* to change them.")
+    unused = [f"`{k}`" for k in ("vocab", "d_model", "heads", "kv_heads") if k in st.query_params]
+    if unused:
+        names = " and ".join(unused) if len(unused) < 3 else ", ".join(unused[:-1]) + " and " + unused[-1]
+        st.caption(f"This link's {names} {'is' if len(unused) == 1 else 'are'} not used: "
+                   f"{model.name}'s own sizes replace "
+                   f"{'it' if len(unused) == 1 else 'them'}.")
 dtype_col, causal_col, preset_col = st.columns([3, 1.3, 2], vertical_alignment="bottom")
 dtype = controls.choice("dtype", "Bytes per number (the memory column)", DTYPE_NAMES, default="float32",
                         where=dtype_col, help="Shapes don't depend on it; memory does.")
@@ -197,12 +172,14 @@ with preset_col, st.container(horizontal=True, horizontal_alignment="right"):
               help=f"{_sizes_help(SMALL_SIZES)}: small enough to look at every number")
 controls.show_notices()
 
-problem = heads_problem(D, H, hi=MAX_SYMBOLIC_HEADS)
+problem = heads_problem(D, H, hi=MAX_SYMBOLIC_HEADS) if model is None else None
 traced: dict = {}
+sizes: LayerSizes | None = None
 if problem:
     st.error(problem, icon=":material/block:")
 else:
-    traced = traced_table(B, S, V, D, H, dtype)
+    sizes = LayerSizes(B, S, V, D, H, H_kv)
+    traced = traced_table(B, S, V, D, H, H_kv, dtype)
     if "error" in traced:
         st.error(
             f"torch refused to trace these sizes. At `{traced['where']}` (`{traced['code']}`) it said: "
@@ -215,23 +192,29 @@ ok = bool(traced)
 
 # ---- the table --------------------------------------------------------------------------------
 
-TABLE_HEADING = "## Eleven steps from token ids to the output"
+TABLE_HEADING = "## From token ids to the output, step by step"
 if not ok:
     st.markdown(TABLE_HEADING)
 else:
     table: pd.DataFrame = traced["table"]
     summary: dict = traced["summary"]
     by_step = table.set_index("step")
-    st.markdown(f"{TABLE_HEADING}\n\n{step_table_md(table)}")
-    st.caption(
-        "Traced by `core.shapes.shape_table` on the meta device. *Italics* mark the axis a product "
-        "sums away: it appears in both inputs and not in the output ("
-        + ", ".join(f"*{k}* {v}" for k, v in AXIS_NAMES.items()) + "). FLOPs count 2 per multiply-add, "
-        "1 per addition or division and 5 per softmax entry. Steps 8, 9 and 8′, 9′ are the two endings; "
-        f"they are compared below. Head width $L = D/H$ = {number(Sizes(B, S, V, D, H).L)}; the largest tensor "
-        f"is step {summary['largest_step']}'s output, {summary['largest_sym']}: "
-        f"{size_bytes(summary['largest_bytes'])} in {dtype}."
-    )
+    st.markdown(TABLE_HEADING)
+    cp = cps.scores_shape(sizes)
+    checkpoint(cp)
+    if unfolded(cp):
+        st.markdown(step_table_md(table))
+        st.caption(
+            "Traced by `core.shapes.shape_table` on the meta device. *Italics* mark the axis a product "
+            "sums away: it appears in both inputs and not in the output ("
+            + ", ".join(f"*{k}* {v}" for k, v in AXIS_NAMES.items()) + "). FLOPs count 2 per multiply-add, "
+            "1 per addition or division and 5 per softmax entry. The source's step 5 is split in three: "
+            "5a makes the queries, 5b the keys and values (one per key/value head), 5c shares them out to the "
+            "query heads. Steps 8, 9 and 8′, 9′ are the two endings; "
+            f"they are compared below. Head width $L = D/H$ = {number(sizes.d_head)}; the largest tensor "
+            f"is step {summary['largest_step']}'s output, {summary['largest_sym']}: "
+            f"{size_bytes(summary['largest_bytes'])} in {dtype}."
+        )
     st.markdown(
         f"**What the arithmetic costs** (`core.shapes.path_summary`). Steps 3–9, the path with the "
         f"embedding read as a lookup: **{flops(summary['attention_path_flops'])} FLOPs**. Step 2 written as "
@@ -249,48 +232,61 @@ else:
         st.caption(
             "`held_as` is the shape the code really holds: `core.attention.concat_then_project` keeps "
             "batch and position on one axis of B·S rows, so step 8 is (B·S)×D in memory, the same "
-            "numbers in the same order as B×S×D. `matmul_flops` is the product part alone, as "
+            "numbers in the same order as B×S×D. `copies` is false where a step makes no new tensor "
+            "(step 4, and step 5c when nothing is shared). `matmul_flops` is the product part alone, as "
             "`torch.utils.flop_counter` counts it. The CSV keeps every count as an exact whole number."
         )
-        csv_download(traced["exact"], f"shape_table_B{B}_S{S}_V{V}_D{D}_H{H}_{dtype}.csv", key="table_csv",
-                     label="Download the table (CSV)")
+        csv_download(traced["exact"], f"shape_table_B{B}_S{S}_V{V}_D{D}_H{H}_Hkv{H_kv}_{dtype}.csv",
+                     key="table_csv", label="Download the table (CSV)")
 
 mixing = position_mixing()
-st.markdown(
-    rf"""
-**Reading the table.** Every product in attention follows one rule: it pairs an axis of the left
-input with an equally long axis of the right input, multiplies along it and adds up, so that axis
-disappears; every other axis passes straight through. Step 2 is the plainest case,
+cp_meet = cps.positions_meet()
+checkpoint(cp_meet)
+if unfolded(cp_meet):
+    st.markdown(reading_md(mixing))
 
-$$
-\underbrace{{B \times S \times \mathit{{V}}}}_{{\text{{one-hot rows}}}} \;\cdot\;
-\underbrace{{\mathit{{V}} \times D}}_{{W_E}} \;\longrightarrow\; B \times S \times D ,
-$$
+# ---- sharing keys and values ---------------------------------------------------------------------
 
-and reading the *sums over* column from top to bottom tells the story of the layer. $V$ goes at
-step 2: each token keeps one row of $W_E$. $D$ goes at step 5: every head reads the whole width of
-every token. $L$ goes at step 6: a query and a key are compared coordinate by coordinate.
-
-Step {mixing['first_meet']} is also where positions first meet: its output carries the position
-axis twice, S×S, and entry $(s, t)$ is $q_s \cdot k_t$: the query of position $s$ against the
-key of position $t$. Step {mixing['sums_positions']} finishes what it began: the softmax turns each row into
-weights, and the product sums the key axis $S$ away, so each position's output is a weighted
-average of the values of the positions it looked at. Steps {' and '.join(mixing['steps'])} are
-the only steps where one position reads another; everywhere else, tokens are processed one at a
-time. At step 9 the summed axis is $D = H \cdot L$, all heads side by side, and that single sum is
-what the additive ending (8′, 9′) splits into $H$ pieces.
-
-One detail the post's table leaves implicit: the input to step 1 is not B×S×V but the B×S grid of
-integer token ids; the one-hot rows are what step 1 makes of them.
-"""
-)
+st.markdown(SHARING_INTRO)
+if ok:
+    st.markdown(sharing_here_md(H, H_kv) + "\n\n" + expansion_md(table, H, H_kv))
+    context = controls.integer(
+        "context", "Context length (tokens) for the KV cache", default=8192, lo=1, hi=MAX_CONTEXT,
+        where=st.columns([2, 3])[0],
+        help=f"How many tokens of keys and values the model keeps; at most {MAX_CONTEXT:,} here.")
+    controls.show_notices()
+    kv = kv_sharing(B, S, V, D, H, H_kv, layers, dtype, context)
+    kv_summary = kv["summary"]
+    st.markdown(projection_params_md(kv_summary))
+    cp_kv = cps.kv_cache_factor(kv_summary)
+    checkpoint(cp_kv)
+    if unfolded(cp_kv):
+        st.markdown(f"**The KV cache** (`core.shapes.sharing_summary`, in {dtype}). "
+                    + kv_layers_md(None if model is None else model.name, layers)
+                    + (" Published models run in bfloat16, 2 bytes per number: choose it above for the figures "
+                       "their makers quote." if model is not None and dtype != "bfloat16" else ""))
+        st.latex(kv_formula_tex(kv_summary, "layers"))
+        st.markdown(kv_readout_md(kv_summary, cps.kv_factor_text(kv_summary["saving_factor"])))
+        figure(
+            kv["spec"],
+            caption=(f"The KV cache for {count(kv_summary['batch'], 'sequence')} of "
+                     f"{count(kv_summary['context'], 'token')}, with the key/value heads as set and with one per "
+                     f"query head, in {dtype}: 2 · layers · H_kv · L · bytes per number, per token "
+                     "(`core.presets.kv_cache_bytes`). Hover for exact bytes."),
+            table=kv["rows"], csv_name="shape_kv_cache.csv", key="kv_cache", table_label="The KV cache, as numbers",
+            column_config={c: st.column_config.NumberColumn(c, format="localized")
+                           for c in ("bytes per token", "tokens", "bytes", "W_K + W_V parameters per layer")},
+        )
+        if model is not None:
+            st.caption(f"{model.name}'s sizes: {model.fields}, from [{model.source}]({model.source}), checked "
+                       "against the file (see `core.presets`).")
 
 # ---- the picture ------------------------------------------------------------------------------
 
 st.markdown("## The same path as a picture")
 if ok:
     figure(
-        flow_spec(B, S, V, D, H, dtype),
+        flow_spec(B, S, V, D, H, H_kv, dtype),
         caption=(
             "The steps of the table as boxes, read top to bottom (`core.shapes.flow_edges`); each line is "
             "a tensor, labelled with its shape, and drawn thicker the more memory it takes (log scale). "
@@ -309,13 +305,13 @@ st.markdown(
 
 Each row of the table was made by one line of `core`. These are those lines, read from the source
 files while the table was traced; the comment above each says which file and line to open. Steps
-1–3 live in `core/shapes.py` (the attention module starts from the embeddings $x$); everything
+1–3 live in `core/shape_walk.py` (the attention module starts from the embeddings $x$); everything
 from step 5 on is `core/attention.py`, the same code the other pages run on real numbers.
 """
 )
 if ok:
-    ops = traced_ops(B, S, V, D, H, causal)
-    other = traced_ops(B, S, V, D, H, not causal)
+    ops = traced_ops(B, S, V, D, H, H_kv, causal)
+    other = traced_ops(B, S, V, D, H, H_kv, not causal)
     with_mask, without = (ops, other) if causal else (other, ops)
     mask_calls = sorted(set(with_mask["torch call"]) - set(without["torch call"]))
     n_mask_calls = len(with_mask) - len(without)
@@ -327,7 +323,7 @@ if ok:
         f"The table has {len(table)} rows; tracing it took {number(len(ops))} torch calls. Most steps are one call, "
         "but some lines do two things (`q @ k.transpose(-1, -2)` transposes, then multiplies), the scores "
         "are divided by $\\sqrt{L}$ in a call of their own, and a few calls only reshape. The list has "
-        "every one, as the recorder in `core.shapes` saw it, with the step it belongs to, numbered from 0."
+        "every one, as the recorder in `core.shape_walk` saw it, with the step it belongs to, numbered from 0."
     )
     mask_words = ", ".join(f"`{c}`" for c in mask_calls)
     if causal:
@@ -374,7 +370,7 @@ The post's table is right about the mathematics and loose in two places of notat
 kind of slip that costs a student an afternoon, so here they are, checked by torch at your sizes
 (`core.shapes.seed_slips`).
 
-**One head printed as if it were all of them.** Step 5's output is printed as 1×1×20×64. That is
+**One head printed as if it were all of them.** Step 5's queries are printed as 1×1×20×64. That is
 the shape of a single head, `q[:, h:h+1]`, which here is {shown(slips['one_head'])}. {heads_words}
 
 **kᵀ written backwards.** The transposed keys are given as L×S×H×B, which is *every* axis of `k`
@@ -408,12 +404,12 @@ $$
 if ok:
     st.markdown(endings_work_md(summary, H) + "\n\n" + endings_memory_md(summary, H))
     figure(
-        endings_spec(B, S, V, D, H, dtype),
+        endings_spec(B, S, V, D, H, H_kv, dtype),
         caption=(f"What each ending keeps in memory, step by step, from the heads' outputs z (step 7) to "
                  f"the layer's output, at {dtype} (`core.shapes.shape_table`). "
                  + ("The long bar is step 8′'s per-head results." if summary["memory_ratio"] > 1 else
                     "With one head, step 8′'s per-head result is as large as step 8's output: no bar is longer.")),
-        table=endings_numbers(B, S, V, D, H, dtype), csv_name="shape_endings_memory.csv", key="endings",
+        table=endings_numbers(B, S, V, D, H, H_kv, dtype), csv_name="shape_endings_memory.csv", key="endings",
         table_label="The two endings, as numbers",
         column_config={c: st.column_config.NumberColumn(c, format="localized") for c in ("elements", "bytes", "FLOPs")},
     )
@@ -438,7 +434,7 @@ LIVE_MAX_CELLS = 16_384  # cells in one heatmap: more than this is unreadable an
 live = False
 seed = 0
 if ok:
-    numel = walk_numel(B, S, V, D, H)
+    numel = walk_numel(B, S, V, D, H, H_kv)
     total = sum(numel.values())
     if budget_problem(numel, DTYPES[dtype].itemsize) or total > LIVE_MAX_ELEMENTS:
         biggest = max(numel, key=numel.get)
@@ -456,6 +452,9 @@ if ok:
         controls.show_notices()
 
 FRAGMENT_KEYS = ("step", "scale", "at_batch", "at_head")
+# Links made before the projections were split into 5a, 5b and 5c say step=5: the queries' row then.
+if "step" not in st.session_state and st.query_params.get("step") in LEGACY_STEP_IDS:
+    st.session_state["step"] = LEGACY_STEP_IDS[st.query_params["step"]]
 
 # A link made at small sizes may carry this section's settings (and the seed). At sizes where the
 # section is hidden they change nothing, but they stay in the link, with a word on why.
@@ -487,11 +486,13 @@ def look_inside(live: bool, seed: int, causal: bool) -> None:
     if live:
         c_step, c_flags = st.columns([3, 1.3])
         step = controls.choice("step", "Step", STEP_IDS, default="6", where=c_step,
-                               help="Steps 8′ and 9′ are the additive ending.")
+                               help="Steps 5a–5c are the projections (queries; keys and values; sharing them "
+                                    "out), 8′ and 9′ the additive ending.")
         with c_flags:
             scale = controls.flag("scale", "Divide scores by √L", default=True)
         row = by_step.loc[step]
-        has_head = "H" in row["output_sym"].split("×")  # steps 5, 6, 7 and 8′ have a head axis
+        # steps 5a–5c, 6, 7 and 8′ have a head axis (5b's is the key/value heads: it shows the one head h reads)
+        has_head = bool({"H", "H_kv"} & set(row["output_sym"].split("×")))
         pick = st.columns(2)
         at_batch = at_head = 0
         if B > 1:
@@ -501,14 +502,14 @@ def look_inside(live: bool, seed: int, causal: bool) -> None:
             at_head = controls.integer("at_head", "Head", default=0, lo=0, hi=H - 1, slider=True, where=pick[1],
                                        help=f"Heads count from 0, as in the code: 0 … {H - 1}.")
         controls.show_notices()  # this section's own refused link values
-        rows_n, cols_n = panel_shape(step, B, S, V, D, H)
+        rows_n, cols_n = panel_shape(step, B, S, V, D, H, H_kv)
         if rows_n * cols_n > LIVE_MAX_CELLS:
             st.info(
                 f"Step {step}'s output, one matrix at a time, is {number(rows_n)}×{number(cols_n)} = {number(rows_n * cols_n)} "
                 f"numbers: too many to draw (this view stops at {number(LIVE_MAX_CELLS)}). Pick another step or "
                 "make the sizes smaller.", icon=":material/visibility_off:")
         else:
-            args = (step, B, S, V, D, H, seed, dtype, causal, scale, at_batch, at_head)
+            args = (step, B, S, V, D, H, H_kv, seed, dtype, causal, scale, at_batch, at_head)
             panels = live_panels(*args)
             operation, note = step_words(step, scale=scale)
             st.markdown(f"**Step {step}: {operation}.** Output {shape_md(row['output_sym'], row['output'])}. {note}")
@@ -520,8 +521,10 @@ def look_inside(live: bool, seed: int, causal: bool) -> None:
                 f"{', '.join('`' + p['code'] + '`' for p in panels)} from `core.shapes.step_values`: rows are "
                 f"{panels[0]['rows']}s, columns {panels[0]['cols']}s; seed {seed}, {dtype}."
                 + (" Blank cells are masked: −∞ before the softmax." if masked else "")
-                + (f" Dashed lines separate the heads: head h owns columns hL … hL+L−1, L = {Sizes(B, S, V, D, H).L}."
+                + (f" Dashed lines separate the heads: head h owns columns hL … hL+L−1, L = {sizes.d_head}."
                    if step == "8" and H > 1 else "")
+                + (f" Step 5b has {count(H_kv, 'key/value head')}: head {at_head} reads key/value head "
+                   f"{sizes.kv_head_of(at_head)}." if step == "5b" and H_kv < H else "")
             )
             numbers = pd.concat([panel_numbers(p).assign(tensor=p["code"]) for p in panels], ignore_index=True)
             numbers = numbers[["tensor", *numbers.columns[:-1]]]

@@ -28,6 +28,16 @@ SHAPES_GRID = [
     {**TINY, "d_model": "4", "heads": "4", "causal": "true", "step": "8"},
     {**TINY, "seq": "1", "causal": "true", "step": "6"},
     {"batch": "2", "seq": "1", "vocab": "3", "d_model": "2", "heads": "2", "step": "8′", "at_batch": "1"},
+    # grouped-query attention: multi-query, one head, groups of two, a published model, one token of context
+    {"kv_heads": "1"},
+    {"heads": "1", "kv_heads": "1", "context": "1"},
+    {"heads": "2", "kv_heads": "1", "batch": "3"},
+    {**TINY, "kv_heads": "2", "step": "5b", "at_head": "3"},
+    {**TINY, "kv_heads": "1", "step": "5c", "causal": "true"},
+    {**ONES, "kv_heads": "1", "context": "1"},
+    {"model": "falcon-7b", "context": "1"},
+    {"model": "gemma-2b", "dtype": "bfloat16"},
+    {"model": "gpt2-small"},
 ]
 TOY_GRID = [
     {"sentence": "hello"},

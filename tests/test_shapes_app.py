@@ -24,13 +24,13 @@ def test_defaults_show_the_posts_table():
     assert at.title[0].value == "The shape table"
     assert notices(at) == []
     table = main_table(at)
-    assert table.count("\n") == 12  # header, rule and eleven steps
+    assert table.count("\n") == 14  # header, rule and thirteen steps
     # The seed's numbers, traced; the contracted axis in italics, letters and numbers alike.
     assert "| B×S×*V* = 1×20×*50,000* | *V*×D = *50,000*×512 | B×S×D = 1×20×512 |" in table
-    assert "B×H×S×L = 1×8×20×64 (three: q, k, v)" in table
+    assert "| B×H×S×L = 1×8×20×64 |" in table and "B×H_kv×S×L = 1×8×20×64 (two: k, v)" in table
     assert "B×S×H×D = 1×20×8×512" in table and "| **8′** |" in table
     assert "3.81 MiB" in table  # the one-hot rows, 20 × 50,000 float32
-    assert charts(at) == 2  # the flow picture and the endings' memory
+    assert charts(at) == 3  # the flow picture, the KV cache and the endings' memory
     body = texts(at)
     assert "(320 KiB against 40 KiB)" in body  # step 8′ against step 8
     assert "5,242,880 multiplications" in body  # B·S·D·D, either ending
@@ -48,7 +48,11 @@ def test_each_size_control_retraces_the_table():
     assert "B×H×S×S = 1×8×64×64" in main_table(at)
     at.number_input(key="heads").set_value(16)
     rerun(at)
-    assert "B×H×S×L = 1×16×64×32 (three: q, k, v)" in main_table(at)
+    assert "B×H_kv×S×L = 1×16×64×32 (two: k, v)" in main_table(at)
+    at.radio(key="kv_heads").set_value(4)
+    rerun(at)
+    assert "B×H_kv×S×L = 1×4×64×32 (two: k, v)" in main_table(at) and "| B×H×S×L = 1×16×64×32 |" in main_table(at)
+    at.radio(key="kv_heads").set_value(16)  # back to plain multi-head attention
     at.number_input(key="d_model").set_value(256)
     rerun(at)
     assert "H×*D*×L = 16×*256*×16" in main_table(at)
@@ -70,10 +74,10 @@ def test_presets_and_the_live_view():
     next(b for b in at.button if b.label == "A tiny model").click()
     rerun(at)
     assert "B×S×*V* = 1×5×*10*" in main_table(at)
-    assert charts(at) == 3  # the live heatmap of the default step (6) joined
-    at.radio(key="step").set_value("5")
+    assert charts(at) == 4  # the live heatmap of the default step (6) joined
+    at.radio(key="step").set_value("5b")
     rerun(at)
-    assert charts(at) == 5  # Q, K and V side by side
+    assert charts(at) == 5  # k and v side by side
     at.radio(key="step").set_value("8′")
     at.slider(key="at_head").set_value(3)
     rerun(at)
@@ -85,13 +89,13 @@ def test_presets_and_the_live_view():
     assert any("Blank cells are masked" in c.value for c in at.caption)
     next(b for b in at.button if b.label == "The post's sizes").click()
     rerun(at)
-    assert "1×20×*50,000*" in main_table(at) and charts(at) == 2
+    assert "1×20×*50,000*" in main_table(at) and charts(at) == 3
 
 
 @pytest.mark.parametrize("step, panels", [("1", 1), ("4", 1), ("7", 1), ("9", 1), ("9′", 1)])
 def test_every_kind_of_step_draws(step, panels):
     at = run_page("shapes", {**TINY, "batch": "2", "step": step, "at_batch": "1"})
-    assert charts(at) == 2 + panels
+    assert charts(at) == 3 + panels
     assert notices(at) == []
 
 
@@ -282,11 +286,11 @@ def test_look_inside_a_step_reruns_alone_and_keeps_the_link_current():
 
 
 def test_a_shared_link_restores_every_control():
-    query = {**TINY, "batch": "2", "at_batch": "1", "step": "5", "at_head": "2", "causal": "true",
+    query = {**TINY, "batch": "2", "at_batch": "1", "step": "5a", "at_head": "2", "causal": "true",
              "scale": "false", "seed": "7", "dtype": "float64"}
     at = run_page("shapes", query)
     assert notices(at) == []
-    assert at.radio(key="step").value == "5" and at.slider(key="at_head").value == 2
+    assert at.radio(key="step").value == "5a" and at.slider(key="at_head").value == 2
     assert at.slider(key="at_batch").value == 1 and at.toggle(key="causal").value is True
     assert at.toggle(key="scale").value is False and at.number_input(key="seed").value == 7
     assert at.radio(key="dtype").value == "float64"
@@ -314,7 +318,7 @@ def test_the_script_opens_with_prose():
     first_def = min(source.index(w) for w in ("\ndef ", "\n@st.") if w in source)
     assert source.index("st.title(") < first_def and source.index("st.markdown(") < first_def
     assert source.count("st.cache_data") == 0  # cached calls live in ui/views/shapes.py
-    spec = json.loads(run_page("shapes", TINY).get("vega_lite_chart")[2].proto.spec)
+    spec = json.loads(run_page("shapes", TINY).get("vega_lite_chart")[3].proto.spec)
     assert spec["layer"][0]["mark"]["type"] == "rect"  # the heatmap, built in ui/views/shapes.py
 
 

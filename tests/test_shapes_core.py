@@ -32,15 +32,18 @@ from core.shapes import (
 )
 
 
-def by_hand(B: int, S: int, V: int, D: int, H: int) -> dict[str, tuple]:
-    """(input 1, input 2, output) of every step, written out from the post's table."""
+def by_hand(B: int, S: int, V: int, D: int, H: int, H_kv: int | None = None) -> dict[str, tuple]:
+    """(input 1, input 2, output) of every step, written out from the post's table (and GQA's split of step 5)."""
     L = D // H
+    K = H if H_kv is None else H_kv
     return {
         "1": ((B, S), None, (B, S, V)),
         "2": ((B, S, V), (V, D), (B, S, D)),
         "3": ((B, S, D), (S, D), (B, S, D)),
         "4": ((B, S, D), None, (B, S, D)),
-        "5": ((B, S, D), (H, D, L), (B, H, S, L)),
+        "5a": ((B, S, D), (H, D, L), (B, H, S, L)),
+        "5b": ((B, S, D), (K, D, L), (B, K, S, L)),
+        "5c": ((B, K, S, L), None, (B, H, S, L)),
         "6": ((B, H, S, L), (B, H, L, S), (B, H, S, S)),
         "7": ((B, H, S, S), (B, H, S, L), (B, H, S, L)),
         "8": ((B, H, S, L), None, (B, S, D)),
@@ -50,9 +53,12 @@ def by_hand(B: int, S: int, V: int, D: int, H: int) -> dict[str, tuple]:
     }
 
 
-def check(table, B, S, V, D, H):
-    assert list(table["step"]) == list(STEP_IDS) == ["1", "2", "3", "4", "5", "6", "7", "8", "9", "8′", "9′"]
-    for step, (in_1, in_2, out) in by_hand(B, S, V, D, H).items():
+ALL_STEPS = ["1", "2", "3", "4", "5a", "5b", "5c", "6", "7", "8", "9", "8′", "9′"]
+
+
+def check(table, B, S, V, D, H, H_kv=None):
+    assert list(table["step"]) == list(STEP_IDS) == ALL_STEPS
+    for step, (in_1, in_2, out) in by_hand(B, S, V, D, H, H_kv).items():
         row = table.set_index("step").loc[step]
         assert (row["input_1"], row["input_2"], row["output"]) == (in_1, in_2, out), step
 
@@ -74,16 +80,17 @@ def test_table_matches_hand_computed_shapes(size):
 def test_the_posts_table_with_its_numbers():
     t = shape_table().set_index("step")  # defaults are the post's B=1 S=20 V=50,000 D=512 H=8
     assert t.loc["2", "input_2"] == (50_000, 512)
-    assert t.loc["5", "output"] == (1, 8, 20, 64)
+    assert t.loc["5a", "output"] == t.loc["5b", "output"] == t.loc["5c", "output"] == (1, 8, 20, 64)
     assert t.loc["6", "output"] == (1, 8, 20, 20)
     assert t.loc["8′", "output"] == (1, 20, 8, 512)
     assert t.loc["8", "held_as"] == (20, 512)  # core keeps B·S rows on one axis
     assert t.loc["2", "flops"] == 2 * 20 * 50_000 * 512
     assert t.loc["9", "param_count"] == 512 * 512
-    assert t.loc["5", "param_count"] == 3 * 512 * 512
+    assert t.loc["5a", "param_count"] == 512 * 512 and t.loc["5b", "param_count"] == 2 * 512 * 512
     assert t.loc["1", "output_bytes"] == 20 * 50_000 * 4  # float32
-    assert t.loc["5", "output_bytes"] == 3 * 8 * 20 * 64 * 4  # Q, K and V
-    assert [t.loc[s, "contracted"] for s in ("2", "5", "6", "7", "9", "8′", "9′")] == list("VDLSDLH")
+    assert t.loc["5a", "output_bytes"] == 8 * 20 * 64 * 4 and t.loc["5b", "output_bytes"] == 2 * 8 * 20 * 64 * 4
+    assert t.loc["5c", "copies"] is False and t.loc["4", "copies"] is False  # nothing shared: no copy
+    assert [t.loc[s, "contracted"] for s in ("2", "5a", "5b", "6", "7", "9", "8′", "9′")] == list("VDDLSDLH")
     assert t.loc["1", "input_2"] is None and t.loc["1", "contracted"] is None
 
 
@@ -195,7 +202,7 @@ def test_seed_slips():
 def test_flow_edges_carry_the_table_shapes():
     table = shape_table(2, 3, 5, 8, 4)
     edges = flow_edges(table)
-    assert len(edges) == 17
+    assert len(edges) == 19
     per_head = edges[edges["tensor"] == "per-head results"].iloc[0]
     concat = edges[edges["tensor"] == "heads concatenated"].iloc[0]
     assert per_head["shape"] == (2, 3, 4, 8) and per_head["bytes"] == 4 * concat["bytes"]
@@ -207,6 +214,7 @@ def test_evaluate_and_panels():
     assert evaluate("2·B·S·V·D", z) == 480 and evaluate("B·S·H·D − B·S·D", z) == 144
     assert evaluate("0", z) == 0 and evaluate("(B·S)", z) == 6
     assert panel_shape("1", 2, 3, 5, 8, 4) == (3, 5) and panel_shape("6", 2, 3, 5, 8, 4) == (3, 3)
+    assert evaluate("2·2·B·S·H_kv·D·L", Sizes(2, 3, 5, 8, 4, 2)) == 2 * 2 * 2 * 3 * 2 * 8 * 2
     with pytest.raises(ValueError):
         Sizes(1, 1, 1, 8, 3)
     with pytest.raises(ValueError):
@@ -246,14 +254,14 @@ def test_step_values_masks_and_seeds():
     scores = step_values("6", 1, 6, 5, 8, 2, seed=1, causal=True)[0]["values"]
     assert (scores[torch.ones(6, 6).triu(1).bool().numpy()] == float("-inf")).all()
     assert (scores[torch.ones(6, 6).tril().bool().numpy()] > float("-inf")).all()
-    q1 = [p["values"] for p in step_values("5", 1, 4, 5, 8, 2, seed=1)]
-    assert [p["title"] for p in step_values("5", 1, 4, 5, 8, 2, seed=1)] == ["queries", "keys", "values"]
-    assert all((a == b).all() for a, b in zip(q1, [p["values"] for p in step_values("5", 1, 4, 5, 8, 2, seed=1)]))
-    assert not (q1[0] == step_values("5", 1, 4, 5, 8, 2, seed=2)[0]["values"]).all()
+    kv = [p["values"] for p in step_values("5b", 1, 4, 5, 8, 2, seed=1)]
+    assert [p["title"] for p in step_values("5b", 1, 4, 5, 8, 2, seed=1)] == ["keys", "values"]
+    assert all((a == b).all() for a, b in zip(kv, [p["values"] for p in step_values("5b", 1, 4, 5, 8, 2, seed=1)]))
+    assert not (kv[0] == step_values("5b", 1, 4, 5, 8, 2, seed=2)[0]["values"]).all()
     with pytest.raises(ValueError):
         step_values("10", 1, 4, 5, 8, 2)
     with pytest.raises(ValueError):
-        step_values("5", 1, 4, 5, 8, 2, at_head=2)
+        step_values("5a", 1, 4, 5, 8, 2, at_head=2)
 
 
 # ---- what the page says in words (issue 10) ------------------------------------------------------
@@ -264,7 +272,7 @@ def test_flops_split_the_lookup_from_the_attention_path():
     for B, S, V, D, H in SIZES:
         table = shape_table(B, S, V, D, H)
         s, by = path_summary(table, H), table.set_index("step")
-        steps_3_to_9 = sum(by.loc[k, "flops"] for k in ("3", "4", "5", "6", "7", "8", "9"))
+        steps_3_to_9 = sum(by.loc[k, "flops"] for k in ("3", "4", "5a", "5b", "5c", "6", "7", "8", "9"))
         assert s["lookup_flops"] == by.loc["2", "flops"] == 2 * B * S * V * D
         assert s["attention_path_flops"] == steps_3_to_9
         assert s["total_flops"] == s["lookup_flops"] + s["attention_path_flops"] + by.loc["1", "flops"]
@@ -299,8 +307,8 @@ def test_flat_tables_stay_numeric():
         assert numeric[c].dtype.kind == "i", c
     for c in ("contracted_size", "contracted_in_1", "contracted_in_2"):
         assert str(numeric[c].dtype) == "Int64", c  # a gap where a step sums nothing away
-    assert numeric["contracted_size"].isna().sum() == 4  # steps 1, 3, 4 and 8
-    assert numeric["contracted_in_2"].isna().sum() == 5  # and 9′, which has no second input
+    assert numeric["contracted_size"].isna().sum() == 5  # steps 1, 3, 4, 5c and 8
+    assert numeric["contracted_in_2"].isna().sum() == 6  # and 9′, which has no second input
     assert numeric.set_index("step").loc["1", "output"] == "1×20×50000"
     exact = flat_table(shape_table(4096, 100_000, 10_000_000, 65_536, 1024), exact=True)
     big = int(exact.set_index("step").loc["2", "flops"])

@@ -1,5 +1,7 @@
 """The shape table page in a real browser: it renders, draws, reacts, and survives a bad link."""
 
+import re
+
 import pytest
 from playwright.sync_api import expect
 
@@ -28,7 +30,7 @@ def test_shape_table_renders_at_the_posts_sizes(page, server):
     _open_through_home(page, server)
     assert page.locator("h1").first.inner_text().strip() == "The shape table"
     table = page.locator("[data-testid=stMarkdownContainer] table").first
-    assert table.locator("tbody tr").count() == 11
+    assert table.locator("tbody tr").count() == 13  # the post's eleven, its step 5 split in three (5a–5c)
     # The contracted axis is set in italics, in letters and in numbers (step 2 sums over V).
     italics = [t.strip() for t in table.locator("em").all_inner_texts()]
     assert "V" in italics and "50,000" in italics
@@ -88,25 +90,25 @@ def test_the_step_picker_reruns_its_section_and_updates_the_link(page, server):
     expect(captions).to_contain_text("scores[0, 0]")  # the default step, 6
     step_group = page.get_by_role("radiogroup", name="Step")
     with rerun_after(page):
-        step_group.get_by_text("5", exact=True).click()
-    expect(page).to_have_url(re.compile(r"[?&]step=5(&|$)"))
-    expect(captions).to_contain_text("q[0, 0], k[0, 0], v[0, 0]")  # the section redrew: q, k and v
-    assert _wait_for_charts(page, 5) >= 5  # three heatmaps beside the two charts above them
+        step_group.get_by_text("5b", exact=True).click()
+    expect(page).to_have_url(re.compile(r"[?&]step=5b(&|$)"))
+    expect(captions).to_contain_text("k[0, 0], v[0, 0]")  # the section redrew: k and v
+    assert _wait_for_charts(page, 5) >= 5  # two heatmaps beside the three charts above them
     with rerun_after(page):
         page.get_by_role("slider", name="Head").press("ArrowRight")
     expect(page).to_have_url(re.compile(r"[?&]at_head=1(&|$)"))
-    expect(captions).to_contain_text("q[0, 1]")
+    expect(captions).to_contain_text("k[0, 1]")
     link = page.locator("[data-testid=stCode]", has_text="seq=5")
-    expect(link).to_contain_text("step=5")  # the copyable link follows the section's controls
+    expect(link).to_contain_text("step=5b")  # the copyable link follows the section's controls
     expect(link).to_contain_text("at_head=1")
     assert_no_exception(page)
-    screenshot(page, "shapes_step5_head1")
+    screenshot(page, "shapes_step5b_head1")
     # The URL reopens this exact view in a fresh tab.
     url = page.url
     other = page.context.new_page()
     other.goto(url)
     expect(other.locator("[data-testid=stCaptionContainer]", has_text="core.shapes.step_values")).to_contain_text(
-        "q[0, 1]", timeout=60_000)
+        "k[0, 1]", timeout=60_000)
     other.close()
 
 
@@ -122,3 +124,39 @@ def test_causal_at_the_posts_sizes_acts_and_stays_in_the_url(page, server):
     assert_no_exception(page)
     assert "causal=true" in page.url and "step=5" in page.url
     expect(page.get_by_text("The causal mask is on", exact=False)).to_be_visible()
+
+
+# ---- grouped-query attention (issue 20) and checkpoints (issue 21) ----------------------------------
+
+
+def test_llama_3_8b_preset_shows_its_kv_cache(page, server):
+    _open_through_home(page, server, {"model": "llama-3-8b", "dtype": "bfloat16"})
+    expect(page.get_by_text("128 KiB per token", exact=False)).to_be_visible()
+    table = page.locator("[data-testid=stMarkdownContainer] table").first
+    expect(table.locator("tbody tr").nth(5)).to_contain_text("1×8×20×128")  # step 5b: 8 key/value heads
+    assert page.get_by_role("spinbutton", name="Heads").count() == 0  # the preset sets the sizes
+    # A guess at the scores' shape: right is acknowledged, and says why.
+    question = page.get_by_role("radiogroup", name=re.compile("Predict: At"))
+    with rerun_after(page):
+        question.get_by_text("[1, 32, 20, 20]", exact=True).click()
+    expect(page.locator("[data-testid=stAlertContentSuccess]").first).to_contain_text("Right: [1, 32, 20, 20]")
+    page.set_viewport_size(TALL)
+    assert _wait_for_charts(page, 3) >= 3
+    assert_no_exception(page)
+    page.wait_for_timeout(500)
+    screenshot(page, "shapes_llama_3_8b")
+
+
+def test_multi_query_attention_dark(browser, server):
+    context = new_context(browser, viewport=TALL, color_scheme="dark")
+    page = context.new_page()
+    try:
+        _open_through_home(page, server, {"kv_heads": "1"})
+        expect(page.get_by_text("multi-query attention", exact=False).first).to_be_visible()
+        expect(page.get_by_text("8× smaller", exact=False).first).to_be_visible()
+        assert _wait_for_charts(page, 3) >= 3
+        assert_no_exception(page)
+        page.wait_for_timeout(500)
+        screenshot(page, "shapes_kv_heads_1_dark")
+    finally:
+        context.close()

@@ -1,7 +1,8 @@
 """Chart specs of the shape-table page (pages/shapes.py): plain data in, a Vega-Lite dict out.
 
-One function per figure: the path as boxes and arrows (``flow_spec``), what each ending keeps in
-memory (``endings_spec``) and one step's real values (``step_heatmap_spec``). The cached views in
+One function per figure: the path as boxes and arrows (``flow_spec``), the KV cache with and
+without shared keys and values (``kv_cache_spec``), what each ending keeps in memory
+(``endings_spec``) and one step's real values (``step_heatmap_spec``). The cached views in
 ``ui/views/shapes.py`` call them once per setting, so a rerun skips Altair's validation.
 """
 
@@ -30,13 +31,14 @@ ENDING_NAMES = {"shared": "shared", "concat": "concatenate, then project", "addi
 NODES = {
     "ids": (0.0, 0, "token ids"), "1": (0.0, 1, "① one-hot"), "2": (0.0, 2, "② @ W_E"),
     "3": (0.0, 3, "③ + W_pos"), "4": (0.0, 4, "④ x to q, k, v"),
-    "5Q": (-1.0, 5, "⑤ x @ W_Q"), "5K": (0.0, 5, "⑤ x @ W_K"), "5V": (1.0, 5, "⑤ x @ W_V"),
-    "6": (-0.5, 6, "⑥ q @ kᵀ / √L"), "7": (0.0, 7, "⑦ pattern @ v"),
-    "8": (-0.8, 8, "⑧ concatenate"), "9": (-0.8, 9, "⑨ @ W_O"),
-    "8′": (0.8, 8, "⑧′ z[h] @ W_O[h]"), "9′": (0.8, 9, "⑨′ Σ over heads"), "out": (0.0, 10, "output"),
+    "5Q": (-1.0, 5, "⑤a x @ W_Q"), "5K": (0.0, 5, "⑤b x @ W_K"), "5V": (1.0, 5, "⑤b x @ W_V"),
+    "5cK": (0.0, 6, "⑤c share k"), "5cV": (1.0, 6, "⑤c share v"),
+    "6": (-0.5, 7, "⑥ q @ kᵀ / √L"), "7": (0.0, 8, "⑦ pattern @ v"),
+    "8": (-0.8, 9, "⑧ concatenate"), "9": (-0.8, 10, "⑨ @ W_O"),
+    "8′": (0.8, 9, "⑧′ z[h] @ W_O[h]"), "9′": (0.8, 10, "⑨′ Σ over heads"), "out": (0.0, 11, "output"),
 }
-NODE_STEP = {"5Q": "5", "5K": "5", "5V": "5", "ids": None, "out": None}
-INTO = {("5Q", "6"): -0.15, ("5K", "6"): 0.15, ("6", "7"): -0.15, ("5V", "7"): 0.15,
+NODE_STEP = {"5Q": "5a", "5K": "5b", "5V": "5b", "5cK": "5c", "5cV": "5c", "ids": None, "out": None}
+INTO = {("5Q", "6"): -0.15, ("5cK", "6"): 0.15, ("6", "7"): -0.15, ("5cV", "7"): 0.15,
         ("9", "out"): -0.15, ("9′", "out"): 0.15}
 HALF_W, HALF_H = 0.42, 0.21
 
@@ -74,7 +76,7 @@ def flow_spec(edges: pd.DataFrame, table: pd.DataFrame) -> dict:
     heads = points[points["corner"] == 3]
 
     x_scale = alt.Scale(domain=[-1.5, 2.3])
-    y_scale = alt.Scale(domain=[-0.5, 10.5], reverse=True)
+    y_scale = alt.Scale(domain=[-0.5, 11.5], reverse=True)
     c_scale = alt.Scale(domain=list(ENDING_COLORS), range=list(ENDING_COLORS.values()))
     x, y = alt.X("x:Q", axis=None, scale=x_scale), alt.Y("y:Q", axis=None, scale=y_scale)
     color = alt.Color("ending:N", title="ending", scale=c_scale, legend=alt.Legend(orient="top", labelExpr=(
@@ -101,7 +103,38 @@ def flow_spec(edges: pd.DataFrame, table: pd.DataFrame) -> dict:
         tooltip=box_tip)
     shapes = alt.Chart(labels).mark_text(align="left", dx=7, fontSize=11, fontWeight=500, color=LABEL_GREY).encode(
         x=x, y=y, text="text:N", tooltip=tip)
-    return chart_spec(alt.layer(lines, arrows, boxes, names, shapes).properties(height=720).configure_view(stroke=None))
+    return chart_spec(alt.layer(lines, arrows, boxes, names, shapes).properties(height=790).configure_view(stroke=None))
+
+
+# ---- the KV cache -----------------------------------------------------------------------------
+
+KV_COLORS = {"shared": OKABE_ITO[4], "plain": OKABE_ITO[0]}  # Okabe–Ito blue and orange
+
+
+def kv_cache_spec(rows: pd.DataFrame, dtype: str) -> dict:
+    """The KV cache at the chosen context, with the keys and values shared as set and without
+    (``rows``: ``core.shapes.kv_rows``): one bar each, the byte count written beside it. The axis
+    counts in the binary unit of the larger bar (KiB, MiB, GiB, …), as the page's sentences do."""
+    largest = float(rows["bytes"].max())
+    unit, scale = next(((u, 1024.0**i) for i, u in reversed(list(enumerate(
+        ("bytes", "KiB", "MiB", "GiB", "TiB", "PiB", "EiB")))) if largest >= 1024.0**i), ("bytes", 1.0))
+    data = rows.assign(memory=rows["bytes"].map(size_bytes), per_token=rows["bytes per token"].map(size_bytes),
+                       amount=rows["bytes"].astype(float) / scale, bytes=rows["bytes"].astype(float),
+                       kind=["shared", "plain"][: len(rows)])
+    base = alt.Chart(data).encode(
+        y=alt.Y("attention:N", title=None, sort=None, axis=alt.Axis(labelLimit=260)),
+        x=alt.X("amount:Q", title=f"{unit} of keys and values kept, {dtype}",
+                scale=alt.Scale(domain=[0, largest / scale * 1.2], nice=False),
+                axis=alt.Axis(grid=False, tickCount=5)),
+        tooltip=[alt.Tooltip("attention:N"), alt.Tooltip("key/value heads:Q", format=","),
+                 alt.Tooltip("per_token:N", title="per token"), alt.Tooltip("tokens:Q", format=","),
+                 alt.Tooltip("sequences:Q", format=","), alt.Tooltip("memory:N"),
+                 alt.Tooltip("bytes:Q", format=",")],
+    )
+    bars = base.mark_bar().encode(color=alt.Color("kind:N", legend=None, scale=alt.Scale(
+        domain=list(KV_COLORS), range=list(KV_COLORS.values()))))
+    labels = base.mark_text(align="left", dx=5, color=LABEL_GREY, fontWeight=500).encode(text="memory:N")
+    return chart_spec((bars + labels).properties(height=40 * len(data) + 30))
 
 
 # ---- the two endings -------------------------------------------------------------------------

@@ -1,9 +1,11 @@
 """Cached views of the shape-table page (pages/shapes.py): plain arguments in, plain data out.
 
 Every number comes from ``core.shapes``: ``shape_table`` (the table), ``path_summary`` (its
-totals), ``op_trace`` (every torch call), ``flow_edges`` (the picture's arrows), ``step_values``
-(real values of one step). The figures are built here from those results, once per argument set
-(``ui.figures.shapes``), so a rerun only draws.
+totals), ``sharing_summary`` (what grouped-query attention saves: parameters and the KV cache),
+``op_trace`` (every torch call), ``flow_edges`` (the picture's arrows), ``step_values`` (real
+values of one step). The figures are built here from those results, once per argument set
+(``ui.figures.shapes``), so a rerun only draws. The sizes arrive as plain ints (batch, seq,
+vocab, d_model, heads, kv_heads), the fields of ``core.sizes.LayerSizes``.
 """
 
 from __future__ import annotations
@@ -16,14 +18,17 @@ from core.shapes import (
     PathError,
     flat_table,
     flow_edges,
+    kv_rows,
     numeric_columns,
     op_trace,
     path_summary,
     seed_slips,
     shape_table,
+    sharing_summary,
     step_values,
     tensor_numel,
 )
+from core.sizes import LayerSizes
 from ui.figures import shapes as figures
 from ui.figures.shapes import ENDING_NAMES
 from ui.format import plain_shape
@@ -32,10 +37,10 @@ from ui.format import plain_shape
 
 
 @st.cache_data(show_spinner=False, max_entries=256)
-def traced_table(batch: int, seq: int, vocab: int, d_model: int, heads: int, dtype: str) -> dict:
+def traced_table(batch: int, seq: int, vocab: int, d_model: int, heads: int, kv_heads: int, dtype: str) -> dict:
     """core.shapes.shape_table and what the page derives from it, or torch's refusal in words."""
     try:
-        table = shape_table(batch, seq, vocab, d_model, heads, dtype=dtype)
+        table = shape_table(batch, seq, vocab, d_model, heads, kv_heads, dtype=dtype)
     except PathError as err:
         return {"error": str(err), "where": err.where, "code": err.code}
     return {
@@ -49,28 +54,29 @@ def traced_table(batch: int, seq: int, vocab: int, d_model: int, heads: int, dty
 
 
 @st.cache_data(show_spinner=False, max_entries=64)
-def traced_ops(batch: int, seq: int, vocab: int, d_model: int, heads: int, causal: bool) -> pd.DataFrame:
+def traced_ops(batch: int, seq: int, vocab: int, d_model: int, heads: int, kv_heads: int,
+               causal: bool) -> pd.DataFrame:
     """core.shapes.op_trace: every torch call of the path, with the causal mask's calls if it is on."""
-    return op_trace(batch, seq, vocab, d_model, heads, causal=causal)
+    return op_trace(batch, seq, vocab, d_model, heads, kv_heads, causal=causal)
 
 
 @st.cache_data(show_spinner=False, max_entries=256)
-def walk_numel(batch: int, seq: int, vocab: int, d_model: int, heads: int) -> dict[str, int]:
-    return tensor_numel(batch, seq, vocab, d_model, heads)
+def walk_numel(batch: int, seq: int, vocab: int, d_model: int, heads: int, kv_heads: int) -> dict[str, int]:
+    return tensor_numel(batch, seq, vocab, d_model, heads, kv_heads)
 
 
 # Real values: at most LIVE_MAX_CELLS (16,384) cells a panel, so 32 entries stay within a few tens of MiB.
 @st.cache_data(show_spinner=False, max_entries=32)
-def live_panels(step: str, batch: int, seq: int, vocab: int, d_model: int, heads: int, seed: int,
+def live_panels(step: str, batch: int, seq: int, vocab: int, d_model: int, heads: int, kv_heads: int, seed: int,
                 dtype: str, causal: bool, scale: bool, at_batch: int, at_head: int) -> list[dict]:
-    return step_values(step, batch, seq, vocab, d_model, heads, seed=seed, dtype=dtype, causal=causal,
+    return step_values(step, batch, seq, vocab, d_model, heads, kv_heads, seed=seed, dtype=dtype, causal=causal,
                        scale=scale, at_batch=at_batch, at_head=at_head)
 
 
 @st.cache_data(show_spinner=False, max_entries=64)
-def flow_spec(batch: int, seq: int, vocab: int, d_model: int, heads: int, dtype: str) -> dict:
+def flow_spec(batch: int, seq: int, vocab: int, d_model: int, heads: int, kv_heads: int, dtype: str) -> dict:
     """The path as boxes and arrows (core.shapes.flow_edges): a Vega-Lite dict, once per size."""
-    traced = traced_table(batch, seq, vocab, d_model, heads, dtype)
+    traced = traced_table(batch, seq, vocab, d_model, heads, kv_heads, dtype)
     return figures.flow_spec(traced["edges"], traced["table"])
 
 
@@ -80,13 +86,27 @@ def flow_numbers(edges: pd.DataFrame) -> pd.DataFrame:
     return numeric_columns(flat, ["elements", "bytes"])
 
 
+# ---- sharing keys and values ------------------------------------------------------------------
+
+
+@st.cache_data(show_spinner=False, max_entries=128)
+def kv_sharing(batch: int, seq: int, vocab: int, d_model: int, heads: int, kv_heads: int, layers: int,
+               dtype: str, context: int) -> dict:
+    """core.shapes.sharing_summary, its table, and its chart (``ui.figures.shapes.kv_cache_spec``)."""
+    sizes = LayerSizes(batch, seq, vocab, d_model, heads, kv_heads)
+    summary = sharing_summary(sizes, layers=layers, dtype=dtype, context=context)
+    rows = kv_rows(summary)
+    return {"summary": summary, "rows": rows, "spec": figures.kv_cache_spec(rows, dtype)}
+
+
 # ---- the two endings -------------------------------------------------------------------------
 
 
 @st.cache_data(show_spinner=False, max_entries=64)
-def endings_numbers(batch: int, seq: int, vocab: int, d_model: int, heads: int, dtype: str) -> pd.DataFrame:
+def endings_numbers(batch: int, seq: int, vocab: int, d_model: int, heads: int, kv_heads: int,
+                    dtype: str) -> pd.DataFrame:
     """Steps 7–9 and 7–8′–9′ side by side: output shape, elements, bytes and FLOPs, as numbers."""
-    by = traced_table(batch, seq, vocab, d_model, heads, dtype)["table"].set_index("step")
+    by = traced_table(batch, seq, vocab, d_model, heads, kv_heads, dtype)["table"].set_index("step")
     rows = pd.DataFrame([
         {"ending": ENDING_NAMES[e], "step": s, "tensor": f"{s}: {by.loc[s, 'output_sym']}",
          "shape": plain_shape(by.loc[s, "output"]), "elements": int(by.loc[s, "output_elements"]),
@@ -97,19 +117,21 @@ def endings_numbers(batch: int, seq: int, vocab: int, d_model: int, heads: int, 
 
 
 @st.cache_data(show_spinner=False, max_entries=64)
-def endings_spec(batch: int, seq: int, vocab: int, d_model: int, heads: int, dtype: str) -> dict:
+def endings_spec(batch: int, seq: int, vocab: int, d_model: int, heads: int, kv_heads: int, dtype: str) -> dict:
     """What each ending keeps in memory, step by step (``ui.figures.shapes.endings_spec``)."""
-    return figures.endings_spec(endings_numbers(batch, seq, vocab, d_model, heads, dtype), dtype)
+    return figures.endings_spec(endings_numbers(batch, seq, vocab, d_model, heads, kv_heads, dtype), dtype)
 
 
 # ---- one step's real values ------------------------------------------------------------------
 
 
 @st.cache_data(show_spinner=False, max_entries=32)  # a spec inlines its cells: up to ~0.7 MB each
-def step_heatmap_spec(step: str, batch: int, seq: int, vocab: int, d_model: int, heads: int, seed: int,
-                      dtype: str, causal: bool, scale: bool, at_batch: int, at_head: int, panel: int) -> dict:
+def step_heatmap_spec(step: str, batch: int, seq: int, vocab: int, d_model: int, heads: int, kv_heads: int,
+                      seed: int, dtype: str, causal: bool, scale: bool, at_batch: int, at_head: int,
+                      panel: int) -> dict:
     """Panel ``panel`` of ``live_panels`` as a heatmap (``ui.figures.shapes.step_heatmap_spec``)."""
-    p = live_panels(step, batch, seq, vocab, d_model, heads, seed, dtype, causal, scale, at_batch, at_head)[panel]
+    p = live_panels(step, batch, seq, vocab, d_model, heads, kv_heads, seed, dtype, causal, scale, at_batch,
+                    at_head)[panel]
     return figures.step_heatmap_spec(p, step, d_model, heads)
 
 
