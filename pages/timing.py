@@ -417,12 +417,7 @@ exactly as many.
     scores_cp = size_cps["scores"]
     checkpoint(scores_cp)
     if unfolded(scores_cp):
-        counts = timing.score_counts(base)
-        st.markdown(
-            f"At B={base.batch}, S={base.seq}, H={base.n_heads}, H_kv={base.n_kv_heads}: **{counts['shared']:,}** "
-            f"scores with sharing, {counts['not_shared']:,} without (`core.timing.score_counts`); K holds "
-            f"{counts['k_shared']:,} numbers with sharing and {counts['k_not_shared']:,} without, and so does V."
-        )
+        st.markdown(view.scores_sentence(base))
 
     st.markdown(
         r"""

@@ -99,7 +99,7 @@ def kv_cache_table(size: Size, dtype: str) -> pd.DataFrame:
     how many times the cache without sharing holds this one's: H / H_kv.
     """
     rows = []
-    for label, kv in ((f"shared: H_kv = {size.n_kv_heads}", size.n_kv_heads), (f"not shared: H_kv = H = {size.n_heads}", size.n_heads)):
+    for label, kv in ((f"with H_kv = {size.n_kv_heads}", size.n_kv_heads), (f"without sharing, H_kv = H = {size.n_heads}", size.n_heads)):
         per_token = kv_cache_bytes(layers=1, n_kv_heads=kv, d_head=size.d_head, dtype=dtype)
         rows.append({
             "layer": label, "n_kv_heads": kv, "d_head": size.d_head, "numbers_per_token": 2 * kv * size.d_head,

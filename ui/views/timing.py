@@ -392,6 +392,19 @@ def kv_cache_sentence(table: pd.DataFrame, size: timing.Size, dtype: str) -> str
             "this for every layer, and for every token of every sequence it is generating.")
 
 
+def scores_sentence(size: timing.Size) -> str:
+    """How many scores the layer computes and how many numbers K holds, with H_kv and without sharing."""
+    counts = timing.score_counts(size)
+    where = f"At B={size.batch}, S={size.seq}, H={size.n_heads}"
+    if size.n_kv_heads == size.n_heads:
+        return (f"{where}, H_kv = H: nothing is shared; the layer computes **{counts['shared']:,}** scores "
+                f"(`core.timing.score_counts`), and K holds {counts['k_shared']:,} numbers, as does V. Pick fewer "
+                "key/value heads at the top to see which of the two numbers sharing changes.")
+    return (f"{where}, H_kv={size.n_kv_heads}: **{counts['shared']:,}** scores with sharing, exactly as many as "
+            f"without (`core.timing.score_counts`); K holds {counts['k_shared']:,} numbers with sharing and "
+            f"{counts['k_not_shared']:,} without, and so does V.")
+
+
 def gqa_view(table: pd.DataFrame) -> dict | None:
     """The grouped-query rows of a run at its base size, their ratios to the unshared layer, chart and
     sentences; None when the run timed no grouped variant."""
@@ -426,7 +439,7 @@ def gqa_sentences(comparison: pd.DataFrame, rows: pd.DataFrame, size: timing.Siz
         }[r.verdict])
     work = timing.flops("gqa_sdpa", size) / timing.flops("forward_sdpa", size)
     B, S, H, L = size.batch, size.seq, size.n_heads, size.d_head
-    said.append(f"Both grouped forms do {work:.0%} of the unshared layer's arithmetic at these sizes "
+    said.append(f"Both grouped forms do {work:.0%} of the unshared layer's arithmetic at {gqa_sizes_text(size)} "
                 f"(`core.timing.flops`): the K and V projections shrink to H_kv·L = {size.n_kv_heads * L} columns each, "
                 f"while the scores and the weighted sum, 2·B·H·S²·L operations each, stay as they are.")
     peaks = rows[rows["status"] == "ok"].set_index("variant")["extra_bytes"]
