@@ -31,6 +31,11 @@ def _plain_bytes(n: float) -> str:
     return f"{int(n):,} bytes"
 
 
+def _heads(n: int, kind: str) -> str:
+    """'1 query head', '8 key/value heads' (core does not import ui.format)."""
+    return f"{n} {kind} head" + ("" if n == 1 else "s")
+
+
 def _units(n: int) -> str:
     return "1 output" if n == 1 else f"{n:,} outputs"
 
@@ -102,12 +107,12 @@ def kv_cache(size: Size, dtype: str, fmt: Callable[[float], str] = _plain_bytes)
              if fmt(c) != fmt(right)]
     shared = ("the same as without sharing" if H_kv == H else
               f"{H // H_kv} times less than the {fmt(2 * H * L * es)} without sharing")
-    why = (f"Per token this layer keeps one key and one value vector of L = {L} numbers for each of its H_kv = {H_kv} "
-           f"key/value heads: 2 × {H_kv} × {L} = {2 * H_kv * L:,} numbers of {es} bytes, {fmt(right)}, {shared} "
+    why = (f"Per token this layer keeps one key and one value vector of L = {L} numbers for "
+           f"{'its one key/value head' if H_kv == 1 else f'each of its H_kv = {H_kv} key/value heads'}: 2 × {H_kv} × {L} = {2 * H_kv * L:,} numbers of {es} bytes, {fmt(right)}, {shared} "
            "(`core.timing.kv_cache_table`; the table below).")
     return choice(
         "timing.kv_cache",
-        f"With H = {H} query heads sharing H_kv = {H_kv} key/value heads of width L = {L}, in {dtype}, how many bytes "
+        f"With H = {_heads(H, 'query')} sharing H_kv = {_heads(H_kv, 'key/value')} of width L = {L}, in {dtype}, how many bytes "
         "of keys and values does this one layer keep for each token it has seen?",
         fmt(right), wrong, why, fingerprint(h=H, kv=H_kv, l=L, dtype=dtype), max_options=5,
     )
@@ -125,13 +130,19 @@ def scores(size: Size) -> Checkpoint:
     right = counts["shared"]
     candidates = (B * H_kv * S * S, B * S * S, B * H * S * size.d_head, 2 * right)  # ÷ G; one head; [S, L]; K and V
     wrong = [f"{c:,}" for c in candidates if c > 0 and c != right]
-    why = (f"Each of the H = {H} query heads scores each of the S = {S} keys for each of the S queries, in each of "
-           f"the B = {B} sequences: {B} × {H} × {S} × {S} = {right:,}, exactly as many as without sharing "
-           f"({counts['not_shared']:,}). Sharing shrinks K and V from {counts['k_not_shared']:,} to "
-           f"{counts['k_shared']:,} numbers each, not the scores.")
+    each = "The one query head scores" if H == 1 else f"Each of the H = {H} query heads scores"
+    keys = "the one key for the one query" if S == 1 else f"each of the S = {S} keys for each of the S queries"
+    seqs = "in the one sequence" if B == 1 else f"in each of the B = {B} sequences"
+    if G == 1:
+        tail = ("Nothing is shared at H_kv = H; with fewer key/value heads K and V would shrink, and this count "
+                "would stay the same.")
+    else:
+        tail = (f"That is exactly as many as without sharing: sharing shrinks K and V from {counts['k_not_shared']:,} "
+                f"to {counts['k_shared']:,} numbers each, not the scores.")
+    why = f"{each} {keys}, {seqs}: {B} × {H} × {S} × {S} = {right:,}. {tail}"
     return choice(
         "timing.scores",
-        f"At B = {B}, S = {S}, with H = {H} query heads sharing H_kv = {H_kv} key/value "
-        f"{'head' if H_kv == 1 else 'heads'}, how many query–key scores does one forward compute?",
+        f"At B = {B}, S = {S}, with H = {_heads(H, 'query')} sharing H_kv = {_heads(H_kv, 'key/value')}, how many "
+        "query–key scores does one forward compute?",
         f"{right:,}", wrong, why, fingerprint(b=B, s=S, h=H, kv=H_kv), max_options=4,
     )

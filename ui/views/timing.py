@@ -397,12 +397,13 @@ def scores_sentence(size: timing.Size) -> str:
     counts = timing.score_counts(size)
     where = f"At B={size.batch}, S={size.seq}, H={size.n_heads}"
     if size.n_kv_heads == size.n_heads:
-        return (f"{where}, H_kv = H: nothing is shared; the layer computes **{counts['shared']:,}** scores "
-                f"(`core.timing.score_counts`), and K holds {counts['k_shared']:,} numbers, as does V. Pick fewer "
+        return (f"{where}, H_kv = H: nothing is shared; the layer computes **{counts['shared']:,}** "
+                f"{plural(counts['shared'], 'score')} (`core.timing.score_counts`), and K holds "
+                f"{count(counts['k_shared'], 'number')}, as does V. Pick fewer "
                 "key/value heads at the top to see which of the two numbers sharing changes.")
-    return (f"{where}, H_kv={size.n_kv_heads}: **{counts['shared']:,}** scores with sharing, exactly as many as "
-            f"without (`core.timing.score_counts`); K holds {counts['k_shared']:,} numbers with sharing and "
-            f"{counts['k_not_shared']:,} without, and so does V.")
+    return (f"{where}, H_kv={size.n_kv_heads}: **{counts['shared']:,}** {plural(counts['shared'], 'score')} with "
+            f"sharing, exactly as many as without (`core.timing.score_counts`); K holds "
+            f"{count(counts['k_shared'], 'number')} with sharing and {counts['k_not_shared']:,} without, and so does V.")
 
 
 def gqa_view(table: pd.DataFrame) -> dict | None:
