@@ -29,9 +29,10 @@ from core.timing.variants import (
     PROJECTION_VARIANTS, VARIANTS, Size, flops, forward_inputs, make_forward, make_variant, projection_inputs,
 )
 
-# Inputs by kind of variant, made once per size and shared by the variants of that kind.
-INPUTS = {"projection": projection_inputs, "forward": forward_inputs, "gqa": gqa_inputs}
-MAKERS = {"projection": make_variant, "forward": make_forward, "gqa": make_gqa}
+def _inputs_and_maker(kind: str) -> tuple[Callable, Callable]:
+    """Inputs and callable makers by kind of variant, looked up at call time (tests replace them)."""
+    return {"projection": (projection_inputs, make_variant), "forward": (forward_inputs, make_forward),
+            "gqa": (gqa_inputs, make_gqa)}[kind]
 
 
 def _input_kind(name: str) -> str:
@@ -50,12 +51,12 @@ DEFAULT_RUN = {"batch": 8, "seq": 128, "d_model": 512, "heads": 8, "sweep": "seq
                "budget_s": 8, "max_bytes": 256 * 2**20, "threads": 1}
 
 CSV_COLUMNS = [
-    "variant", "device", "dtype", "batch", "seq", "d_model", "n_heads", "n_kv_heads", "median_ms", "iqr_ms",
+    "variant", "device", "dtype", "batch", "seq", "d_model", "n_heads", "median_ms", "iqr_ms",
     "gflop_per_s", "fraction_of_gemm", "extra_bytes",
     # the interval around fraction_of_gemm (median over rounds) and where it lies against 1:
     "fraction_lo", "fraction_hi", "interval_coverage", "verdict",
     # beyond the issue's required columns:
-    "kind", "d_head", "threads", "q1_ms", "q3_ms", "runs", "calls", "gflop", "extra_bytes_from", "alloc_bytes",
+    "kind", "n_kv_heads", "d_head", "threads", "q1_ms", "q3_ms", "runs", "calls", "gflop", "extra_bytes_from", "alloc_bytes",
     "peak_bytes", "cuda_peak_bytes", "page_faults_per_call", "rel_error", "tolerance", "status", "note",
     "malloc", "device_name", "torch", "clock", "peak_rss_bytes", "round_ms",
 ]
@@ -110,9 +111,10 @@ class Run:
     def build(self, size: Size, name: str, inputs: dict) -> Callable[[], Tensor]:
         """The variant's zero-argument callable at this size; inputs made once per kind and shared."""
         kind = _input_kind(name)
+        make_inputs, maker = _inputs_and_maker(kind)
         if kind not in inputs:
-            inputs[kind] = INPUTS[kind](size, self.torch_dtype, self.device, self.seed)
-        return MAKERS[kind](name, *inputs[kind])
+            inputs[kind] = make_inputs(size, self.torch_dtype, self.device, self.seed)
+        return maker(name, *inputs[kind])
 
     def round_costs(self) -> list[float]:
         """Per size: the least one round of it takes (settled blocks of one call of every variant left)."""
