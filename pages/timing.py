@@ -136,8 +136,7 @@ same memory instead, and costs nothing.
 )
 show_memory = base is not None and unfolded(memory_cp)
 if show_memory:
-    st.markdown(f"At B={batch}, S={seq}, D={d_model}, H={heads}:\n\n"
-                + "\n".join(f"- {line}" for line in view.memory_sentences(base, dtype)))
+    st.markdown(view.memory_text(batch, seq, d_model, heads, dtype))
 st.markdown(
     r"""
 So the price of the additive view is not the sum: it is **materializing** the per-head results.
@@ -148,15 +147,14 @@ $H$ output-sized arrays.
 )
 
 if show_memory:
-    mem, mem_spec = view.memory(batch, seq, d_model, heads, dtype)
-    figure(
+    mem, mem_spec, mem_numbers = view.memory(batch, seq, d_model, heads, dtype)
+    view.figure(
         mem_spec,
         caption=(f"Extra memory per variant at B={batch}, S={seq}, D={d_model}, H={heads}, {dtype}, in multiples "
                  f"of the {size_bytes(mem['output_bytes'].iloc[0])} output (symmetric-log axis, so 0 can show). From "
                  "core.timing.memory_table (extra_bytes: a call's peak footprint minus its result); a run below "
                  "measures that peak for every call (peak_bytes in the CSV)."),
-        table=mem[["variant", "holds", "extra_bytes", "extra_mib", "times_output", "pages"]],
-        csv_name="timing_memory.csv", key="memory",
+        numbers=mem_numbers, csv_name="timing_memory.csv", key="memory",
         column_config={"extra_mib": st.column_config.NumberColumn("extra MiB", format="%.2f"),
                        "times_output": st.column_config.NumberColumn("× output", format="%.0f")},
     )
@@ -342,7 +340,7 @@ lands") has the measurements, the settings and `scripts/heap_layouts.py`.
 
     fresh_section(base, dtype, device, threads, key, result)
 
-    sharing_section(base, dtype, device, budget, threads, size_cps)
+    sharing_section(base, dtype, device, budget, threads, size_cps, reference)
 
     st.markdown(
         r"""
@@ -372,8 +370,10 @@ lands") has the measurements, the settings and `scripts/heap_layouts.py`.
     show_link(controls.values)
 
 
-def sharing_section(base: timing.Size | None, dtype: str, device: str, budget: int, threads: int, size_cps: dict) -> None:
-    """Grouped-query attention: what sharing keys and values stores, what it computes, and its time."""
+def sharing_section(base: timing.Size | None, dtype: str, device: str, budget: int, threads: int, size_cps: dict,
+                    reference: dict | None) -> None:
+    """Grouped-query attention: what sharing keys and values stores, what it computes, and its time.
+    ``reference``: the shipped run if the section above already read it (None: read it here if needed)."""
     st.markdown(
         r"""
 ### Sharing keys and values: grouped-query attention
@@ -449,7 +449,8 @@ like the variants above; the ratio of each to `forward_sdpa` is taken within eac
                                                  variants=("gemm", *timing.GQA_COMPARISON), budget_s=budget,
                                                  max_bytes=MAX_TRACE_BYTES, threads=threads), busy_message=BUSY)
     result = view.gqa_server_run(gqa_key) if shares else None
-    reference = view.reference_run(device) if result is None else None
+    if result is None and reference is None:
+        reference = view.reference_run(device)
     shown = result or (reference or {}).get("gqa")
     if result is not None:
         st.success(f"Measured on this server ({view.machine_text(result['machine'])}), in {result['wall_s']:.1f} s.",
@@ -467,13 +468,12 @@ like the variants above; the ratio of each to `forward_sdpa` is taken within eac
     if shown is not None:
         st.markdown("\n".join(f"- {line}" for line in shown["sentences"]))
         if shown["spec"] is not None:
-            figure(shown["spec"],
-                   caption=(f"Time per call of each grouped form ÷ that of the same layer without sharing, at "
-                            f"{view.gqa_sizes_text(shown['size'])}, {shown['dtype']}: the median over rounds of the "
-                            "ratio within each round, and its 95 % interval (whiskers). Left of the dashed line is "
-                            "faster than without sharing. Measured by core.timing.run_benchmark; ratios from "
-                            "core.timing.gqa_comparison."),
-                   table=shown["table"], csv_name="timing_gqa.csv", key="gqa_fig", column_config=view.MEASURED_COLUMNS)
+            caption = (f"Time per call of each grouped form ÷ that of the same layer without sharing, at "
+                       f"{view.gqa_sizes_text(shown['size'])}, {shown['dtype']}: the median over rounds of the ratio "
+                       "within each round, and its 95 % interval (whiskers). Left of the dashed line is faster than "
+                       "without sharing. Measured by core.timing.run_benchmark; ratios from core.timing.gqa_comparison.")
+            view.figure(shown["spec"], caption=caption, numbers=shown["numbers"], csv_name="timing_gqa.csv",
+                        key="gqa_fig", column_config=view.MEASURED_COLUMNS)
         for variant, status, note in shown["not_ok"]:
             st.caption(f"`{variant}` {status}: {note}")
     st.markdown(
@@ -496,14 +496,14 @@ def show_run(shown: dict, source: str) -> None:
     st.markdown("\n".join(f"- {line}" for line in shown["headlines"]))
     first = shown["first"]
     if shown["ratio_spec"] is not None:
-        figure(
+        view.figure(
             shown["ratio_spec"],
             caption=(f"Each variant's throughput as a fraction of the bare GEMM's at {view.sizes_text(first)}, "
                      f"{first['dtype']} on {first['device']}, measured on {source} ({view.machine_text(shown['machine'])}): "
                      "the median over rounds of the ratio within each round, and its 95 % interval (whiskers). The "
                      "dashed line is 1, the GEMM itself. Measured by core.timing.run_benchmark; intervals from "
                      "core.timing.median_interval."),
-            table=shown["base_table"], csv_name="timing_base.csv", key="bars", column_config=view.MEASURED_COLUMNS,
+            numbers=shown["base_numbers"], csv_name="timing_base.csv", key="bars", column_config=view.MEASURED_COLUMNS,
         )
     above = shown["above"]
     if above:
@@ -518,28 +518,27 @@ def show_run(shown: dict, source: str) -> None:
     csv_download(shown["csv"], "timing.csv", key="all_csv", label="Download every measurement (CSV)")
     with st.expander("The machine these numbers come from"):
         machine = shown["machine"]
-        st.dataframe(pd.DataFrame({"property": list(machine), "value": [str(v) for v in machine.values()]}),
-                     hide_index=True, width="stretch")
+        st.dataframe(shown["machine_table"], hide_index=True, width="stretch")
 
 
 def show_sweep(shown: dict) -> None:
     """Time per call against the swept size, and the whole forward's if it was timed (run_view prepared both)."""
     axis, sweep = shown["axis"], shown["sweep"]
-    figure(
+    view.figure(
         sweep["spec"],
         caption=(f"Median time per call against {axis}, both axes logarithmic; the dashed grey line is the bare "
                  "GEMM measured in the same rounds. A variant's line stops where it was skipped (memory cap or "
                  "time budget; see the table). Measured by core.timing.run_benchmark."),
-        table=sweep["table"], csv_name="timing_sweep.csv", key="sweep", column_config=view.MEASURED_COLUMNS,
+        numbers=sweep["numbers"], csv_name="timing_sweep.csv", key="sweep", column_config=view.MEASURED_COLUMNS,
     )
     st.markdown(sweep["sentence"])
     if shown["forward"] is not None:
-        figure(
+        view.figure(
             shown["forward"]["spec"],
             caption=(f"The whole attention forward against {axis}: core's instrumented forward (every intermediate "
                      "kept), torch.nn.MultiheadAttention and F.scaled_dot_product_attention, with the bare GEMM "
                      "for scale. Measured by core.timing.run_benchmark."),
-            table=shown["forward"]["table"], csv_name="timing_forward.csv", key="forward",
+            numbers=shown["forward"]["numbers"], csv_name="timing_forward.csv", key="forward",
             column_config=view.MEASURED_COLUMNS,
         )
 

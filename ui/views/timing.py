@@ -14,13 +14,14 @@ import math
 from collections.abc import Callable
 
 import pandas as pd
+import pyarrow as pa
 import streamlit as st
 
 from core import timing
 from core.checkpoints import Checkpoint
 from core.checkpoints import timing as cps
 from ui import jobs
-from ui.charts import csv_bytes
+from ui.charts import csv_bytes, csv_download
 from ui.controls import MAX_BATCH, MAX_D_MODEL, MAX_HEADS, MAX_SEQ, MAX_TENSOR_ELEMENTS, budget_problem
 from ui.figures.timing import SWEEP_COLUMN, gqa_spec, memory_spec, ratio_spec, sweep_spec, with_interval
 from ui.format import count, flops, plural, signed, size_bytes
@@ -37,10 +38,26 @@ SIZE_LETTERS = {"batch": "B", "seq": "S", "d_model": "D", "n_heads": "H"}
 
 
 @st.cache_data(show_spinner=False, max_entries=64)
-def memory(batch: int, seq: int, d_model: int, heads: int, dtype: str) -> tuple[pd.DataFrame, dict]:
-    """core.timing.memory_table at one size, and its chart."""
+def memory(batch: int, seq: int, d_model: int, heads: int, dtype: str) -> tuple[pd.DataFrame, dict, dict]:
+    """core.timing.memory_table at one size, its chart, and the numbers the chart's table shows."""
     table = timing.memory_table(timing.Size(batch, seq, d_model, heads), dtype)
-    return table, memory_spec(table)
+    return table, memory_spec(table), numbers(table[["variant", "holds", "extra_bytes", "extra_mib", "times_output", "pages"]])
+
+
+def numbers(table: pd.DataFrame) -> dict:
+    """A figure's numbers, prepared once inside a cached view: the Arrow table ``st.dataframe`` draws
+    (converting a DataFrame costs a rerun more than drawing) and the bytes of its CSV download."""
+    return {"arrow": pa.Table.from_pandas(table, preserve_index=False), "csv": csv_bytes(table)}
+
+
+def figure(spec: dict, *, caption: str, numbers: dict, csv_name: str, key: str, column_config: dict | None = None,
+           table_label: str = "The numbers behind this figure") -> None:
+    """ui.charts.figure for numbers prepared by ``numbers``: the chart, its caption, its table and CSV."""
+    st.vega_lite_chart(spec=spec, width="stretch", theme="streamlit", alt=caption)
+    st.caption(caption)
+    with st.expander(table_label):
+        st.dataframe(numbers["arrow"], width="stretch", hide_index=True, column_config=column_config)
+        csv_download(numbers["csv"], csv_name, key=f"{key}_csv")
 
 
 def reference_run(device: str) -> dict | None:
@@ -66,7 +83,12 @@ def _reference(path: str, modified: float) -> dict | None:
     table = ref["table"]
     forward = bool((table["variant"] == "forward_trace").any())  # a --forward run, not only --gqa's forward_sdpa
     return {**ref, **run_view(table, sweep_axis(projection_rows(table)) or "none", forward, f"reference {ref['date']}"),
-            "gqa": gqa_view(table)}
+            "gqa": gqa_view(table), "machine_table": machine_table(ref["machine"])}
+
+
+def machine_table(machine: dict) -> pa.Table:
+    """Where a run was measured, one row per property, as the Arrow table the page draws."""
+    return pa.table({"property": list(machine), "value": [str(v) for v in machine.values()]})
 
 
 def server_run(key: tuple, axis: str, forward: bool) -> dict | None:
@@ -96,7 +118,7 @@ def projection_rows(table: pd.DataFrame) -> pd.DataFrame:
 
 def _view_of(item: dict, axis: str, forward: bool) -> dict:
     table = item["result"]["table"]
-    return {"table": table, "machine": item["result"]["env"],
+    return {"table": table, "machine": item["result"]["env"], "machine_table": machine_table(item["result"]["env"]),
             **run_view(table, axis, forward, f"server {item['finished']!r}")}
 
 
@@ -116,7 +138,7 @@ def run_view(table: pd.DataFrame, axis: str, forward: bool, run_id: str = "") ->
         "rounds": int(at_base["runs"].max()) if len(at_base) else 0,
         "headlines": [line for line in (ratio_sentence("concat", facts), ratio_sentence("einsum", facts),
                                         per_head_sentence(facts), allocation_sentence(facts)) if line],
-        "ratio_spec": ratio_spec(ok) if len(ok) else None, "base_table": shown_columns(at_base),
+        "ratio_spec": ratio_spec(ok) if len(ok) else None, "base_numbers": numbers(shown_columns(at_base)),
         "above": [v for v in str(facts.get("above_gemm", "")).split(", ") if v],
         "noisy": noisy_caption(table),
         "not_ok": [(r.variant, r.status, r.note) for r in at_base[at_base["status"] != "ok"].itertuples()],
@@ -132,12 +154,12 @@ def run_view(table: pd.DataFrame, axis: str, forward: bool, run_id: str = "") ->
         column = SWEEP_COLUMN[axis]
         proj_ok = projection[projection["status"] == "ok"]
         if proj_ok[column].nunique() > 1:
-            view["sweep"] = {"spec": sweep_spec(proj_ok.reset_index(drop=True), axis), "table": shown_columns(projection),
+            view["sweep"] = {"spec": sweep_spec(proj_ok.reset_index(drop=True), axis), "numbers": numbers(shown_columns(projection)),
                              "sentence": growth_sentence(timing.growth(table, axis), axis)}
         fwd = table[(table["status"] == "ok") & ((table["kind"] == "forward") | (table["variant"] == "gemm"))]
         if forward and fwd[fwd["kind"] == "forward"][column].nunique() > 1:
             view["forward"] = {"spec": sweep_spec(fwd.reset_index(drop=True), axis),
-                               "table": shown_columns(table[table["kind"] == "forward"])}
+                               "numbers": numbers(shown_columns(table[table["kind"] == "forward"]))}
     return view
 
 
@@ -187,6 +209,14 @@ def sweep_axis(table: pd.DataFrame) -> str | None:
 
 
 # ---- sentences: what the shapes say ---------------------------------------------------------------------
+
+
+@st.cache_data(show_spinner=False, max_entries=64)
+def memory_text(batch: int, seq: int, d_model: int, heads: int, dtype: str) -> str:
+    """The page's list of memory_sentences at one size, as Markdown (cached: a rerun rebuilds nothing)."""
+    size = timing.Size(batch, seq, d_model, heads)
+    return (f"At B={batch}, S={seq}, D={d_model}, H={heads}:\n\n"
+            + "\n".join(f"- {line}" for line in memory_sentences(size, dtype)))
 
 
 def memory_sentences(size: timing.Size, dtype: str) -> list[str]:
@@ -417,10 +447,11 @@ def gqa_view(table: pd.DataFrame) -> dict | None:
     first = rows[rows["variant"].isin(timing.GQA_VARIANTS)].iloc[0]
     size = timing.Size(int(first["batch"]), int(first["seq"]), int(first["d_model"]), int(first["n_heads"]),
                        int(first["n_kv_heads"]))
+    shown = shown_columns(rows).merge(comparison[["variant", "ratio", "ratio_lo", "ratio_hi"]], on="variant", how="left")
     return {
         "size": size, "dtype": str(first["dtype"]), "comparison": comparison,
         "spec": gqa_spec(comparison) if len(comparison) else None,
-        "table": shown_columns(rows).merge(comparison[["variant", "ratio", "ratio_lo", "ratio_hi"]], on="variant", how="left"),
+        "numbers": numbers(shown),
         "sentences": gqa_sentences(comparison, rows, size, str(first["dtype"])),
         "not_ok": [(r.variant, r.status, r.note) for r in rows[rows["status"] != "ok"].itertuples()],
     }
