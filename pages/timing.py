@@ -478,9 +478,11 @@ like the variants above; the ratio of each to `forward_sdpa` is taken within eac
             st.caption(f"`{variant}` {status}: {note}")
     st.markdown(
         r"""
-What to expect, and why: at short sequences most of a layer's arithmetic is in its projections,
-so the smaller $K$ and $V$ projections can show; as $S$ grows the scores and the weighted sum
-($\propto S^2$) take over, and those are the same with or without sharing. `gqa_expand` pays for
+What to expect, and why: at tiny sizes every form pays mostly the fixed price of its calls
+(Python, dispatch, a few microseconds each), and sharing saves nothing there. At sizes where the
+arithmetic sets the time and sequences are short, most of it is in the projections, so the smaller
+$K$ and $V$ projections can show; as $S$ grows the scores and the weighted sum ($\propto S^2$)
+take over, and those are the same with or without sharing. `gqa_expand` pays for
 copying $K$ and $V$ back up to $H$ heads on every call. Where sharing pays most is not on this
 chart at all: it is the cache above, read again for every generated token.
 """

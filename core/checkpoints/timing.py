@@ -106,7 +106,7 @@ def kv_cache(size: Size, dtype: str, fmt: Callable[[float], str] = _plain_bytes)
     wrong = [fmt(c) for c in (2 * H * L * es, H_kv * L * es, 2 * H_kv * L, size.d_model * es, 4 * H_kv * L * es)
              if fmt(c) != fmt(right)]
     shared = ("the same as without sharing" if H_kv == H else
-              f"{H // H_kv} times less than the {fmt(2 * H * L * es)} without sharing")
+              f"{H // H_kv} times smaller than the {fmt(2 * H * L * es)} without sharing")
     why = (f"Per token this layer keeps one key and one value vector of L = {L} numbers for "
            f"{'its one key/value head' if H_kv == 1 else f'each of its H_kv = {H_kv} key/value heads'}: 2 × {H_kv} × {L} = {2 * H_kv * L:,} numbers of {es} bytes, {fmt(right)}, {shared} "
            "(`core.timing.kv_cache_table`; the table below).")

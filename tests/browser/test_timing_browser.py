@@ -22,8 +22,9 @@ def test_timing_page_runs_on_click_draws_in_both_themes_and_shares(page, server)
     open_app(page, server, "timing", TINY)
     assert "What the sum costs" in page.locator("h1").first.inner_text()
     expect(page.locator(".katex").nth(2)).to_be_attached()  # at least 3 formulas typeset
-    expect(page.locator("[data-testid=stAlert]", has_text="Not measured on this server yet")).to_contain_text(
-        "python -m core.timing")
+    # (the grouped-query section has a reference alert of its own; this one offers the button)
+    expect(page.locator("[data-testid=stAlert]", has_text="Not measured on this server yet").filter(
+        has_text="Run benchmark")).to_contain_text("python -m core.timing")
     page.wait_for_function(DRAWN.format(n=3), timeout=30_000)  # memory, the reference's ratios and its sweep
 
     with rerun_after(page, timeout_ms=120_000):
@@ -66,7 +67,9 @@ def test_the_measurement_section_is_a_fragment_that_keeps_the_url(page, server):
         page.get_by_role("radiogroup", name="Also sweep one size over several values").get_by_text("heads", exact=True).click()
     expect(page).to_have_url(re.compile(r"[?&]sweep=heads(&|$)"))
     expect(announced).to_contain_text("heads = 4, 8, 16")  # the sweep values of the link, now over heads
-    expect(page.locator("[data-testid=stCode]", has_text="python -m core.timing")).to_contain_text("--budget 3")
+    main_command = page.locator("[data-testid=stCode]", has_text="python -m core.timing").filter(has_text="--csv")
+    expect(main_command).to_contain_text("--budget 3")
+    expect(page.locator("[data-testid=stCode]", has_text="--gqa")).to_contain_text("--budget 3")  # the GQA command too
     expect(page.locator("[data-testid=stCode]", has_text="budget=")).to_contain_text("budget=3")  # the link follows
     page.wait_for_function(DRAWN.format(n=3))  # the memory figure and the reference run's charts are still there
     assert_no_exception(page)
