@@ -36,6 +36,13 @@ def _heads(n: int, kind: str) -> str:
     return f"{n} {kind} head" + ("" if n == 1 else "s")
 
 
+def _sharing(H: int, H_kv: int) -> str:
+    """'H = 8 query heads sharing H_kv = 2 key/value heads', or, with nothing shared, says so."""
+    if H == H_kv:
+        return f"H = {_heads(H, 'query')} and as many key/value heads (H_kv = H: nothing shared)"
+    return f"H = {_heads(H, 'query')} sharing H_kv = {_heads(H_kv, 'key/value')}"
+
+
 def _units(n: int) -> str:
     return "1 output" if n == 1 else f"{n:,} outputs"
 
@@ -112,7 +119,7 @@ def kv_cache(size: Size, dtype: str, fmt: Callable[[float], str] = _plain_bytes)
            "(`core.timing.kv_cache_table`; the table below).")
     return choice(
         "timing.kv_cache",
-        f"With H = {_heads(H, 'query')} sharing H_kv = {_heads(H_kv, 'key/value')} of width L = {L}, in {dtype}, how many bytes "
+        f"With {_sharing(H, H_kv)}, each of width L = {L}, in {dtype}, how many bytes "
         "of keys and values does this one layer keep for each token it has seen?",
         fmt(right), wrong, why, fingerprint(h=H, kv=H_kv, l=L, dtype=dtype), max_options=5,
     )
@@ -142,7 +149,7 @@ def scores(size: Size) -> Checkpoint:
     why = f"{each} {keys}, {seqs}: {B} × {H} × {S} × {S} = {right:,}. {tail}"
     return choice(
         "timing.scores",
-        f"At B = {B}, S = {S}, with H = {_heads(H, 'query')} sharing H_kv = {_heads(H_kv, 'key/value')}, how many "
+        f"At B = {B}, S = {S}, with {_sharing(H, H_kv)}, how many "
         "query–key scores does one forward compute?",
         f"{right:,}", wrong, why, fingerprint(b=B, s=S, h=H, kv=H_kv), max_options=4,
     )

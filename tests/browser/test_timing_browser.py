@@ -86,7 +86,7 @@ def test_sharing_keys_and_values_at_kv_heads_1(page, server):
     section = page.get_by_role("heading", name="Sharing keys and values")
     expect(section).to_be_attached()
     cp = page.locator(".st-key-checkpoint-timing-kv_cache")
-    expect(cp).to_contain_text("H_kv = 1 key/value head of width L = 8")
+    expect(cp).to_contain_text("H_kv = 1 key/value head, each of width L = 8")
     with rerun_after(page):
         cp.get_by_text("64 bytes", exact=True).click()  # 2 · 1 · 8 numbers of 4 bytes
     expect(cp.locator("[data-testid=stAlert]")).to_contain_text("Right: 64 bytes")

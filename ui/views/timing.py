@@ -394,7 +394,8 @@ def kv_cache(batch: int, seq: int, d_model: int, heads: int, kv_heads: int, dtyp
     rows = ["| this layer | H_kv | numbers per token (2 · H_kv · L) | per token | for B × S tokens | × smaller than unshared |",
             "|---|---:|---:|---:|---:|---:|"]
     rows += [f"| {r.layer} | {r.n_kv_heads} | {r.numbers_per_token:,} | {size_bytes(r.bytes_per_token)} | "
-             f"{size_bytes(r.bytes_for_run)} | {r.factor} |" for r in table.itertuples()]
+             f"{size_bytes(r.bytes_for_run)} | {r.factor} |" for r in table.itertuples()
+             if r.Index == 0 or kv_heads < heads]  # with nothing shared, the two rows are one
     return table, kv_cache_sentence(table, size, dtype), "\n".join(rows)
 
 
