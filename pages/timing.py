@@ -22,6 +22,7 @@ from core import timing
 from core.device import DTYPE_NAMES, available_devices, dtype_from_name, supported_dtypes
 from ui import jobs
 from ui.charts import csv_download, figure
+from ui.checkpoint import checkpoint, unfolded
 from ui.controls import MAX_BATCH, MAX_D_MODEL, MAX_HEADS, MAX_SEQ, MAX_TRACE_BYTES, Controls, budget_problem, heads_problem, show_link
 from ui.figures.timing import SWEEP_COLUMN, fresh_spec
 from ui.format import count, size_bytes
@@ -63,10 +64,13 @@ batch = controls.integer("batch", "Batch B", default=timing.DEFAULT_RUN["batch"]
 seq = controls.integer("seq", "Sequence S", default=timing.DEFAULT_RUN["seq"], lo=1, hi=MAX_SEQ, where=sizes_row[1])
 d_model = controls.integer("d_model", "Width D", default=timing.DEFAULT_RUN["d_model"], lo=1, hi=MAX_D_MODEL, where=sizes_row[2])
 heads = controls.integer("heads", "Heads H", default=timing.DEFAULT_RUN["heads"], lo=1, hi=MAX_HEADS, where=sizes_row[3])
-kind_row = st.columns([1, 2])
+kind_row = st.columns([1, 1, 2])
 device = controls.choice("device", "Device", available_devices(), default="cpu", where=kind_row[0],
                          unavailable={"cuda": "not available: torch sees no GPU on this server"})
 dtype = controls.choice("dtype", "Precision", DTYPE_NAMES, default="float32", where=kind_row[1])
+kv_heads = controls.kv_heads(heads, "Key/value heads H_kv", where=kind_row[2],
+                             help="How many key/value heads the query heads share (grouped-query attention); "
+                                  "H_kv = H shares nothing. Only the last section depends on it.")
 controls.show_notices()
 
 size_error = heads_problem(d_model, heads)
@@ -75,7 +79,7 @@ if size_error is None and dtype not in supported_dtypes(device):
 bytes_per = timing.element_size(dtype)
 if size_error is None:
     size_error = budget_problem({"z": batch * seq * d_model, "W_O": d_model * d_model, "out": batch * seq * d_model}, bytes_per)
-base = timing.Size(batch, seq, d_model, heads) if size_error is None else None
+base = timing.Size(batch, seq, d_model, heads, kv_heads) if size_error is None else None
 
 if base is None:
     st.error(size_error)
@@ -104,8 +108,20 @@ st.markdown(
 is how TransformerLens has computed each head's `result` when asked to keep it (multiply with
 broadcasting, then sum over $l$); `head_loop` is how most people first write the sum.
 
-### Memory, before anything runs
+None of them depends on how many key/value heads the layer has (the `kv_heads` control): sharing keys
+and values changes where $K$ and $V$ come from, and $W_O$ only ever meets $z$, which has $H$ heads
+whatever $H_\text{kv}$ is. So every number above and below about these variants is the same at any
+`kv_heads`; what sharing does change is timed in the last section.
+"""
+)
 
+st.markdown("### Memory, before anything runs")
+size_cps = view.size_checkpoints(batch, seq, d_model, heads, kv_heads, dtype) if base is not None else {}
+memory_cp = size_cps.get("memory")
+if memory_cp is not None:
+    checkpoint(memory_cp)
+st.markdown(
+    r"""
 The memory each arrangement needs follows from the shapes alone. Count it in units of the output
 ($B \times S \times D$ numbers), beyond the inputs and the result that every arrangement must hold.
 In general, when no size is 1: `concat` and `einsum` need one unit, for the side-by-side copy of
@@ -118,9 +134,9 @@ result's own) is subtracted. Where an axis is 1, a rearranged copy of `z` can be
 same memory instead, and costs nothing.
 """
 )
-if base is not None:
-    st.markdown(f"At B={batch}, S={seq}, D={d_model}, H={heads}:\n\n"
-                + "\n".join(f"- {line}" for line in view.memory_sentences(base, dtype)))
+show_memory = base is not None and unfolded(memory_cp)
+if show_memory:
+    st.markdown(view.memory_text(batch, seq, d_model, heads, dtype))
 st.markdown(
     r"""
 So the price of the additive view is not the sum: it is **materializing** the per-head results.
@@ -130,16 +146,15 @@ $H$ output-sized arrays.
 """
 )
 
-if base is not None:
-    mem, mem_spec = view.memory(batch, seq, d_model, heads, dtype)
-    figure(
+if show_memory:
+    mem, mem_spec, mem_numbers = view.memory(batch, seq, d_model, heads, dtype)
+    view.figure(
         mem_spec,
         caption=(f"Extra memory per variant at B={batch}, S={seq}, D={d_model}, H={heads}, {dtype}, in multiples "
                  f"of the {size_bytes(mem['output_bytes'].iloc[0])} output (symmetric-log axis, so 0 can show). From "
                  "core.timing.memory_table (extra_bytes: a call's peak footprint minus its result); a run below "
                  "measures that peak for every call (peak_bytes in the CSV)."),
-        table=mem[["variant", "holds", "extra_bytes", "extra_mib", "times_output", "pages"]],
-        csv_name="timing_memory.csv", key="memory",
+        numbers=mem_numbers, csv_name="timing_memory.csv", key="memory",
         column_config={"extra_mib": st.column_config.NumberColumn("extra MiB", format="%.2f"),
                        "times_output": st.column_config.NumberColumn("× output", format="%.0f")},
     )
@@ -242,7 +257,11 @@ def measurements(base: timing.Size | None, dtype: str, device: str) -> None:
         st.info("No measurement for these settings on this server yet, and no reference run for this device. "
                 "Press **Run benchmark**.", icon=":material/timer:")
     if shown is not None:
-        show_run(shown, source="this server" if result is not None else "the reference machine")
+        slowest_cp = shown["slowest_cp"]
+        if slowest_cp is not None:
+            checkpoint(slowest_cp)
+        if slowest_cp is None or unfolded(slowest_cp):
+            show_run(shown, source="this server" if result is not None else "the reference machine")
 
     st.markdown(
         r"""
@@ -321,6 +340,8 @@ lands") has the measurements, the settings and `scripts/heap_layouts.py`.
 
     fresh_section(base, dtype, device, threads, key, result)
 
+    sharing_section(base, dtype, device, budget, threads, size_cps, reference)
+
     st.markdown(
         r"""
 ## Reading these numbers honestly
@@ -349,20 +370,142 @@ lands") has the measurements, the settings and `scripts/heap_layouts.py`.
     show_link(controls.values)
 
 
+def sharing_section(base: timing.Size | None, dtype: str, device: str, budget: int, threads: int, size_cps: dict,
+                    reference: dict | None) -> None:
+    """Grouped-query attention: what sharing keys and values stores, what it computes, and its time.
+    ``reference``: the shipped run if the section above already read it (None: read it here if needed)."""
+    st.markdown(
+        r"""
+## Sharing keys and values: grouped-query attention
+
+Everything above is the attention this essay teaches: every head has its own queries, keys and
+values. Most large models released since 2023 (Llama 3, Mistral, Qwen 2.5, Gemma) run a variant
+of it. They keep $H$ query heads but only $H_\text{kv}$ key/value heads, and let each key/value
+head serve a group of $G = H / H_\text{kv}$ query heads: query head $h$ reads the keys and values
+of head $h // G$ (Ainslie et al., 2023, *GQA*). With $H_\text{kv} = H$ nothing is shared (plain
+multi-head attention); with $H_\text{kv} = 1$ all heads share one (*multi-query attention*,
+Shazeer, 2019). The `kv_heads` control at the top sets $H_\text{kv}$.
+
+Why would anyone do that? When a model writes text it produces one token at a time, and every
+new token's queries must be scored against the keys of **all** the tokens before it, and read
+their values. Recomputing those for the whole past at every step would be wasteful, so the model
+keeps them: the **KV cache**. Its size grows with every token, in every layer, and it, not the
+arithmetic, is often what limits how long a text or how many readers a GPU can serve at once.
+"""
+    )
+    if base is None:
+        return
+    cache_cp = size_cps["kv_cache"]
+    checkpoint(cache_cp)
+    if unfolded(cache_cp):
+        _, sentence, table_md = view.kv_cache(base.batch, base.seq, base.d_model, base.n_heads, base.n_kv_heads, dtype)
+        st.markdown(sentence)
+        st.markdown(table_md)
+        st.caption("This layer's KV cache with the page's H_kv and without sharing: 2 (a key and a value) · H_kv · L "
+                   "numbers per token (`core.timing.kv_cache_table`, through `core.presets.kv_cache_bytes`). A whole "
+                   "model multiplies it by its number of layers.")
+
+    st.markdown(
+        r"""
+What sharing does **not** shrink is the attention itself. Each query head still has its own
+queries, so it still scores every key and still makes its own pattern: heads that share keys
+attend differently because their queries differ. The $K$ and $V$ projections get cheaper (each
+makes $H_\text{kv} \cdot L$ columns instead of $D$), the cache gets smaller, and the scores stay
+exactly as many.
+"""
+    )
+    scores_cp = size_cps["scores"]
+    checkpoint(scores_cp)
+    if unfolded(scores_cp):
+        st.markdown(view.scores_sentence(base))
+
+    st.markdown(
+        r"""
+### Timing the shared forward
+
+Two ways to run a layer with shared keys and values are timed against the same layer without
+sharing (`forward_sdpa`: the same $W_Q$ and $W_O$, one key/value head per query head):
+
+- `gqa_sdpa`: `F.scaled_dot_product_attention(q, k, v, enable_gqa=True)` takes $K$ and $V$ with
+  $H_\text{kv}$ heads and lets each query head read its group's, copying nothing;
+- `gqa_expand`: first repeats $K$ and $V$ to $H$ heads (`core.attention.expand_kv`, a copy, as
+  Hugging Face's `repeat_kv` does), then runs plain attention.
+
+All three project $x$ through one packed matrix and end with the same `concat_then_project`. They
+are checked against core's float64 forward on the same weights and timed in interleaved rounds
+like the variants above; the ratio of each to `forward_sdpa` is taken within each round.
+"""
+    )
+    shares = base.n_kv_heads < base.n_heads
+    gqa_key = ("timing-gqa", device, dtype, base.batch, base.seq, base.d_model, base.n_heads, base.n_kv_heads,
+               budget, threads)
+    pressed = st.button("Time the shared forward", key="run_gqa", disabled=not shares, icon=":material/timer:")
+    st.caption((f"`forward_sdpa`, `gqa_sdpa` and `gqa_expand` at {view.gqa_sizes_text(base)}, with the bare GEMM "
+                f"for scale, within {budget} s and {count(threads, 'thread')}, on this server." if shares else
+                f"With H_kv = H = {base.n_heads} there is nothing to share, so there is nothing to time: pick fewer "
+                "key/value heads at the top."))
+    if pressed and shares:
+        jobs.run_job(gqa_key, view.benchmark_job([base], dtype=dtype, device=device,
+                                                 variants=("gemm", *timing.GQA_COMPARISON), budget_s=budget,
+                                                 max_bytes=MAX_TRACE_BYTES, threads=threads), busy_message=BUSY)
+    result = view.gqa_server_run(gqa_key) if shares else None
+    if result is None and reference is None:
+        reference = view.reference_run(device)
+    shown = result or (reference or {}).get("gqa")
+    if result is not None:
+        st.success(f"Measured on this server ({view.machine_text(result['machine'])}), in {result['wall_s']:.1f} s.",
+                   icon=":material/timer:")
+    elif shown is not None:
+        same = shown["size"] == base and shown["dtype"] == dtype
+        st.info(f"**Not measured on this server yet.** Shown: the reference run shipped with this essay, measured at "
+                f"{view.gqa_sizes_text(shown['size'])}, {shown['dtype']}"
+                + ("" if same else " (not the settings above)")
+                + f", on {view.machine_text(reference['machine'])} on {reference['date'][:10]}, by `{reference['command']}`.",
+                icon=":material/history:")
+    else:
+        st.info("No measurement of sharing for these settings yet. Press **Time the shared forward**.",
+                icon=":material/timer:")
+    if shown is not None:
+        st.markdown("\n".join(f"- {line}" for line in shown["sentences"]))
+        if shown["spec"] is not None:
+            caption = (f"Time per call of each grouped form ÷ that of the same layer without sharing, at "
+                       f"{view.gqa_sizes_text(shown['size'])}, {shown['dtype']}: the median over rounds of the ratio "
+                       "within each round, and its 95 % interval (whiskers). Left of the dashed line is faster than "
+                       "without sharing. Measured by core.timing.run_benchmark; ratios from core.timing.gqa_comparison.")
+            view.figure(shown["spec"], caption=caption, numbers=shown["numbers"], csv_name="timing_gqa.csv",
+                        key="gqa_fig", column_config=view.MEASURED_COLUMNS)
+        for variant, status, note in shown["not_ok"]:
+            st.caption(f"`{variant}` {status}: {note}")
+    st.markdown(
+        r"""
+What to expect, and why: at tiny sizes every form pays mostly the fixed price of its calls
+(Python, dispatch, a few microseconds each), and sharing saves nothing there. At sizes where the
+arithmetic sets the time and sequences are short, most of it is in the projections, so the smaller
+$K$ and $V$ projections can show; as $S$ grows the scores and the weighted sum ($\propto S^2$)
+take over, and those are the same with or without sharing. `gqa_expand` pays for
+copying $K$ and $V$ back up to $H$ heads on every call. Where sharing pays most is not on this
+chart at all: it is the cache above, read again for every generated token.
+"""
+    )
+    st.code(f"python -m core.timing --device {device} --dtype {dtype} --batch {base.batch} --seq {base.seq} "
+            f"--d-model {base.d_model} --heads {base.n_heads} --kv-heads {base.n_kv_heads} --gqa --variants gemm "
+            f"--threads {threads} --budget {budget}", language="bash", wrap_lines=True)
+
+
 def show_run(shown: dict, source: str) -> None:
     """Headlines, the ratio chart with its numbers, and the notes of one run (this server's or the reference),
     all prepared by ui.views.timing.run_view."""
     st.markdown("\n".join(f"- {line}" for line in shown["headlines"]))
     first = shown["first"]
     if shown["ratio_spec"] is not None:
-        figure(
+        view.figure(
             shown["ratio_spec"],
             caption=(f"Each variant's throughput as a fraction of the bare GEMM's at {view.sizes_text(first)}, "
                      f"{first['dtype']} on {first['device']}, measured on {source} ({view.machine_text(shown['machine'])}): "
                      "the median over rounds of the ratio within each round, and its 95 % interval (whiskers). The "
                      "dashed line is 1, the GEMM itself. Measured by core.timing.run_benchmark; intervals from "
                      "core.timing.median_interval."),
-            table=shown["base_table"], csv_name="timing_base.csv", key="bars", column_config=view.MEASURED_COLUMNS,
+            numbers=shown["base_numbers"], csv_name="timing_base.csv", key="bars", column_config=view.MEASURED_COLUMNS,
         )
     above = shown["above"]
     if above:
@@ -377,28 +520,27 @@ def show_run(shown: dict, source: str) -> None:
     csv_download(shown["csv"], "timing.csv", key="all_csv", label="Download every measurement (CSV)")
     with st.expander("The machine these numbers come from"):
         machine = shown["machine"]
-        st.dataframe(pd.DataFrame({"property": list(machine), "value": [str(v) for v in machine.values()]}),
-                     hide_index=True, width="stretch")
+        st.dataframe(shown["machine_table"], hide_index=True, width="stretch")
 
 
 def show_sweep(shown: dict) -> None:
     """Time per call against the swept size, and the whole forward's if it was timed (run_view prepared both)."""
     axis, sweep = shown["axis"], shown["sweep"]
-    figure(
+    view.figure(
         sweep["spec"],
         caption=(f"Median time per call against {axis}, both axes logarithmic; the dashed grey line is the bare "
                  "GEMM measured in the same rounds. A variant's line stops where it was skipped (memory cap or "
                  "time budget; see the table). Measured by core.timing.run_benchmark."),
-        table=sweep["table"], csv_name="timing_sweep.csv", key="sweep", column_config=view.MEASURED_COLUMNS,
+        numbers=sweep["numbers"], csv_name="timing_sweep.csv", key="sweep", column_config=view.MEASURED_COLUMNS,
     )
     st.markdown(sweep["sentence"])
     if shown["forward"] is not None:
-        figure(
+        view.figure(
             shown["forward"]["spec"],
             caption=(f"The whole attention forward against {axis}: core's instrumented forward (every intermediate "
                      "kept), torch.nn.MultiheadAttention and F.scaled_dot_product_attention, with the bare GEMM "
                      "for scale. Measured by core.timing.run_benchmark."),
-            table=shown["forward"]["table"], csv_name="timing_forward.csv", key="forward",
+            numbers=shown["forward"]["numbers"], csv_name="timing_forward.csv", key="forward",
             column_config=view.MEASURED_COLUMNS,
         )
 

@@ -11,6 +11,7 @@ package, one job per module:
     stats      medians over rounds, intervals, verdicts, headlines    (what the rounds say)
     runner     run_benchmark: check_pass, then timing_pass            (the run)
     machine    CPU, threads, torch, malloc settings                   (where it ran)
+    gqa        shared keys and values: the grouped forward, KV cache     (what sharing saves)
     fresh      the same run in a fresh Python process                 (allocation history)
     reference  reference runs stored as JSON in core/timing/reference/
     cli        ``python -m core.timing`` (also --csv and --json)
@@ -44,6 +45,7 @@ from core.timing.fresh import (
     FRESH_CHILD_BASE_BYTES, FRESH_HEADROOM, GLIBC_MMAP_THRESHOLD_MAX, GLIBC_MMAP_THRESHOLD_START, MALLOC_SETTINGS,
     available_memory, fresh_process_bytes, fresh_process_problem, run_in_fresh_process,
 )
+from core.timing.gqa import gqa_comparison, gqa_inputs, kv_cache_table, make_gqa, score_counts
 from core.timing.machine import environment, malloc_setting
 from core.timing.memory import (
     HOLDS, PAGE_BYTES, copy_is_view, count_allocations, element_size, estimated_bytes, extra_bytes, first_call, memory_table,
@@ -56,14 +58,15 @@ from core.timing.stats import (
     paired_fractions, round_times, summarize, verdict,
 )
 from core.timing.variants import (
-    FORWARD_VARIANTS, PROJECTION_VARIANTS, SWEEP_AXES, VARIANTS, Size, Variant, flops, forward_inputs, make_forward,
+    FORWARD_VARIANTS, GQA_COMPARISON, GQA_VARIANTS, PROJECTION_KINDS, PROJECTION_VARIANTS, SWEEP_AXES, VARIANTS, Size, Variant, flops, forward_inputs, make_forward,
     make_variant, parse_sweep, projection_inputs, sweep_sizes,
 )
 
 ROOT = Path(__file__).resolve().parents[2]
 
 __all__ = [
-    "Size", "Variant", "VARIANTS", "PROJECTION_VARIANTS", "FORWARD_VARIANTS", "SWEEP_AXES", "CSV_COLUMNS",
+    "Size", "Variant", "VARIANTS", "PROJECTION_VARIANTS", "FORWARD_VARIANTS", "GQA_VARIANTS", "GQA_COMPARISON",
+    "PROJECTION_KINDS", "gqa_comparison", "gqa_inputs", "kv_cache_table", "make_gqa", "score_counts", "SWEEP_AXES", "CSV_COLUMNS",
     "CONFIDENCE", "MIN_ROUNDS", "MAX_ROUNDS", "TARGET_ROUNDS", "BASE_SHARE", "NOISY_WIDTH", "DEFAULT_RUN",
     "SETTLE_GAIN", "SETTLE_CALLS", "SETTLE_MAX_S", "ROOT",
     "HOLDS", "holds", "copy_is_view", "MALLOC_SETTINGS", "PAGE_BYTES", "GLIBC_MMAP_THRESHOLD_START", "GLIBC_MMAP_THRESHOLD_MAX",

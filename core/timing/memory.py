@@ -36,7 +36,7 @@ def extra_bytes(variant: str, size: Size, element_size: int) -> int | None:
     Defined as peak footprint during a call (buffers allocated once included) minus the result,
     which any method must hold. None for the forward variants, whose intermediates are measured.
     """
-    if VARIANTS[variant].kind == "forward":
+    if VARIANTS[variant].kind in ("forward", "gqa"):
         return None
     bsd, H, D = size.bsd, size.n_heads, size.d_model
     views = copy_is_view(size)
@@ -132,6 +132,10 @@ def estimated_bytes(variant: str, size: Size, element_size: int) -> int:
     extra = extra_bytes(variant, size, element_size)
     if extra is not None:
         return extra + size.bsd * element_size
+    if VARIANTS[variant].kind == "gqa":
+        from core.timing.gqa import gqa_estimated_bytes  # gqa builds on this module's neighbours
+
+        return gqa_estimated_bytes(size, element_size)
     B, S, H = size.batch, size.seq, size.n_heads
     scores = B * H * S * S  # [B, H, S, S]
     if variant == "forward_trace":  # q, k, v, z, two outputs, per_head, einsum copies; scores and pattern

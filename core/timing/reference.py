@@ -54,6 +54,8 @@ def read_json(path: Path) -> dict:
     if document.get("format") != FORMAT:
         raise ValueError(f"{path} is not a reference run of format {FORMAT}")
     table = pd.DataFrame(document["rows"], columns=CSV_COLUMNS)
+    if table["n_kv_heads"].isna().all():  # a run stored before grouped-query attention: no sharing
+        table["n_kv_heads"] = table["n_heads"]
     for column in table.columns:  # null back to NaN in numeric columns
         if column not in ("variant", "device", "dtype", "verdict", "kind", "extra_bytes_from", "status", "note",
                           "malloc", "device_name", "torch", "clock", "round_ms"):

@@ -22,11 +22,23 @@ from core.device import dtype_from_name, supported_dtypes, torch_threads
 from core.timing.check import _reduced_accumulation, check_tolerance, float64_reference, rel_error
 from core.timing.clock import BLOCK_MAX_S, BLOCK_MIN_S, _calibrate, _sync, _time_one_block, clock_for
 from core.timing.machine import environment
+from core.timing.gqa import gqa_inputs, make_gqa
 from core.timing.memory import _minor_faults, estimated_bytes, extra_bytes, first_call, mib
 from core.timing.stats import MIN_ROUNDS, NOISY_WIDTH, _quantile, _round_text, interleave, median_interval, paired_fractions, verdict
 from core.timing.variants import (
     PROJECTION_VARIANTS, VARIANTS, Size, flops, forward_inputs, make_forward, make_variant, projection_inputs,
 )
+
+def _inputs_and_maker(kind: str) -> tuple[Callable, Callable]:
+    """Inputs and callable makers by kind of variant, looked up at call time (tests replace them)."""
+    return {"projection": (projection_inputs, make_variant), "forward": (forward_inputs, make_forward),
+            "gqa": (gqa_inputs, make_gqa)}[kind]
+
+
+def _input_kind(name: str) -> str:
+    kind = VARIANTS[name].kind
+    return kind if kind in ("forward", "gqa") else "projection"
+
 
 TARGET_ROUNDS = 15  # blocks are sized so that about this many rounds fill a size's share
 BASE_SHARE = 3.0  # the base size, which the headlines are about, gets this many shares of the budget
@@ -44,7 +56,7 @@ CSV_COLUMNS = [
     # the interval around fraction_of_gemm (median over rounds) and where it lies against 1:
     "fraction_lo", "fraction_hi", "interval_coverage", "verdict",
     # beyond the issue's required columns:
-    "kind", "d_head", "threads", "q1_ms", "q3_ms", "runs", "calls", "gflop", "extra_bytes_from", "alloc_bytes",
+    "kind", "n_kv_heads", "d_head", "threads", "q1_ms", "q3_ms", "runs", "calls", "gflop", "extra_bytes_from", "alloc_bytes",
     "peak_bytes", "cuda_peak_bytes", "page_faults_per_call", "rel_error", "tolerance", "status", "note",
     "malloc", "device_name", "torch", "clock", "peak_rss_bytes", "round_ms",
 ]
@@ -98,11 +110,11 @@ class Run:
 
     def build(self, size: Size, name: str, inputs: dict) -> Callable[[], Tensor]:
         """The variant's zero-argument callable at this size; inputs made once per kind and shared."""
-        kind = "forward" if VARIANTS[name].kind == "forward" else "projection"
+        kind = _input_kind(name)
+        make_inputs, maker = _inputs_and_maker(kind)
         if kind not in inputs:
-            inputs[kind] = (forward_inputs if kind == "forward" else projection_inputs)(
-                size, self.torch_dtype, self.device, self.seed)
-        return (make_forward if kind == "forward" else make_variant)(name, *inputs[kind])
+            inputs[kind] = make_inputs(size, self.torch_dtype, self.device, self.seed)
+        return maker(name, *inputs[kind])
 
     def round_costs(self) -> list[float]:
         """Per size: the least one round of it takes (settled blocks of one call of every variant left)."""
@@ -201,13 +213,14 @@ def _check_one(run: Run, size: Size, name: str, row: dict, inputs: dict, referen
         with torch.no_grad(), torch_threads(run.threads):
             fn = run.build(size, name, inputs)
             out, _, (alloc, peak, out_bytes), cuda_peak = first_call(fn, run.device, run.clock)
-            kind = "forward" if variant.kind == "forward" else "projection"
-            if kind not in references:
-                references[kind] = float64_reference(kind, inputs[kind])  # [B, S, D] float64
+            kind = _input_kind(name)
+            if kind not in references:  # the grouped layer's reference is core's forward on its weights
+                references[kind] = float64_reference("projection" if kind == "projection" else "forward",
+                                                     inputs[kind])  # [B, S, D] float64
             error = rel_error(out, references[kind])
             del out
         row.update(alloc_bytes=alloc, peak_bytes=peak, cuda_peak_bytes=cuda_peak, rel_error=error)
-        if variant.kind == "forward":
+        if variant.kind in ("forward", "gqa"):
             row.update(extra_bytes=max(peak - out_bytes, 0), extra_bytes_from="measured")
         if not error <= row["tolerance"]:
             row.update(status="wrong", note=f"differs from the float64 reference by {error:.2e} (relative RMS; "
@@ -341,7 +354,8 @@ def _fill_rows(run: Run, size: Size, by_name: dict[str, dict], times: dict[str, 
 
 
 def _where(size: Size) -> str:
-    return f"B={size.batch} S={size.seq} D={size.d_model} H={size.n_heads}"
+    kv = f" H_kv={size.n_kv_heads}" if size.n_kv_heads != size.n_heads else ""
+    return f"B={size.batch} S={size.seq} D={size.d_model} H={size.n_heads}{kv}"
 
 
 def _empty_row(name: str, size: Size, run: Run) -> dict:
@@ -351,7 +365,7 @@ def _empty_row(name: str, size: Size, run: Run) -> dict:
     env = run.env
     return {
         "variant": name, "device": run.device, "dtype": run.dtype, "batch": size.batch, "seq": size.seq,
-        "d_model": size.d_model, "n_heads": size.n_heads, "median_ms": nan, "iqr_ms": nan,
+        "d_model": size.d_model, "n_heads": size.n_heads, "n_kv_heads": size.n_kv_heads, "median_ms": nan, "iqr_ms": nan,
         "gflop_per_s": nan, "fraction_of_gemm": nan, "extra_bytes": nan if extra is None else extra,
         "fraction_lo": nan, "fraction_hi": nan, "interval_coverage": nan, "verdict": "not measured",
         "kind": VARIANTS[name].kind, "d_head": size.d_head, "threads": run.threads, "q1_ms": nan, "q3_ms": nan,

@@ -208,7 +208,7 @@ def growth(table: pd.DataFrame, axis: str) -> pd.DataFrame:
     so the page can say which rose most without guessing.
     """
     column = {"heads": "n_heads"}.get(axis, axis)
-    ok = table[(table["status"] == "ok") & (table["kind"] != "forward")]
+    ok = table[(table["status"] == "ok") & table["kind"].isin(("reference", "projection"))]
     rows = []
     for name, group in ok.groupby("variant", sort=False):
         if group[column].nunique() < 2:

@@ -13,7 +13,9 @@ out [B, S, D]; they differ only in how the sum over (h, l) is laid out in memory
 
 All of them do the same 2·B·S·D² floating-point operations. The forward variants
 (``forward_trace``, ``forward_mha``, ``forward_sdpa``) time core's instrumented forward pass
-against torch.nn.MultiheadAttention and F.scaled_dot_product_attention.
+against torch.nn.MultiheadAttention and F.scaled_dot_product_attention. The grouped-query
+variants (``gqa_sdpa``, ``gqa_expand``; core.timing.gqa) time the same forward with H_kv < H
+key/value heads, against ``forward_sdpa`` as the layer without sharing.
 """
 
 from __future__ import annotations
@@ -28,20 +30,38 @@ from torch import Tensor
 
 from core.attention import AttentionWeights, concat_then_project, merge_heads, multi_head_attention, project_then_sum
 from core.identity import random_input
+from core.sizes import divisors
 
 
 @dataclass(frozen=True)
 class Size:
+    """B, S, D, H of one timed layer, and H_kv (key/value heads; left out: H, no sharing).
+
+    Only the grouped-query variants read ``n_kv_heads``: the W_O ending only ever meets z
+    [B, H, S, L], which has H heads whatever H_kv is, so the projection variants are the same
+    programs at every H_kv. Stored as a number (None becomes H), so equal layers compare equal.
+    """
+
     batch: int
     seq: int
     d_model: int
     n_heads: int
+    n_kv_heads: int | None = None
 
     def __post_init__(self) -> None:
-        if min(self.batch, self.seq, self.d_model, self.n_heads) < 1:
+        if self.n_kv_heads is None:
+            object.__setattr__(self, "n_kv_heads", self.n_heads)
+        if min(self.batch, self.seq, self.d_model, self.n_heads, self.n_kv_heads) < 1:
             raise ValueError(f"every size must be positive, got {self}")
         if self.d_model % self.n_heads:
             raise ValueError(f"n_heads = {self.n_heads} does not divide d_model = {self.d_model}")
+        if self.n_heads % self.n_kv_heads:
+            raise ValueError(f"n_kv_heads = {self.n_kv_heads} does not divide n_heads = {self.n_heads}")
+
+    @property
+    def group_size(self) -> int:
+        """G = H / H_kv: query heads per key/value head (1 without sharing)."""
+        return self.n_heads // self.n_kv_heads
 
     @property
     def d_head(self) -> int:
@@ -56,7 +76,7 @@ class Size:
 @dataclass(frozen=True)
 class Variant:
     name: str
-    kind: str  # "reference", "projection" or "forward"
+    kind: str  # "reference", "projection", "forward" or "gqa"
     label: str  # one line for legends and tables
     code: str  # the line(s) that do the work, as printed on the page
 
@@ -77,9 +97,17 @@ VARIANTS: dict[str, Variant] = {v.name: v for v in [
             "mha(x, x, x, need_weights=False)[0]"),
     Variant("forward_sdpa", "forward", "whole forward: F.scaled_dot_product_attention",
             "concat_then_project(F.scaled_dot_product_attention(q, k, v), W_O)"),
+    Variant("gqa_sdpa", "gqa", "whole forward, shared K/V: SDPA with enable_gqa",
+            "concat_then_project(F.scaled_dot_product_attention(q, k_kv, v_kv, enable_gqa=True), W_O)"),
+    Variant("gqa_expand", "gqa", "whole forward, shared K/V: repeat K/V to H heads, then SDPA",
+            "concat_then_project(F.scaled_dot_product_attention(q, expand_kv(k_kv, G), expand_kv(v_kv, G)), W_O)"),
 ]}
-PROJECTION_VARIANTS = tuple(n for n, v in VARIANTS.items() if v.kind != "forward")
+PROJECTION_KINDS = ("reference", "projection")  # the variants of the W_O ending, and the bare GEMM
+PROJECTION_VARIANTS = tuple(n for n, v in VARIANTS.items() if v.kind in PROJECTION_KINDS)
 FORWARD_VARIANTS = tuple(n for n, v in VARIANTS.items() if v.kind == "forward")
+GQA_VARIANTS = tuple(n for n, v in VARIANTS.items() if v.kind == "gqa")
+# What a grouped-query comparison times: the same layer without sharing (forward_sdpa), then with.
+GQA_COMPARISON = ("forward_sdpa", *GQA_VARIANTS)
 SWEEP_AXES = ("seq", "heads", "batch", "d_model")
 
 
@@ -87,11 +115,17 @@ def flops(variant: str, size: Size) -> int:
     """Floating-point operations of the useful work (one multiply and one add per term).
 
     Every projection variant computes the same D·D products for each of the B·S tokens; the
-    forward adds Q, K, V (3× that), scores and the weighted sum of values (2·B·S·S·D each).
+    forward adds Q, K, V (3× that), scores and the weighted sum of values (2·B·S·S·D each). With
+    shared keys and values the K and V projections shrink to H_kv·L columns each, and the scores
+    and the weighted sum do not shrink at all: every query head still scores every key.
     """
     B, S, D = size.batch, size.seq, size.d_model
-    if VARIANTS[variant].kind == "forward":
+    kind = VARIANTS[variant].kind
+    if kind == "forward":
         return 8 * B * S * D * D + 4 * B * S * S * D
+    if kind == "gqa":
+        kv_width = size.n_kv_heads * size.d_head  # H_kv·L columns of K, and as many of V
+        return 2 * B * S * D * (2 * D + 2 * kv_width) + 4 * B * S * S * D
     return 2 * B * S * D * D
 
 
@@ -208,7 +242,12 @@ def sweep_sizes(base: Size, axis: str | None, values: Sequence[int]) -> list[Siz
         field = {"heads": "n_heads"}.get(axis, axis)
         for v in sorted(set(values)):
             try:
-                size = replace(base, **{field: int(v)})
+                if axis == "heads":  # keep the group size where it divides, else the nearest H_kv that does
+                    v = int(v)
+                    kv = min(divisors(v), key=lambda d: (abs(d - v / base.group_size), d)) if v >= 1 else 1
+                    size = replace(base, n_heads=v, n_kv_heads=kv)
+                else:
+                    size = replace(base, **{field: int(v)})
             except ValueError:
                 continue
             if size not in sizes:

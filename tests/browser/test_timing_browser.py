@@ -6,7 +6,7 @@ import re
 import pytest
 from playwright.sync_api import expect
 
-from tests.browser.harness import assert_no_exception, charts_drawn, open_app, rerun_after, screenshot
+from tests.browser.harness import assert_no_exception, charts_drawn, element_screenshot, open_app, rerun_after, screenshot
 
 pytestmark = pytest.mark.browser
 
@@ -22,8 +22,9 @@ def test_timing_page_runs_on_click_draws_in_both_themes_and_shares(page, server)
     open_app(page, server, "timing", TINY)
     assert "What the sum costs" in page.locator("h1").first.inner_text()
     expect(page.locator(".katex").nth(2)).to_be_attached()  # at least 3 formulas typeset
-    expect(page.locator("[data-testid=stAlert]", has_text="Not measured on this server yet")).to_contain_text(
-        "python -m core.timing")
+    # (the grouped-query section has a reference alert of its own; this one offers the button)
+    expect(page.locator("[data-testid=stAlert]", has_text="Not measured on this server yet").filter(
+        has_text="Run benchmark")).to_contain_text("python -m core.timing")
     page.wait_for_function(DRAWN.format(n=3), timeout=30_000)  # memory, the reference's ratios and its sweep
 
     with rerun_after(page, timeout_ms=120_000):
@@ -66,10 +67,36 @@ def test_the_measurement_section_is_a_fragment_that_keeps_the_url(page, server):
         page.get_by_role("radiogroup", name="Also sweep one size over several values").get_by_text("heads", exact=True).click()
     expect(page).to_have_url(re.compile(r"[?&]sweep=heads(&|$)"))
     expect(announced).to_contain_text("heads = 4, 8, 16")  # the sweep values of the link, now over heads
-    expect(page.locator("[data-testid=stCode]", has_text="python -m core.timing")).to_contain_text("--budget 3")
+    main_command = page.locator("[data-testid=stCode]", has_text="python -m core.timing").filter(has_text="--csv")
+    expect(main_command).to_contain_text("--budget 3")
+    expect(page.locator("[data-testid=stCode]", has_text="--gqa")).to_contain_text("--budget 3")  # the GQA command too
     expect(page.locator("[data-testid=stCode]", has_text="budget=")).to_contain_text("budget=3")  # the link follows
     page.wait_for_function(DRAWN.format(n=3))  # the memory figure and the reference run's charts are still there
     assert_no_exception(page)
     # A hostile value for a control inside the fragment still gets its notice on a shared link.
     open_app(page, server, "timing", {**query, "budget": "lots"})
     expect(page.locator("[data-testid=stAlert]", has_text="budget=lots")).to_be_visible()
+
+
+def test_sharing_keys_and_values_at_kv_heads_1(page, server):
+    """kv_heads=1 (multi-query): the KV-cache checkpoint answered, the shared forward timed, screenshots."""
+    query = {**TINY, "sweep": "none", "kv_heads": "1"}
+    open_app(page, server, "timing", query)
+    expect(page.locator("[data-testid=stRadio]", has_text="Key/value heads")).to_contain_text("1")
+    section = page.get_by_role("heading", name="Sharing keys and values")
+    expect(section).to_be_attached()
+    cp = page.locator(".st-key-checkpoint-timing-kv_cache")
+    expect(cp).to_contain_text("H_kv = 1 key/value head, each of width L = 8")
+    with rerun_after(page):
+        cp.get_by_text("64 bytes", exact=True).click()  # 2 · 1 · 8 numbers of 4 bytes
+    expect(cp.locator("[data-testid=stAlert]")).to_contain_text("Right: 64 bytes")
+    expect(page.get_by_text("4 times smaller", exact=False).first).to_be_visible()
+    with rerun_after(page, timeout_ms=120_000):
+        page.get_by_role("button", name="Time the shared forward").click()
+    page.get_by_text("Measured on this server").first.wait_for(timeout=60_000)
+    assert_no_exception(page)
+    page.wait_for_function(DRAWN.format(n=3), timeout=30_000)  # memory, ratios, the shared forward's
+    expect(page.get_by_text("as long as the same layer without sharing").first).to_be_visible()
+    page.wait_for_timeout(500)
+    screenshot(page, "timing_kv_heads_1")
+    element_screenshot(cp, "timing_checkpoint_kv_cache")

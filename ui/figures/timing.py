@@ -24,6 +24,8 @@ ORANGE, SKY, GREEN, _YELLOW, BLUE, VERMILLION, PINK, GREY = OKABE_ITO
 VARIANT_COLORS = {
     "gemm": GREY, "concat": BLUE, "einsum": SKY, "per_head_sum": VERMILLION, "per_head_sum_out": ORANGE,
     "head_loop": PINK, "broadcast": GREEN, "forward_trace": VERMILLION, "forward_mha": BLUE, "forward_sdpa": GREEN,
+    # the grouped-query section's own chart: never drawn beside the projection variants
+    "gqa_sdpa": BLUE, "gqa_expand": VERMILLION,
 }
 NEUTRAL = "#808495"  # whiskers and labels: a mid grey that reads on the light and the dark theme alike
 SHAPES = ["circle", "square", "diamond", "triangle-up", "triangle-down", "cross", "triangle-right"]
@@ -98,6 +100,28 @@ def sweep_spec(df: pd.DataFrame, axis: str) -> dict:
         tooltip=tips,
     ).properties(height=380)
     return chart_spec(chart)
+
+
+@st.cache_data(show_spinner=False, max_entries=32)
+def gqa_spec(df: pd.DataFrame) -> dict:
+    """Each grouped variant's time ÷ the unshared layer's (core.timing.gqa_comparison), with its
+    interval, against a dashed rule at 1: the same layer without sharing."""
+    order = list(df["variant"])
+    data = df[["variant", "n_heads", "n_kv_heads", "ratio", "ratio_lo", "ratio_hi", "verdict"]].assign(
+        label=[with_interval(m, lo, hi) + "×" for m, lo, hi in zip(df["ratio"], df["ratio_lo"], df["ratio_hi"])])
+    base = alt.Chart(data).encode(y=alt.Y("variant:N", sort=order, title=None))
+    tips = [alt.Tooltip("variant:N"), alt.Tooltip("n_heads:Q", title="H"), alt.Tooltip("n_kv_heads:Q", title="H_kv"),
+            alt.Tooltip("ratio:Q", title="time ÷ without sharing (median)", format=".3f"),
+            alt.Tooltip("ratio_lo:Q", title="interval, low", format=".3f"),
+            alt.Tooltip("ratio_hi:Q", title="interval, high", format=".3f"), alt.Tooltip("verdict:N", title="against 1")]
+    points = base.mark_point(filled=True, size=90).encode(
+        x=alt.X("ratio:Q", title="time per call ÷ the same layer's without sharing; whiskers: 95 % interval",
+                scale=alt.Scale(zero=True)),
+        color=alt.Color("variant:N", scale=_colors(order), legend=None), tooltip=tips)
+    whiskers = base.mark_rule(strokeWidth=2, color=NEUTRAL).encode(x="ratio_lo:Q", x2="ratio_hi:Q", tooltip=tips)
+    labels = base.mark_text(align="left", dx=8, color=NEUTRAL).encode(x="ratio_hi:Q", text="label:N")
+    one = alt.Chart(pd.DataFrame({"x": [1.0]})).mark_rule(strokeDash=[4, 4], color=NEUTRAL).encode(x="x:Q")
+    return chart_spec((whiskers + points + labels + one).properties(height=40 * len(df) + 50))
 
 
 @st.cache_data(show_spinner=False, max_entries=32)

@@ -14,13 +14,16 @@ import math
 from collections.abc import Callable
 
 import pandas as pd
+import pyarrow as pa
 import streamlit as st
 
 from core import timing
+from core.checkpoints import Checkpoint
+from core.checkpoints import timing as cps
 from ui import jobs
-from ui.charts import csv_bytes
+from ui.charts import csv_bytes, csv_download
 from ui.controls import MAX_BATCH, MAX_D_MODEL, MAX_HEADS, MAX_SEQ, MAX_TENSOR_ELEMENTS, budget_problem
-from ui.figures.timing import SWEEP_COLUMN, memory_spec, ratio_spec, sweep_spec, with_interval
+from ui.figures.timing import SWEEP_COLUMN, gqa_spec, memory_spec, ratio_spec, sweep_spec, with_interval
 from ui.format import count, flops, plural, signed, size_bytes
 
 MAX_SWEEP_VALUES = 6
@@ -35,10 +38,26 @@ SIZE_LETTERS = {"batch": "B", "seq": "S", "d_model": "D", "n_heads": "H"}
 
 
 @st.cache_data(show_spinner=False, max_entries=64)
-def memory(batch: int, seq: int, d_model: int, heads: int, dtype: str) -> tuple[pd.DataFrame, dict]:
-    """core.timing.memory_table at one size, and its chart."""
+def memory(batch: int, seq: int, d_model: int, heads: int, dtype: str) -> tuple[pd.DataFrame, dict, dict]:
+    """core.timing.memory_table at one size, its chart, and the numbers the chart's table shows."""
     table = timing.memory_table(timing.Size(batch, seq, d_model, heads), dtype)
-    return table, memory_spec(table)
+    return table, memory_spec(table), numbers(table[["variant", "holds", "extra_bytes", "extra_mib", "times_output", "pages"]])
+
+
+def numbers(table: pd.DataFrame) -> dict:
+    """A figure's numbers, prepared once inside a cached view: the Arrow table ``st.dataframe`` draws
+    (converting a DataFrame costs a rerun more than drawing) and the bytes of its CSV download."""
+    return {"arrow": pa.Table.from_pandas(table, preserve_index=False), "csv": csv_bytes(table)}
+
+
+def figure(spec: dict, *, caption: str, numbers: dict, csv_name: str, key: str, column_config: dict | None = None,
+           table_label: str = "The numbers behind this figure") -> None:
+    """ui.charts.figure for numbers prepared by ``numbers``: the chart, its caption, its table and CSV."""
+    st.vega_lite_chart(spec=spec, width="stretch", theme="streamlit", alt=caption)
+    st.caption(caption)
+    with st.expander(table_label):
+        st.dataframe(numbers["arrow"], width="stretch", hide_index=True, column_config=column_config)
+        csv_download(numbers["csv"], csv_name, key=f"{key}_csv")
 
 
 def reference_run(device: str) -> dict | None:
@@ -62,7 +81,14 @@ def _reference(path: str, modified: float) -> dict | None:
     except (OSError, ValueError, KeyError):
         return None
     table = ref["table"]
-    return {**ref, **run_view(table, sweep_axis(table[table["kind"] != "forward"]) or "none", True)}
+    forward = bool((table["variant"] == "forward_trace").any())  # a --forward run, not only --gqa's forward_sdpa
+    return {**ref, **run_view(table, sweep_axis(projection_rows(table)) or "none", forward, f"reference {ref['date']}"),
+            "gqa": gqa_view(table), "machine_table": machine_table(ref["machine"])}
+
+
+def machine_table(machine: dict) -> pa.Table:
+    """Where a run was measured, one row per property, as the Arrow table the page draws."""
+    return pa.table({"property": list(machine), "value": [str(v) for v in machine.values()]})
 
 
 def server_run(key: tuple, axis: str, forward: bool) -> dict | None:
@@ -85,25 +111,34 @@ def _server_view(key: tuple, finished: float, axis: str, forward: bool) -> dict 
     return None if item is None or item["finished"] != finished else _view_of(item, axis, forward)
 
 
+def projection_rows(table: pd.DataFrame) -> pd.DataFrame:
+    """The rows of the W_O ending's variants and the bare GEMM (not the whole forward, not GQA's)."""
+    return table[table["kind"].isin(timing.PROJECTION_KINDS)]
+
+
 def _view_of(item: dict, axis: str, forward: bool) -> dict:
     table = item["result"]["table"]
-    return {"table": table, "machine": item["result"]["env"], **run_view(table, axis, forward)}
+    return {"table": table, "machine": item["result"]["env"], "machine_table": machine_table(item["result"]["env"]),
+            **run_view(table, axis, forward, f"server {item['finished']!r}")}
 
 
-def run_view(table: pd.DataFrame, axis: str, forward: bool) -> dict:
+def run_view(table: pd.DataFrame, axis: str, forward: bool, run_id: str = "") -> dict:
     """Everything the page shows of one run, from core.timing's readings of its table: headlines,
-    the ratio chart and its numbers, the sweep, the notes, the CSV. Plain data, for the caches above."""
+    the ratio chart and its numbers, the sweep, the notes, the CSV, and the checkpoint asked before
+    them (``run_id`` names the run, so a new run asks afresh). Plain data, for the caches above."""
+    shown_kinds = list(timing.PROJECTION_KINDS) + (["forward"] if forward else [])
     at_base = timing.at_base(table)  # the first size is the run's base
+    at_base = at_base[at_base["kind"].isin(shown_kinds)]  # grouped-query rows have a section of their own
     facts = timing.summarize(table)
     ok = at_base[at_base["status"] == "ok"].reset_index(drop=True)
-    projection = table[table["kind"] != "forward"]
+    projection = projection_rows(table)
     first = at_base.iloc[0]
     view = {
         "at_base": at_base, "first": first.to_dict(),
         "rounds": int(at_base["runs"].max()) if len(at_base) else 0,
         "headlines": [line for line in (ratio_sentence("concat", facts), ratio_sentence("einsum", facts),
                                         per_head_sentence(facts), allocation_sentence(facts)) if line],
-        "ratio_spec": ratio_spec(ok) if len(ok) else None, "base_table": shown_columns(at_base),
+        "ratio_spec": ratio_spec(ok) if len(ok) else None, "base_numbers": numbers(shown_columns(at_base)),
         "above": [v for v in str(facts.get("above_gemm", "")).split(", ") if v],
         "noisy": noisy_caption(table),
         "not_ok": [(r.variant, r.status, r.note) for r in at_base[at_base["status"] != "ok"].itertuples()],
@@ -113,17 +148,18 @@ def run_view(table: pd.DataFrame, axis: str, forward: bool) -> dict:
                                                                 int(first["d_model"]), int(first["n_heads"])),
                                            str(first["dtype"])),
         "sweep": None, "forward": None, "axis": axis,
+        "slowest_cp": cps.slowest(at_base, run_id, lambda x: f"{x:.2f}"),
     }
     if axis != "none":
         column = SWEEP_COLUMN[axis]
         proj_ok = projection[projection["status"] == "ok"]
         if proj_ok[column].nunique() > 1:
-            view["sweep"] = {"spec": sweep_spec(proj_ok.reset_index(drop=True), axis), "table": shown_columns(projection),
+            view["sweep"] = {"spec": sweep_spec(proj_ok.reset_index(drop=True), axis), "numbers": numbers(shown_columns(projection)),
                              "sentence": growth_sentence(timing.growth(table, axis), axis)}
         fwd = table[(table["status"] == "ok") & ((table["kind"] == "forward") | (table["variant"] == "gemm"))]
         if forward and fwd[fwd["kind"] == "forward"][column].nunique() > 1:
             view["forward"] = {"spec": sweep_spec(fwd.reset_index(drop=True), axis),
-                               "table": shown_columns(table[table["kind"] == "forward"])}
+                               "numbers": numbers(shown_columns(table[table["kind"] == "forward"]))}
     return view
 
 
@@ -173,6 +209,14 @@ def sweep_axis(table: pd.DataFrame) -> str | None:
 
 
 # ---- sentences: what the shapes say ---------------------------------------------------------------------
+
+
+@st.cache_data(show_spinner=False, max_entries=64)
+def memory_text(batch: int, seq: int, d_model: int, heads: int, dtype: str) -> str:
+    """The page's list of memory_sentences at one size, as Markdown (cached: a rerun rebuilds nothing)."""
+    size = timing.Size(batch, seq, d_model, heads)
+    return (f"At B={batch}, S={seq}, D={d_model}, H={heads}:\n\n"
+            + "\n".join(f"- {line}" for line in memory_sentences(size, dtype)))
 
 
 def memory_sentences(size: timing.Size, dtype: str) -> list[str]:
@@ -248,7 +292,7 @@ def allocation_sentence(facts: dict) -> str:
 
 def einsum_sentence(table: pd.DataFrame) -> str:
     """Whether einsum kept up with concat, size by size, in this run (core.timing.compare_by_size)."""
-    rows = timing.compare_by_size(table[table["kind"] != "forward"], "einsum", "concat")
+    rows = timing.compare_by_size(projection_rows(table), "einsum", "concat")
     if rows.empty:
         return ""
     base = rows.iloc[0]
@@ -259,7 +303,7 @@ def einsum_sentence(table: pd.DataFrame) -> str:
         "could not tell": (f"At {sizes_text(base)}, `einsum` took **{said}×** as long as `concat`: this run could not "
                            "tell them apart."),
     }[base["verdict"]]
-    axis = sweep_axis(table[table["kind"] != "forward"])
+    axis = sweep_axis(projection_rows(table))
     if axis is None or len(rows) < 2:
         return first
     column = SWEEP_COLUMN[axis]
@@ -338,6 +382,130 @@ def reference_provenance(ref: dict, same_settings: bool) -> str:
             "That machine's numbers, not this one's: press **Run benchmark** to measure the server you are reading on.")
 
 
+# ---- sharing keys and values (grouped-query attention) ---------------------------------------------------
+
+
+@st.cache_data(show_spinner=False, max_entries=64)
+def kv_cache(batch: int, seq: int, d_model: int, heads: int, kv_heads: int, dtype: str) -> tuple[pd.DataFrame, str, str]:
+    """core.timing.kv_cache_table at one size (this layer's cache with H_kv and without sharing), the
+    sentence that reads it, and the table as Markdown (cheaper on a rerun than a dataframe widget)."""
+    size = timing.Size(batch, seq, d_model, heads, kv_heads)
+    table = timing.kv_cache_table(size, dtype)
+    rows = ["| this layer | H_kv | numbers per token (2 · H_kv · L) | per token | for B × S tokens | × smaller than unshared |",
+            "|---|---:|---:|---:|---:|---:|"]
+    rows += [f"| {r.layer} | {r.n_kv_heads} | {r.numbers_per_token:,} | {size_bytes(r.bytes_per_token)} | "
+             f"{size_bytes(r.bytes_for_run)} | {r.factor} |" for r in table.itertuples()
+             if r.Index == 0 or kv_heads < heads]  # with nothing shared, the two rows are one
+    return table, kv_cache_sentence(table, size, dtype), "\n".join(rows)
+
+
+@st.cache_data(show_spinner=False, max_entries=64)
+def size_checkpoints(batch: int, seq: int, d_model: int, heads: int, kv_heads: int, dtype: str) -> dict[str, Checkpoint]:
+    """The page's checkpoints that depend only on the sizes (core.checkpoints.timing), bytes in ui.format."""
+    size = timing.Size(batch, seq, d_model, heads, kv_heads)
+    return {"memory": cps.per_head_memory(size, dtype, size_bytes), "kv_cache": cps.kv_cache(size, dtype, size_bytes),
+            "scores": cps.scores(size)}
+
+
+def kv_cache_sentence(table: pd.DataFrame, size: timing.Size, dtype: str) -> str:
+    """What the KV-cache table says, from its numbers: per token, for this run's tokens, and the factor."""
+    shared, unshared = table.iloc[0], table.iloc[1]
+    tokens = size.batch * size.seq
+    run = f"for the {count(tokens, 'token')} of this page's run (B × S)"
+    if size.n_kv_heads == size.n_heads:
+        return (f"With H_kv = H = {size.n_heads} nothing is shared: this layer keeps "
+                f"**{size_bytes(shared['bytes_per_token'])}** of keys and values per token in {dtype}, "
+                f"{size_bytes(shared['bytes_for_run'])} {run}. Pick fewer key/value heads above to see the cache shrink.")
+    return (f"With H_kv = {size.n_kv_heads} this layer keeps **{size_bytes(shared['bytes_per_token'])}** of keys and "
+            f"values per token in {dtype}, against {size_bytes(unshared['bytes_per_token'])} without sharing: "
+            f"**{int(shared['factor'])} times smaller** (H / H_kv = {size.n_heads}/{size.n_kv_heads}); "
+            f"{size_bytes(shared['bytes_for_run'])} against {size_bytes(unshared['bytes_for_run'])} {run}. A model keeps "
+            "this for every layer, and for every token of every sequence it is generating.")
+
+
+def scores_sentence(size: timing.Size) -> str:
+    """How many scores the layer computes and how many numbers K holds, with H_kv and without sharing."""
+    counts = timing.score_counts(size)
+    where = f"At B={size.batch}, S={size.seq}, H={size.n_heads}"
+    if size.n_kv_heads == size.n_heads:
+        return (f"{where}, H_kv = H: nothing is shared; the layer computes **{counts['shared']:,}** "
+                f"{plural(counts['shared'], 'score')} (`core.timing.score_counts`), and K holds "
+                f"{count(counts['k_shared'], 'number')}, as does V. Pick fewer "
+                "key/value heads at the top to see which of the two numbers sharing changes.")
+    return (f"{where}, H_kv={size.n_kv_heads}: **{counts['shared']:,}** {plural(counts['shared'], 'score')} with "
+            f"sharing, exactly as many as without (`core.timing.score_counts`); K holds "
+            f"{count(counts['k_shared'], 'number')} with sharing and {counts['k_not_shared']:,} without, and so does V.")
+
+
+def gqa_view(table: pd.DataFrame) -> dict | None:
+    """The grouped-query rows of a run at its base size, their ratios to the unshared layer, chart and
+    sentences; None when the run timed no grouped variant."""
+    base = timing.at_base(table)
+    rows = base[base["variant"].isin(timing.GQA_COMPARISON)]
+    if not rows["variant"].isin(timing.GQA_VARIANTS).any():
+        return None
+    comparison = timing.gqa_comparison(table)
+    first = rows[rows["variant"].isin(timing.GQA_VARIANTS)].iloc[0]
+    size = timing.Size(int(first["batch"]), int(first["seq"]), int(first["d_model"]), int(first["n_heads"]),
+                       int(first["n_kv_heads"]))
+    shown = shown_columns(rows).merge(comparison[["variant", "ratio", "ratio_lo", "ratio_hi"]], on="variant", how="left")
+    return {
+        "size": size, "dtype": str(first["dtype"]), "comparison": comparison,
+        "spec": gqa_spec(comparison) if len(comparison) else None,
+        "numbers": numbers(shown),
+        "sentences": gqa_sentences(comparison, rows, size, str(first["dtype"])),
+        "not_ok": [(r.variant, r.status, r.note) for r in rows[rows["status"] != "ok"].itertuples()],
+    }
+
+
+def gqa_sentences(comparison: pd.DataFrame, rows: pd.DataFrame, size: timing.Size, dtype: str) -> list[str]:
+    """One headline per grouped variant (its time ÷ the unshared layer's, worded by the interval), the
+    arithmetic each does against the unshared layer, and the memory each call held at its peak."""
+    said = []
+    for r in comparison.itertuples():
+        ratio = with_interval(r.ratio, r.ratio_lo, r.ratio_hi)
+        said.append({
+            "below": f"`{r.variant}` took **{ratio}×** as long as the same layer without sharing (`forward_sdpa`): faster, in this run.",
+            "above": f"`{r.variant}` took **{ratio}×** as long as the same layer without sharing (`forward_sdpa`): slower, in this run.",
+            "could not tell": (f"`{r.variant}` took **{ratio}×** as long as the same layer without sharing (`forward_sdpa`): "
+                               "this run could not tell them apart."),
+        }[r.verdict])
+    work = timing.flops("gqa_sdpa", size) / timing.flops("forward_sdpa", size)
+    B, S, H, L = size.batch, size.seq, size.n_heads, size.d_head
+    said.append(f"Both grouped forms do {work:.0%} of the unshared layer's arithmetic at {gqa_sizes_text(size)} "
+                f"(`core.timing.flops`): the K and V projections shrink to H_kv·L = {size.n_kv_heads * L} columns each, "
+                f"while the scores and the weighted sum, 2·B·H·S²·L operations each, stay as they are.")
+    peaks = rows[rows["status"] == "ok"].set_index("variant")["extra_bytes"]
+    if {"gqa_sdpa", "gqa_expand"} <= set(peaks.index) and size.group_size > 1:
+        copies = 2 * B * H * S * L * timing.element_size(dtype)
+        said.append(f"At its peak a call of `gqa_expand` held {size_bytes(peaks['gqa_expand'])} beyond its result and "
+                    f"`gqa_sdpa` {size_bytes(peaks['gqa_sdpa'])} (counted op by op, `core.timing.first_call`); the "
+                    f"repeated K and V alone are 2·B·H·S·L numbers, {size_bytes(copies)}.")
+    return said
+
+
+def gqa_server_run(key: tuple) -> dict | None:
+    """This server's finished grouped-query run under ``key`` and its view, or None (cached by finish time)."""
+    item = jobs.stored(key)
+    if item is None:
+        return None
+    view = _gqa_server_view(key, item["finished"])
+    if view is None:
+        view = gqa_view(item["result"]["table"])
+    return None if view is None else {**item, "machine": item["result"]["env"], **view}
+
+
+@st.cache_data(show_spinner=False, max_entries=32)
+def _gqa_server_view(key: tuple, finished: float) -> dict | None:
+    item = jobs.stored(key)
+    return None if item is None or item["finished"] != finished else gqa_view(item["result"]["table"])
+
+
+def gqa_sizes_text(size: timing.Size) -> str:
+    """'B=8, S=128, D=512, H=8, H_kv=2'."""
+    return f"B={size.batch}, S={size.seq}, D={size.d_model}, H={size.n_heads}, H_kv={size.n_kv_heads}"
+
+
 # ---- the run's sizes and tables --------------------------------------------------------------------------
 
 
@@ -384,7 +552,7 @@ def _short_number(v: int) -> str:
 
 def shown_columns(df: pd.DataFrame) -> pd.DataFrame:
     """The measured table for reading, numeric throughout: bytes in MiB; the CSV keeps every raw column."""
-    out = df[["variant", "batch", "seq", "d_model", "n_heads", "median_ms", "iqr_ms", "fraction_of_gemm",
+    out = df[["variant", "batch", "seq", "d_model", "n_heads", "n_kv_heads", "median_ms", "iqr_ms", "fraction_of_gemm",
               "fraction_lo", "fraction_hi", "verdict", "runs", "gflop_per_s", "extra_bytes", "alloc_bytes",
               "page_faults_per_call", "rel_error", "tolerance", "status", "note"]].copy()
     for col in ("extra_bytes", "alloc_bytes"):
@@ -400,7 +568,12 @@ MEASURED_COLUMNS = {
     "fraction_lo": st.column_config.NumberColumn("÷ gemm, low", format="%.3f", help="95 % interval for that median"),
     "fraction_hi": st.column_config.NumberColumn("÷ gemm, high", format="%.3f"),
     "gflop_per_s": st.column_config.NumberColumn("GFLOP/s", format="%.1f"),
-    "extra_MiB": st.column_config.NumberColumn("extra MiB (shapes)", format="%.2f"),
+    "extra_MiB": st.column_config.NumberColumn("extra MiB", format="%.2f",
+                                               help="from the shapes for the W_O ending's variants; measured for the whole forward"),
+    "ratio": st.column_config.NumberColumn("÷ without sharing", format="%.3f",
+                                           help="median over rounds of this variant's time ÷ forward_sdpa's in the same round"),
+    "ratio_lo": st.column_config.NumberColumn("÷ without sharing, low", format="%.3f", help="95 % interval for that median"),
+    "ratio_hi": st.column_config.NumberColumn("÷ without sharing, high", format="%.3f"),
     "alloc_MiB": st.column_config.NumberColumn("allocated MiB / call", format="%.2f"),
     "page_faults_per_call": st.column_config.NumberColumn("page faults / call", format="%.0f"),
     "rel_error": st.column_config.NumberColumn("error vs float64", format="%.2e",
