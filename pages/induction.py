@@ -19,6 +19,7 @@ from ui import format as fmt
 from ui.checkpoint import checkpoint, unfolded
 from ui.controls import MAX_SEED, MAX_SENTENCE_CHARS, Controls, heads_problem, show_link
 from ui.figures import induction as fig
+from ui.gate import heavy
 from ui.views import induction as views
 from ui.shell import ensure_app_shell
 
@@ -312,6 +313,7 @@ def clamp_position(n: int, repeat_positions: list[int]) -> None:
 
 
 @st.fragment
+@heavy  # a fragment rerun does not pass the page gate (streamlit_app.py): take it here
 def logit_section() -> None:
     st.header("3 · The output as a sum")
     st.markdown(
@@ -368,6 +370,7 @@ logit_section()
 # ---- knock heads out -----------------------------------------------------------------------------
 
 @st.fragment
+@heavy  # 512 sequences on a miss: one such run per core at a time, as for a page
 def ablation_section() -> None:
     st.header("4 · Knock heads out")
     st.markdown(
