@@ -20,6 +20,7 @@ from ui.checkpoint import checkpoint, unfolded
 from ui.controls import MAX_SEED, MAX_SENTENCE_CHARS, Controls, heads_problem, show_link
 from ui.figures import induction as fig
 from ui.gate import heavy
+from ui import jobs
 from ui.views import induction as views
 from ui.shell import ensure_app_shell
 
@@ -29,6 +30,8 @@ CFG = ind.Config()
 DEFAULT_POSITION = ind.default_position(0)  # the middle of the copy in the default sequence (seed 0)
 NUM = st.column_config.NumberColumn
 NOTE = "The numbers behind this figure"
+TRAIN_BUSY = ("Another reader is training a model or running a benchmark on this server right now, and two at once "
+              "would slow each other down; press Train again in half a minute.")
 
 
 def nats(x: float) -> str:
@@ -561,8 +564,9 @@ st.markdown(
 The weights above came from seed {meta['config']['seed']}, trained on {trained_on['cpu']} with PyTorch
 {trained_on['torch']}'s {trained_on['capability']} kernels. Train the same model on this server,
 from that seed or another, or with another number of heads per layer; whether and when the phase
-change happens can depend on both. One training runs at a time on this server, and a finished run
-is kept, so a link to its settings shows it without training again.
+change happens can depend on both. One long job (a training run, or the timing page's benchmark)
+runs at a time on this server, and a finished run is kept, so a link to its settings shows it
+without training again.
 
 **Same seed, another processor.** Training runs on one thread with deterministic kernels, so on one
 machine a seed gives the same weights bit for bit. Across processors it does not: another vector
@@ -592,21 +596,13 @@ else:
     st.caption(f"The shipped {meta['config']['steps']:,} steps took {cpu:.0f} s of CPU time on one thread "
                "where it was trained; on a busy server, longer.")
     pressed = st.button("Train", icon=":material/model_training:", key="train")
-    run = None
-    if pressed:
-        bar = st.progress(0.0, text="Starting…")
-        try:
-            run = views.train_and_store(train_seed, heads, steps, lambda s, n, loss: bar.progress(
-                s / n, text=f"step {s:,} / {n:,} · loss on repeated positions {loss:.3f}"))
-        except ind.Busy:
-            st.warning("Another reader is training a model on this server right now; press Train again in half a "
-                       "minute.", icon=":material/hourglass_top:")
-        bar.empty()
+    key = views.train_key(train_seed, heads, steps)
+    item = jobs.run_job(key, views.train_job(train_seed, heads, steps), busy_message=TRAIN_BUSY,
+                        waiting_text="Starting…") if pressed else None
+    item = item or jobs.stored(key)  # a finished run with these settings, by this reader or another
+    run = item["result"] if item else None
     if run is None:
-        try:
-            run = views.trained_run(train_seed, heads, steps)
-        except views.NotTrained:
-            st.info("No run with these settings on this server yet. Press **Train**.", icon=":material/model_training:")
+        st.info("No run with these settings on this server yet. Press **Train**.", icon=":material/model_training:")
     if run is not None:
         rm = run["metrics"]
         st.success(f"Trained {steps:,} steps from seed {train_seed} with {fmt.count(heads, 'head')} per "

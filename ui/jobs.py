@@ -91,6 +91,11 @@ class ResultStore:
             while len(self._items) > self.capacity:
                 self._items.popitem(last=False)
 
+    def discard(self, key: tuple) -> None:
+        """Forget the result under ``key``, if any (a test that must start from nothing stored)."""
+        with self._lock:
+            self._items.pop(key, None)
+
     def __len__(self) -> int:
         return len(self._items)
 

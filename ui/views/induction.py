@@ -8,6 +8,8 @@ number comes from ``core.induction``; the charts drawn from these views are in
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 import pandas as pd
 import streamlit as st
@@ -142,37 +144,29 @@ def composition_view() -> dict:
             "k_pair": float(comp["scores"]["K"][src, dst])}
 
 
-class NotTrained(LookupError):
-    """No run with these settings is in this server's cache; only a button press trains one."""
+def train_key(seed: int, heads: int, steps: int) -> tuple:
+    """The key of a training run in ui.jobs' store: its settings, so a shared link finds it."""
+    return ("induction-train", seed, heads, steps)
 
 
-@st.cache_data(show_spinner=False, max_entries=16)
-def trained_run(seed: int, heads: int, steps: int, _fresh: dict | None = None) -> dict:
-    """A finished training run per setting, shared by every session of this server.
+def train_job(seed: int, heads: int, steps: int) -> Callable[[Callable[[float, str], None]], dict]:
+    """What ``ui.jobs.run_job`` runs for the Train button: train, evaluate, and compare with the shipped
+    run (plain data, stored for every reader of the same settings)."""
 
-    Called without ``_fresh`` (on every page run) it only looks the setting up: a miss raises
-    NotTrained, which st.cache_data does not store, so a shared link never starts a training.
-    After a button press the page trains and calls it with the result, which is then stored.
-    """
-    if _fresh is None:
-        raise NotTrained((seed, heads, steps))
-    return _fresh
-
-
-def train_and_store(seed: int, heads: int, steps: int, progress) -> dict:
-    """Train under core.induction.exclusive (raises Busy), evaluate, and store the plain result."""
-    cfg = ind.Config(seed=seed, n_heads=heads, steps=steps)
-    with ind.exclusive():
-        result = ind.train(cfg, progress)
+    def job(progress: Callable[[float, str], None]) -> dict:
+        cfg = ind.Config(seed=seed, n_heads=heads, steps=steps)
+        result = ind.train(cfg, lambda s, n, loss: progress(
+            s / n, f"step {s:,} / {n:,} · loss on repeated positions {loss:.3f}"))
         metrics = ind.evaluate(result.model, cfg)
-    meta = shipped()["meta"]
-    fresh = {"metrics": metrics, "curve": result.curve, "seconds": result.seconds, "cpu_seconds": result.cpu_seconds,
-             "phase": ind.phase_change(result.curve), "trained_on": ind.this_machine(),
-             "versus_shipped": ind.metric_differences(metrics, meta["metrics"]),
-             # Only a retrain of the shipped configuration has weights to set beside the shipped ones.
-             "weights_versus_shipped": (ind.weight_differences(result.model, shipped_model())
-                                        if ind.is_shipped_config(cfg, meta) else None)}
-    return trained_run(seed, heads, steps, _fresh=fresh)
+        meta = shipped()["meta"]
+        return {"metrics": metrics, "curve": result.curve, "seconds": result.seconds,
+                "cpu_seconds": result.cpu_seconds, "phase": ind.phase_change(result.curve),
+                "trained_on": ind.this_machine(), "versus_shipped": ind.metric_differences(metrics, meta["metrics"]),
+                # Only a retrain of the shipped configuration has weights to set beside the shipped ones.
+                "weights_versus_shipped": (ind.weight_differences(result.model, shipped_model())
+                                           if ind.is_shipped_config(cfg, meta) else None)}
+
+    return job
 
 
 @st.cache_data(show_spinner=False, max_entries=64)
