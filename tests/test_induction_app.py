@@ -343,8 +343,8 @@ def test_checkpoints_agree_with_the_figures_below_them(query, seed, text):
     view = views.sequence_view(seed, text)
     head = int(ind.load()[1]["metrics"]["induction_head"][3:])
     query_label = view["labels"][cps.question_position(view["repeat_positions"], len(view["ids"]))]
-    row = view["patterns"][(view["patterns"]["layer"] == 1) & (view["patterns"]["head"] == head)
-                           & (view["patterns"]["query"] == query_label)]
+    patterns = view["patterns"]["arrow"].to_pandas()  # the heatmaps' own table, as the page draws it
+    row = patterns[(patterns["layer"] == 1) & (patterns["head"] == head) & (patterns["query"] == query_label)]
     biggest = row.loc[row["weight"].idxmax()]
     assert [o for o in attend.options if o == biggest["key"]] == [cp.right]
     assert f"query {query_label}" in attend.label

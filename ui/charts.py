@@ -12,6 +12,7 @@ import sys
 
 import altair as alt
 import pandas as pd
+import pyarrow as pa
 import streamlit as st
 from streamlit.dataframe_util import convert_anything_to_arrow_bytes
 
@@ -136,13 +137,18 @@ def figure(
     chart: alt.TopLevelMixin | dict,
     *,
     caption: str,
-    table: pd.DataFrame | None = None,
+    table: pd.DataFrame | pa.Table | None = None,
     csv_name: str | None = None,
     key: str,
     table_label: str = "The numbers behind this figure",
     column_config: dict | None = None,
+    csv: bytes | None = None,
 ) -> None:
     """Draw a chart with its caption, and its numbers as a table (with a CSV download) beneath.
+
+    A cached view may hand over the table as Arrow already (``pa.Table.from_pandas``) with its
+    ``csv_bytes``: then a rerun converts neither (``st.dataframe`` passes Arrow through, while a
+    DataFrame is converted on every run, and the CSV would be encoded again).
 
     The caption doubles as the chart's accessible description: Streamlit makes ``alt`` the chart's
     ``aria-label`` (and the label of its "Show data" button), read out as plain text, so the
@@ -158,7 +164,9 @@ def figure(
     if table is not None:
         with st.expander(table_label):
             st.dataframe(table, width="stretch", hide_index=True, column_config=column_config)
-            csv_download(table, csv_name or f"{key}.csv", key=f"{key}_csv")
+            if csv is None and isinstance(table, pa.Table):
+                csv = csv_bytes(table.to_pandas())
+            csv_download(table if csv is None else csv, csv_name or f"{key}.csv", key=f"{key}_csv")
 
 
 _TEX_SYMBOLS = {"cdot": "·", "times": "×", "to": "→", "le": "≤", "ge": "≥", "approx": "≈", "sqrt": "√"}
