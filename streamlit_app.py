@@ -3,6 +3,7 @@ their URL paths are stable, because links shared in class point at them."""
 
 import streamlit as st
 
+from ui.gate import heavy
 from ui.registry import PAGES
 
 st.set_page_config(
@@ -26,4 +27,10 @@ navigation = st.navigation(
         if page.exists
     ]
 )
-navigation.run()
+# One page run per usable core at a time (ui.gate): the others wait holding nothing, so thirty
+# students arriving at once peak at a few runs' worth of memory (docs/class-load.md, patch 5). The
+# gate is taken before any cache lock, so it cannot deadlock; long jobs (a training run, a benchmark)
+# step out of it inside ui.jobs.run_job. A fragment rerun does not pass here (Streamlit calls the
+# fragment alone): a page gates its heavy fragments itself with ``@heavy`` under ``@st.fragment``.
+with heavy.hold():
+    navigation.run()

@@ -45,7 +45,6 @@ import pandas as pd
 import torch
 from torch import Tensor
 
-from core.busy import Busy
 from core.device import torch_threads
 # The model, its data and scores, and its training live in two modules of their own; their names are
 # this module's too, so every caller reads ``core.induction.<name>``.
@@ -57,7 +56,7 @@ from core.induction_model import (  # noqa: F401
     all_heads,
 )
 from core.induction_train import (  # noqa: F401
-    HERE, WEIGHTS, METRICS, exclusive, TrainResult, train, evaluate, phase_change, save,
+    HERE, WEIGHTS, METRICS, TrainResult, train, evaluate, phase_change, save,
     this_machine, weight_differences, COMPARED_METRICS, metric_differences, is_shipped_config,
     load, curve_frame,
 )
@@ -67,9 +66,9 @@ __all__ = [
     "Config", "InductionModel", "Batch", "make_batch", "sample_sequence", "default_position", "eval_batch",
     "repeat_mask", "induction_keys", "Head", "Run", "run", "head_means", "token_losses", "losses",
     "prev_token_scores", "induction_scores", "SequenceScores", "sequence_induction_scores", "head_label",
-    "all_heads", "HERE", "WEIGHTS", "METRICS", "exclusive", "TrainResult", "train", "evaluate",
+    "all_heads", "HERE", "WEIGHTS", "METRICS", "TrainResult", "train", "evaluate",
     "phase_change", "save", "this_machine", "weight_differences", "COMPARED_METRICS", "metric_differences",
-    "is_shipped_config", "load", "curve_frame", "Busy", "logit_terms", "parse_ablate", "format_ablate",
+    "is_shipped_config", "load", "curve_frame", "logit_terms", "parse_ablate", "format_ablate",
     "ablation_table", "composition_scores", "composition_frame", "qk_path", "parse_sequence", "to_text",
     "main",
 ]

@@ -19,7 +19,6 @@ import numpy as np
 import pandas as pd
 import torch
 
-from core.busy import OneAtATime
 from core.device import cpu_model, torch_threads
 from core.induction_model import (
     EVAL_BATCH, EVAL_SEED, HEAD_SCORE_THRESHOLD, Batch, Config, InductionModel, eval_batch, head_label,
@@ -27,7 +26,7 @@ from core.induction_model import (
 )
 
 __all__ = [
-    "HERE", "WEIGHTS", "METRICS", "exclusive", "TrainResult", "train", "evaluate", "phase_change", "save",
+    "HERE", "WEIGHTS", "METRICS", "TrainResult", "train", "evaluate", "phase_change", "save",
     "this_machine", "weight_differences", "COMPARED_METRICS", "metric_differences", "is_shipped_config",
     "load", "curve_frame",
 ]
@@ -38,10 +37,6 @@ METRICS = HERE / "weights" / "induction.json"
 
 
 # ---- training ----------------------------------------------------------------------------------
-
-
-# One training at a time per server (a second reader is told to wait): core.busy.
-exclusive = OneAtATime("another training run is in progress on this server").hold
 
 
 # Evaluation and ablation run under ``@torch_threads(1)`` (core.device): this model's products are

@@ -1,8 +1,9 @@
 """The sum at work: a trained two-layer attention-only model whose heads you can read, add up and
 knock out.
 
-Every number comes from core.induction, through the cached views in ui.views.induction; the charts
-are ui.figures.induction's. This file is the essay and its controls.
+Every number comes from core.induction, through the cached views in ui.views.induction, which hand
+out the charts (ui.figures.induction's) and tables ready to draw. This file is the essay and its
+controls.
 """
 
 from __future__ import annotations
@@ -18,7 +19,8 @@ from ui.charts import csv_download, figure
 from ui import format as fmt
 from ui.checkpoint import checkpoint, unfolded
 from ui.controls import MAX_SEED, MAX_SENTENCE_CHARS, Controls, heads_problem, show_link
-from ui.figures import induction as fig
+from ui.gate import heavy
+from ui import jobs
 from ui.views import induction as views
 from ui.shell import ensure_app_shell
 
@@ -28,6 +30,8 @@ CFG = ind.Config()
 DEFAULT_POSITION = ind.default_position(0)  # the middle of the copy in the default sequence (seed 0)
 NUM = st.column_config.NumberColumn
 NOTE = "The numbers behind this figure"
+TRAIN_BUSY = ("Another reader is training a model or running a benchmark on this server right now, and two at once "
+              "would slow each other down; press Train again in half a minute.")
 
 
 def nats(x: float) -> str:
@@ -49,13 +53,12 @@ def cheaper(repeat: float, other: float) -> str:
     return f": {times(other, repeat)} less. "
 
 
-data = views.shipped()
+data = views.shipped_page()
 meta, metrics = data["meta"], data["meta"]["metrics"]
 trained_on = meta.get("trained_on") or {"cpu": "a processor it did not record", "capability": "unrecorded",
                                         "torch": meta["training"]["torch"]}
 N_EVAL = metrics["eval_sequences"]  # the fresh sequences behind every "on N fresh sequences" number
-curve = ind.curve_frame(meta)
-phase = ind.phase_change(curve)
+phase = data["phase"]
 H, V, S, D, L = CFG.n_heads, CFG.d_vocab, CFG.n_ctx, CFG.d_model, CFG.d_head
 
 st.title("The sum at work")
@@ -137,11 +140,11 @@ m[2].metric("uniform guess, ln V", nats(metrics["ln_vocab"]))
 m[3].metric(f"on {N_EVAL} fresh sequences: repeated / other", f"{metrics['loss_repeat']:.3f} / {metrics['loss_other']:.3f}",
             help=f"core.induction.evaluate on sequences never seen in training (seed {metrics['eval_seed']}).")
 figure(
-    fig.sequence_loss_spec(table, metrics["ln_vocab"]),
+    view["loss_spec"],
     caption=("The model's loss at every position of this sequence (bars; the letter above each bar is the one it "
              "had to predict), repeated positions in blue; the dashed line is ln V. Computed by "
              "core.induction.token_losses on core.induction.run."),
-    table=table, csv_name="induction_sequence.csv", key="seq_fig", table_label="Every position: the model's top guesses",
+    table=view["table_drawn"]["arrow"], csv=view["table_drawn"]["csv"], csv_name="induction_sequence.csv", key="seq_fig", table_label="Every position: the model's top guesses",
     column_config={"p_guess": NUM("p(top guess)", format="%.3f"), "p_next": NUM("p(next)", format="%.3f"),
                    "loss": NUM("loss (nats)", format="%.4f")},
 )
@@ -176,7 +179,7 @@ Olsson et al. describe: the two heads of the circuit form together, because neit
 without the other.
 """
     )
-curve_specs = fig.curve_spec(curve, metrics["ln_vocab"], phase.get("step"))
+curve_specs = data["curve_specs"]
 st.vega_lite_chart(spec=curve_specs["losses"], width="stretch", theme="streamlit",
                    alt="Training curve: loss on repeated and other positions against the training step.")
 figure(
@@ -186,8 +189,8 @@ figure(
              "repeated and other positions (top) and the best layer-0 previous-token and layer-1 induction "
              "scores (bottom); the dashed vertical line is where the repeated loss fell fastest "
              "(core.induction.phase_change). Recorded by core.induction.train."),
-    table=curve, csv_name="induction_training_curve.csv", key="curve_fig",
-    column_config={c: NUM(format="%.4f") for c in curve.columns if c != "step"},
+    table=data["curve"]["arrow"], csv=data["curve"]["csv"], csv_name="induction_training_curve.csv", key="curve_fig",
+    column_config={c: NUM(format="%.4f") for c in data["curve_columns"] if c != "step"},
 )
 
 # ---- the heads ------------------------------------------------------------------------------------
@@ -215,27 +218,22 @@ sequence draws a second, shifted line: each query in the copy looks back to the 
 earlier occurrence{f", {view['copy']['offset'] - 1} positions back in this sequence" if view['copy'] else ""}.
 """
 )
-cell_text = len(view["ids"]) <= 16
 cp_attend = views.attend_checkpoint(seed, text)  # None where no key stands out: nothing to ask
 if cp_attend is not None:
     checkpoint(cp_attend)
 if cp_attend is None or unfolded(cp_attend):
     figure(
-        fig.patterns_spec(view["patterns"], view["labels"], H, cell_text),
+        view["patterns_spec"],
         caption=("Attention patterns of every head on this sequence: rows are queries, columns keys (labelled "
                  "position:letter), one colour scale from 0 to 1 (viridis); hover for exact weights. "
                  "trace.pattern from core.attention.multi_head_attention inside core.induction.run."),
-        table=view["patterns"], csv_name="induction_patterns.csv", key="pattern_fig",
+        table=view["patterns"]["arrow"], csv=view["patterns"]["csv"], csv_name="induction_patterns.csv", key="pattern_fig",
         column_config={"weight": NUM(format="%.4f")},
     )
-shown_scores = scores.assign(**{
-    f"previous-token score, {N_EVAL} sequences": metrics["prev_token_scores"] + [float("nan")] * H,
-    f"induction score, {N_EVAL} sequences": [float("nan")] * H + metrics["induction_scores"],
-})
 # placeholder="": a missing score is an empty cell, as the caption says (st.dataframe's default is a grey "None").
-st.dataframe(shown_scores, hide_index=True, width="stretch", placeholder="",
-             column_config={c: NUM(format="%.3f") for c in shown_scores.columns if c != "head"})
-csv_download(shown_scores, "induction_head_scores.csv", key="scores_csv")
+st.dataframe(view["scores_drawn"]["arrow"], hide_index=True, width="stretch", placeholder="",
+             column_config={c: NUM(format="%.3f") for c in scores.columns if c != "head"})
+csv_download(view["scores_drawn"]["csv"], "induction_head_scores.csv", key="scores_csv")
 n_scored, n_adjacent = view["n_scored"], view["n_adjacent"]
 left_out = (f" {fmt.count(n_adjacent, 'repeated position')} {'is' if n_adjacent == 1 else 'are'} left out: "
             f"there the letter's most recent earlier occurrence is one or two back, so the key after it is the query "
@@ -313,6 +311,7 @@ def clamp_position(n: int, repeat_positions: list[int]) -> None:
 
 
 @st.fragment
+@heavy  # a fragment rerun does not pass the page gate (streamlit_app.py): take it here
 def logit_section() -> None:
     st.header("3 · The output as a sum")
     st.markdown(
@@ -350,10 +349,10 @@ with $W_U$ applied to each head's term before the heads are added.
     k[1].metric("the model's logit", f"{t['logit']:.10f}")
     k[2].metric("difference", f"{t['difference']:.2e}", help="Rounding only: float64, summed in a different order.")
     figure(
-        fig.waterfall_spec(terms, t["logit"], f"logit of '{row['next']}' at position {position}"),
+        t["spec"],
         caption=("The logit as a running sum: embed, pos, then each head's term (result · W_U[:, next]); the "
                  "outlined bar is the model's own logit. core.induction.logit_terms, in float64."),
-        table=terms, csv_name="induction_logit_terms.csv", key="terms_fig",
+        table=t["terms_drawn"]["arrow"], csv=t["terms_drawn"]["csv"], csv_name="induction_logit_terms.csv", key="terms_fig",
         column_config={"value": NUM("term", format="%.8f")},
     )
     st.markdown(
@@ -369,6 +368,7 @@ logit_section()
 # ---- knock heads out -----------------------------------------------------------------------------
 
 @st.fragment
+@heavy  # 512 sequences on a miss: one such run per core at a time, as for a page
 def ablation_section() -> None:
     st.header("4 · Knock heads out")
     st.markdown(
@@ -419,11 +419,12 @@ which keeps the residual stream at its usual offset and removes only what the he
         f"position back, gives {no_prev:.3f}, {times(no_prev, clean)} the clean loss: without its output the "
         "induction heads' keys no longer say which letter came before, and they cannot find the copy."
     )
+    drawn = views.ablation_figure(ind.format_ablate(chosen), mode)
     figure(
-        fig.ablation_spec(abl, mode, metrics["ln_vocab"]),
+        drawn["spec"],
         caption=(f"Loss on repeated (blue) and other (orange) positions of {ind.EVAL_BATCH} fresh sequences with each set of heads "
                  f"removed ({mode} ablation); the dashed line is ln V. core.induction.ablation_table."),
-        table=abl, csv_name="induction_ablation.csv", key="abl_fig", table_label="Every ablation, zero and mean",
+        table=drawn["arrow"], csv=drawn["csv"], csv_name="induction_ablation.csv", key="abl_fig", table_label="Every ablation, zero and mean",
         column_config={col: NUM(format="%.4f") for col in abl.columns if col.startswith("loss")},
     )
     if chosen:
@@ -460,10 +461,10 @@ TransformerLens's `all_composition_scores`). Random matrices of the same shapes 
 """
 )
 figure(
-    fig.composition_spec(comp["long"], comp["baseline"]),
+    comp["spec"],
     caption=(f"Q-, K- and V-composition of every layer-0 head with every layer-1 head; random matrices of the same "
              f"shapes score {comp['baseline']:.3f} on average. core.induction.composition_scores."),
-    table=comp["long"], csv_name="induction_composition.csv", key="comp_fig",
+    table=comp["long"]["arrow"], csv=comp["long"]["csv"], csv_name="induction_composition.csv", key="comp_fig",
     column_config={col: NUM(format="%.4f") for col in ("score", "baseline", "score minus baseline")},
 )
 st.markdown(
@@ -478,12 +479,11 @@ diagonal, whose mean is {path['diagonal_mean']:.2f} against {path['off_diagonal_
 """
 )
 figure(
-    fig.qk_path_spec(path["matrix"], ind.ALPHABET, comp["src"], comp["dst"]),
+    comp["qk_spec"],
     caption=(f"The K-composition path from {comp['src']} into {comp['dst']}: (W_E W_Q)(W_E W_V W_O W_K)ᵀ / √L, "
              "query letter down, the key's previous letter across (diverging colours centred on 0). "
              "core.induction.qk_path."),
-    table=pd.DataFrame(path["matrix"], index=list(ind.ALPHABET), columns=list(ind.ALPHABET)).reset_index(names="query"),
-    csv_name="induction_qk_path.csv", key="qk_fig",
+    table=comp["qk"]["arrow"], csv=comp["qk"]["csv"], csv_name="induction_qk_path.csv", key="qk_fig",
 )
 
 # ---- train it yourself -----------------------------------------------------------------------------
@@ -559,8 +559,9 @@ st.markdown(
 The weights above came from seed {meta['config']['seed']}, trained on {trained_on['cpu']} with PyTorch
 {trained_on['torch']}'s {trained_on['capability']} kernels. Train the same model on this server,
 from that seed or another, or with another number of heads per layer; whether and when the phase
-change happens can depend on both. One training runs at a time on this server, and a finished run
-is kept, so a link to its settings shows it without training again.
+change happens can depend on both. One long job (a training run, or the timing page's benchmark)
+runs at a time on this server, and a finished run is kept, so a link to its settings shows it
+without training again.
 
 **Same seed, another processor.** Training runs on one thread with deterministic kernels, so on one
 machine a seed gives the same weights bit for bit. Across processors it does not: another vector
@@ -590,27 +591,19 @@ else:
     st.caption(f"The shipped {meta['config']['steps']:,} steps took {cpu:.0f} s of CPU time on one thread "
                "where it was trained; on a busy server, longer.")
     pressed = st.button("Train", icon=":material/model_training:", key="train")
-    run = None
-    if pressed:
-        bar = st.progress(0.0, text="Starting…")
-        try:
-            run = views.train_and_store(train_seed, heads, steps, lambda s, n, loss: bar.progress(
-                s / n, text=f"step {s:,} / {n:,} · loss on repeated positions {loss:.3f}"))
-        except ind.Busy:
-            st.warning("Another reader is training a model on this server right now; press Train again in half a "
-                       "minute.", icon=":material/hourglass_top:")
-        bar.empty()
+    key = views.train_key(train_seed, heads, steps)
+    item = jobs.run_job(key, views.train_job(train_seed, heads, steps), busy_message=TRAIN_BUSY,
+                        waiting_text="Starting…") if pressed else None
+    item = item or jobs.stored(key)  # a finished run with these settings, by this reader or another
+    run = item["result"] if item else None
     if run is None:
-        try:
-            run = views.trained_run(train_seed, heads, steps)
-        except views.NotTrained:
-            st.info("No run with these settings on this server yet. Press **Train**.", icon=":material/model_training:")
+        st.info("No run with these settings on this server yet. Press **Train**.", icon=":material/model_training:")
     if run is not None:
         rm = run["metrics"]
         st.success(f"Trained {steps:,} steps from seed {train_seed} with {fmt.count(heads, 'head')} per "
                    f"layer in {run['seconds']:.1f} s ({run['cpu_seconds']:.1f} s CPU).", icon=":material/check:")
         retrain_comparison(run, train_seed, heads, steps)
-        formed = max(rm["induction_scores"]) >= ind.HEAD_SCORE_THRESHOLD
+        formed = run["formed"]
         ph = run["phase"]
         st.markdown(
             (f"This run formed an induction head ({rm['induction_head']}, score {max(rm['induction_scores']):.2f}); "
@@ -618,7 +611,7 @@ else:
             (f"This run has no induction head yet: its best layer-1 induction score is {max(rm['induction_scores']):.2f}, "
              f"below {ind.HEAD_SCORE_THRESHOLD}. More steps, or another seed, may find the phase change.")
         )
-        your_specs = fig.curve_spec(run["curve"], rm["ln_vocab"], ph.get("step") if formed else None)
+        your_specs = run["curve_specs"]
         st.vega_lite_chart(spec=your_specs["losses"], width="stretch", theme="streamlit",
                            alt="Your run's loss on repeated and other positions against the training step.")
         figure(

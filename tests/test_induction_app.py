@@ -13,6 +13,7 @@ import torch
 
 from core import induction as ind
 from tests.apptest_utils import notices, rerun, run_page, texts
+from ui import jobs
 from ui.views import induction as views
 
 PAGE = "induction"
@@ -189,13 +190,38 @@ def test_training_on_a_press_then_a_shared_link_shows_it_without_training(monkey
     assert any("Trained 100 steps from seed 777" in s.value for s in other.success)
 
 
-def test_a_second_trainer_is_told_to_wait():
-    at = run_page(PAGE, {"train_seed": "4040", "heads": "1", "steps": "100"}, timeout=120)
-    with ind.exclusive():  # someone else's training holds the server
-        at.button(key="train").click()
-        rerun(at)
-    assert any("Another reader is training" in w.value for w in at.warning)
-    assert any("Press **Train**" in i.value for i in at.info)
+def test_a_second_reader_pressing_train_while_one_trains_is_told_to_wait_then_sees_that_run(monkeypatch):
+    """Training goes through ui.jobs.run_job: one long job per server, the result stored for every
+    reader of the same settings. The second reader presses Train while the first reader's training
+    is running (inside it, so the order is certain), is told to wait, and on its next run sees the
+    first reader's result without training."""
+    from streamlit.runtime import Runtime
+
+    query = {"train_seed": "4040", "heads": "1", "steps": "100"}
+    jobs.result_store().discard(views.train_key(4040, 1, 100))
+    first, second = run_page(PAGE, query, timeout=120), run_page(PAGE, query, timeout=120)
+    real_train, trained = ind.train, []
+
+    def train_while_another_reader_presses(cfg, progress=None):
+        saved = Runtime._instance  # AppTest's stand-in runtime is global: keep the first run's
+        try:
+            second.button(key="train").click()
+            rerun(second)
+        finally:
+            Runtime._instance = saved
+        trained.append(cfg.seed)
+        return real_train(cfg, progress)
+
+    monkeypatch.setattr(ind, "train", train_while_another_reader_presses)
+    first.button(key="train").click()
+    rerun(first)
+    assert trained == [4040]  # the second press did not train
+    assert any("Another reader is training a model or running a benchmark" in w.value for w in second.warning)
+    assert any("Press **Train**" in i.value for i in second.info)
+    assert any("Trained 100 steps from seed 4040 with 1 head" in s.value for s in first.success), texts(first)[-2000:]
+    rerun(second)  # the second reader's next run, without a press: the first reader's run, shared
+    assert any("Trained 100 steps from seed 4040 with 1 head" in s.value for s in second.success)
+    assert trained == [4040]
 
 
 _values = hyp.one_of(
@@ -238,7 +264,7 @@ def _nudged_shipped_training(monkeypatch, nudge: float):
 def test_retraining_the_shipped_configuration_says_how_far_it_landed(monkeypatch, nudge):
     """Issue 18 §1 on the page: a retrain of seed 0 reports the largest weight difference from the
     shipped weights and the metric differences, beside both processors (core's numbers)."""
-    views.trained_run.clear()
+    jobs.result_store().discard(views.train_key(ind.Config().seed, ind.Config().n_heads, ind.Config().steps))
     try:
         _nudged_shipped_training(monkeypatch, nudge)
         at = run_page(PAGE, timeout=120)  # the training controls start at the shipped configuration
@@ -261,21 +287,17 @@ def test_retraining_the_shipped_configuration_says_how_far_it_landed(monkeypatch
         assert (versus["difference"].abs() < 0.05).all()
         weights = next(f for cols, f in frames.items() if "largest entry" in cols)
         assert weights["largest difference"].max() == pytest.approx(nudge, abs=1e-7)
-    finally:
-        views.trained_run.clear()
+    finally:  # a nudged run must not stand for the shipped configuration in later tests
+        jobs.result_store().discard(views.train_key(ind.Config().seed, ind.Config().n_heads, ind.Config().steps))
 
 
 def test_another_configuration_has_no_weights_to_compare(monkeypatch):
-    views.trained_run.clear()
-    try:
-        at = run_page(PAGE, {"train_seed": "5150", "heads": "1", "steps": "100"}, timeout=120)
-        at.button(key="train").click()
-        rerun(at)
-        said = texts(at)
-        assert "is not the shipped configuration" in said and "Seed 5150 with 1 head and 100 steps" in said
-        assert not any("largest entry" in df.value.columns for df in at.dataframe)
-    finally:
-        views.trained_run.clear()
+    at = run_page(PAGE, {"train_seed": "5150", "heads": "1", "steps": "100"}, timeout=120)
+    at.button(key="train").click()
+    rerun(at)
+    said = texts(at)
+    assert "is not the shipped configuration" in said and "Seed 5150 with 1 head and 100 steps" in said
+    assert not any("largest entry" in df.value.columns for df in at.dataframe)
 
 
 def test_the_page_names_both_processors_and_no_longer_promises_identical_weights(default_page):
@@ -321,8 +343,8 @@ def test_checkpoints_agree_with_the_figures_below_them(query, seed, text):
     view = views.sequence_view(seed, text)
     head = int(ind.load()[1]["metrics"]["induction_head"][3:])
     query_label = view["labels"][cps.question_position(view["repeat_positions"], len(view["ids"]))]
-    row = view["patterns"][(view["patterns"]["layer"] == 1) & (view["patterns"]["head"] == head)
-                           & (view["patterns"]["query"] == query_label)]
+    patterns = view["patterns"]["arrow"].to_pandas()  # the heatmaps' own table, as the page draws it
+    row = patterns[(patterns["layer"] == 1) & (patterns["head"] == head) & (patterns["query"] == query_label)]
     biggest = row.loc[row["weight"].idxmax()]
     assert [o for o in attend.options if o == biggest["key"]] == [cp.right]
     assert f"query {query_label}" in attend.label

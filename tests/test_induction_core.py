@@ -290,13 +290,6 @@ def test_parse_sequence(text, ids, n_problems):
     assert got == ids and len(problems) == n_problems, problems
 
 
-def test_one_training_at_a_time():
-    with ind.exclusive():
-        with pytest.raises(ind.Busy):
-            with ind.exclusive():
-                pass
-    with ind.exclusive():  # released again
-        pass
 
 
 def test_phase_change_finds_the_steepest_fall():

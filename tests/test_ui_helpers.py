@@ -55,3 +55,29 @@ def test_imports_are_frozen_once_per_page():
     freeze_imports_once("tests/a-page-that-does-not-exist.py")
     assert gc.get_freeze_count() == after_first  # the second visit of that page freezes nothing
     del junk, more
+
+
+def test_chart_specs_are_checked_against_the_vega_lite_schema_under_the_tests(monkeypatch):
+    """The server skips Altair's schema check (ui.charts.VALIDATE_SPECS); the tests, which build every
+    page's specs, keep it on, so a spec that Vega-Lite would reject still fails a test."""
+    import jsonschema
+    import pytest
+
+    from ui import charts
+
+    assert charts.VALIDATE_SPECS  # on for every spec the test suite builds
+    bad = alt.Chart(pd.DataFrame({"x": [1]})).mark_bar().encode(x=alt.X("x:Q", bin="sometimes"))
+    with pytest.raises(jsonschema.ValidationError):
+        chart_spec(bad)
+    checked = chart_spec(_chart())
+    monkeypatch.setattr(charts, "VALIDATE_SPECS", False)  # as on the server: no check, the same spec
+    assert chart_spec(_chart()) == checked
+
+
+def test_chart_spec_data_is_the_arrow_streamlit_itself_would_send():
+    from streamlit.dataframe_util import convert_anything_to_arrow_bytes
+
+    df = pd.DataFrame({"head": pd.Categorical(["h0", "h1"]), "value": [0.25, -1.5]})
+    spec = chart_spec(alt.Chart(df).mark_bar().encode(x="head:N", y="value:Q"))
+    (data,) = spec["datasets"].values()
+    assert data == convert_anything_to_arrow_bytes(df)  # categories stay a dictionary column, as Streamlit sends them

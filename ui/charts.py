@@ -8,9 +8,11 @@ common colour-vision deficiencies.
 from __future__ import annotations
 
 import re
+import sys
 
 import altair as alt
 import pandas as pd
+import pyarrow as pa
 import streamlit as st
 from streamlit.dataframe_util import convert_anything_to_arrow_bytes
 
@@ -20,6 +22,16 @@ except ImportError:  # a future Streamlit: fall back to a lock of our own
     import threading
 
     _altair_globals_lock = threading.RLock()
+try:  # the data transformer st.altair_chart uses: a DataFrame straight to Arrow IPC bytes
+    from streamlit.elements.vega_charts import _to_arrow_dataset
+except ImportError:  # a future Streamlit: inline the rows as JSON, then convert them below
+    _to_arrow_dataset = None
+
+# Altair checks every chart against the Vega-Lite JSON schema in ``to_dict()``: about half the time
+# a distinct link spends building its specs (docs/class-load.md). A spec's shape does not depend on
+# the reader's numbers, so the tests, which build every page's specs, validate them all and the
+# server does not. tests/test_ui_helpers.py checks that validation is on there.
+VALIDATE_SPECS = "pytest" in sys.modules
 
 # Okabe & Ito (2008), the standard colour-blind-safe qualitative palette (black dropped: it
 # vanishes on the dark theme). Pages pick colours from it by index, so keep the order.
@@ -96,17 +108,26 @@ def chart_spec(chart: alt.TopLevelMixin) -> dict:
     """An Altair chart as a plain Vega-Lite dict, to build once inside ``st.cache_data``.
 
     ``st.altair_chart`` validates the chart against the Vega-Lite schema on every rerun (tens of
-    ms per layered chart); drawing a cached spec with ``st.vega_lite_chart`` skips that. Built as
-    Streamlit builds it: Altair's "none" theme (no fixed default sizes, so Streamlit's light/dark
-    theme applies) and data inlined as JSON values, both switched under Streamlit's own lock
-    because Altair's theme and data-transformer settings are global to all threads (sessions).
+    ms per layered chart); drawing a cached spec with ``st.vega_lite_chart`` skips that, and the
+    schema check runs only under the tests (``VALIDATE_SPECS``). Built as Streamlit builds it:
+    Altair's "none" theme (no fixed default sizes, so Streamlit's light/dark theme applies) and
+    its Arrow data transformer, both switched under Streamlit's own lock because Altair's theme and
+    data-transformer settings are global to all threads (sessions).
     """
-    with _altair_globals_lock, alt.theme.enable("none"), alt.data_transformers.enable("default", max_rows=20_000):
-        spec = chart.to_dict()
+    datasets: dict = {}
+    if _to_arrow_dataset is not None:
+        alt.data_transformers.register("to_arrow_dataset", _to_arrow_dataset)
+        transformer = {"name": "to_arrow_dataset", "datasets": datasets}
+    else:
+        transformer = {"name": "default", "max_rows": 20_000}
+    with _altair_globals_lock, alt.theme.enable("none"), alt.data_transformers.enable(**transformer):
+        spec = chart.to_dict(validate=VALIDATE_SPECS)
     # Streamlit turns every named dataset into Arrow IPC bytes on every view (its
     # `_marshall_chart_data`, ~13 % of a busy server's time), but passes bytes through untouched:
-    # convert once here, with the same function it would call, so a cached spec costs a copy.
-    for name, rows in spec.get("datasets", {}).items():
+    # the transformer above converted each DataFrame once, with the function Streamlit would call
+    # (no detour through JSON rows); whatever is still rows is converted here.
+    spec["datasets"] = {**spec.get("datasets", {}), **datasets}
+    for name, rows in spec["datasets"].items():
         if not isinstance(rows, bytes | dict):  # GeoJSON/TopoJSON (dicts) stay as they are
             spec["datasets"][name] = convert_anything_to_arrow_bytes(rows)
     return spec
@@ -116,13 +137,18 @@ def figure(
     chart: alt.TopLevelMixin | dict,
     *,
     caption: str,
-    table: pd.DataFrame | None = None,
+    table: pd.DataFrame | pa.Table | None = None,
     csv_name: str | None = None,
     key: str,
     table_label: str = "The numbers behind this figure",
     column_config: dict | None = None,
+    csv: bytes | None = None,
 ) -> None:
     """Draw a chart with its caption, and its numbers as a table (with a CSV download) beneath.
+
+    A cached view may hand over the table as Arrow already (``pa.Table.from_pandas``) with its
+    ``csv_bytes``: then a rerun converts neither (``st.dataframe`` passes Arrow through, while a
+    DataFrame is converted on every run, and the CSV would be encoded again).
 
     The caption doubles as the chart's accessible description: Streamlit makes ``alt`` the chart's
     ``aria-label`` (and the label of its "Show data" button), read out as plain text, so the
@@ -138,7 +164,9 @@ def figure(
     if table is not None:
         with st.expander(table_label):
             st.dataframe(table, width="stretch", hide_index=True, column_config=column_config)
-            csv_download(table, csv_name or f"{key}.csv", key=f"{key}_csv")
+            if csv is None and isinstance(table, pa.Table):
+                csv = csv_bytes(table.to_pandas())
+            csv_download(table if csv is None else csv, csv_name or f"{key}.csv", key=f"{key}_csv")
 
 
 _TEX_SYMBOLS = {"cdot": "·", "times": "×", "to": "→", "le": "≤", "ge": "≥", "approx": "≈", "sqrt": "√"}

@@ -8,21 +8,25 @@ server's memory peaks at thirty views' worth and glibc grows an arena per thread
 class is served in about the same total time, the first readers much sooner, and the peak is a
 few views' worth.
 
-Two places to put it (docs/class-load.md, patches 1 and 5):
+Where it is taken (docs/class-load.md, patch 5):
 
-- Around a whole page run (``with heavy.hold(): navigation.run()`` in streamlit_app.py): taken
-  before any cache lock, so it cannot deadlock; work that is long on purpose (a training run, a
-  benchmark) steps out with ``heavy.released()``, or it would hold up every other reader.
-- On the *cache-miss* side of a cached view (``@st.cache_data`` outside, ``@gated`` inside), so a
-  cache hit never waits, and only on a view whose body calls no other cached view: a miss holds
-  Streamlit's per-key lock while it computes, and a thread waiting here while holding one could
-  deadlock with a thread inside the gate that wants the same key.
+- Around a whole page run (``with heavy.hold(): navigation.run()`` in streamlit_app.py), before
+  any cache lock, so it cannot deadlock: a thread waiting for a slot holds nothing another run
+  could want. Work that is long on purpose (a training run, a benchmark) steps out with
+  ``heavy.released()``, which ``ui.jobs.run_job`` does for every job, or it would hold up every
+  other reader for minutes.
+- At the top of a heavy fragment (``@st.fragment`` outside, ``@heavy`` inside). A fragment rerun
+  runs the fragment's function alone, not the entry script, so the page gate does not cover it;
+  taken first thing in the fragment, before any cache lock, it is as safe as the page gate, and in
+  a full run it is a pass-through (this thread holds the page's slot already).
 
-Use one or the other, not both: a fragment rerun is not a page run, so with both it could wait
-at a view's gate while holding a cache lock that the page run inside the gate wants. A thread
-that already holds a slot passes straight through (a gated view may call a gated helper). As a
-safety net, a thread that has waited ``WAIT_LIMIT_S`` goes ahead without a slot (counted in
-``overflowed``): a wait cycle nobody foresaw costs that long once, never the server.
+Never on the inside of a cached view (``@st.cache_data`` around ``@heavy``) in this app: a miss
+holds Streamlit's per-key lock while it computes, and waiting for a slot while holding one could
+deadlock with a page run inside the gate that wants the same key (patch 1 of the note did that,
+with no page gate). A thread that already holds a slot passes straight through. As a safety net,
+a thread that has waited ``WAIT_LIMIT_S`` goes ahead without a slot (counted in ``overflowed``): a
+wait cycle nobody foresaw costs that long once, never the server. Pages run alone (AppTest, the
+pages-folder cold start) run outside the gate, where ``released()`` just runs its body.
 """
 
 from __future__ import annotations
@@ -114,20 +118,29 @@ class Gate:
             yield
             return
         self._local.depth = 1
+        self._local.slotless = False
         try:
             yield
         finally:
             self._local.depth = 0
+            slotless, self._local.slotless = self._local.slotless, False
             with self._lock:
-                self.running -= 1
                 self.passed += 1
-            self._sem.release()
+                if not slotless:  # a released() that came back without a slot holds none to give
+                    self.running -= 1
+            if not slotless:
+                self._sem.release()
 
     @contextlib.contextmanager
     def released(self) -> Iterator[None]:
         """Step out of the gate for work that is long on purpose (a training run, a benchmark):
         this thread's slot goes back for the body and is waited for again after it. A thread
-        outside the gate just runs the body."""
+        outside the gate just runs the body.
+
+        Waiting to come back in holds nothing (the body has finished, and ``ui.jobs.run_job`` has
+        let go of its lock), so it cannot deadlock; like ``hold``, it goes on without a slot after
+        ``wait_limit_s``, and then the enclosing ``hold`` has none to give back.
+        """
         depth = getattr(self._local, "depth", 0)
         if not depth:
             yield
@@ -141,12 +154,17 @@ class Gate:
         finally:
             with self._lock:
                 self.waiting += 1
-            self._sem.acquire()
+            got = self._sem.acquire(timeout=self.wait_limit_s)
             with self._lock:
                 self.waiting -= 1
-                self.running += 1
-                self.most_running = max(self.most_running, self.running)
+                if got:
+                    self.running += 1
+                    self.most_running = max(self.most_running, self.running)
+                else:
+                    self.overflowed += 1
             self._local.depth = depth
+            if not got:
+                self._local.slotless = True
 
     def __call__(self, fn: Callable[P, R]) -> Callable[P, R]:
         """Decorator form: ``@gate`` runs every call of ``fn`` inside ``hold()``."""
@@ -167,4 +185,4 @@ def _slots_from_env() -> int:
 
 
 heavy = Gate(_slots_from_env())
-gated = heavy  # ``@gated`` on a cached view's body; ``with heavy.hold():`` around a block
+gated = heavy  # ``@gated`` under ``@st.fragment`` on a heavy fragment; ``with heavy.hold():`` around a block

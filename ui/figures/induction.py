@@ -1,9 +1,9 @@
 """Chart specs of the trained-model page (pages/induction.py): plain data in, Vega-Lite dicts out.
 
 Only charts live here; the cached calls into ``core.induction`` that produce the data are in
-``ui.views.induction``. Each function is cached with ``st.cache_data`` on plain data (DataFrames,
-lists, numbers) and returns ``ui.charts.chart_spec`` of its chart, so a rerun skips Altair's
-validation.
+``ui.views.induction``, and they call these functions inside their own ``st.cache_data`` (or a
+training job, whose result ui.jobs stores): each returns ``ui.charts.chart_spec`` of its chart, so
+it is built once per view and a rerun neither rebuilds it nor hashes a DataFrame to find it.
 """
 
 from __future__ import annotations
@@ -11,11 +11,9 @@ from __future__ import annotations
 import altair as alt
 import numpy as np
 import pandas as pd
-import streamlit as st
 
 from ui.charts import DIVERGING, OKABE_ITO, SEQUENTIAL, chart_spec
 
-CACHE_ENTRIES = 32
 GREY = OKABE_ITO[7]
 # Repeated positions in blue, the rest in orange, on every chart of the page.
 KIND_DOMAIN = ["repeated", "other"]
@@ -36,7 +34,6 @@ def _fit(spec: dict) -> dict:
     return spec
 
 
-@st.cache_data(show_spinner=False, max_entries=CACHE_ENTRIES)
 def curve_spec(curve: pd.DataFrame, ln_vocab: float, phase_step: int | None) -> dict:
     """Training curve (core.induction.train): losses on top, the best heads' scores beneath."""
     losses = curve.melt(id_vars="step", value_vars=["loss_repeat", "loss_other", "train_loss"],
@@ -77,7 +74,6 @@ def curve_spec(curve: pd.DataFrame, ln_vocab: float, phase_step: int | None) -> 
             "scores": _fit(chart_spec(alt.layer(*blayers).properties(height=160)))}
 
 
-@st.cache_data(show_spinner=False, max_entries=CACHE_ENTRIES)
 def sequence_loss_spec(table: pd.DataFrame, ln_vocab: float) -> dict:
     """Loss at every position of the sequence (core.induction.token_losses), repeated ones in blue."""
     df = table.dropna(subset=["loss"])
@@ -97,7 +93,6 @@ def sequence_loss_spec(table: pd.DataFrame, ln_vocab: float) -> dict:
     return chart_spec(alt.layer(bars, rule, text).properties(height=240))
 
 
-@st.cache_data(show_spinner=False, max_entries=CACHE_ENTRIES)
 def patterns_spec(long: pd.DataFrame, labels: list[str], n_heads: int, cell_text: bool) -> dict:
     """Every head's pattern [S, S] (core.attention.multi_head_attention's ``pattern``), a grid of
     layer × head, query rows and key columns, on one colour scale 0–1."""
@@ -129,7 +124,6 @@ def patterns_spec(long: pd.DataFrame, labels: list[str], n_heads: int, cell_text
     return chart_spec(alt.vconcat(*rows))
 
 
-@st.cache_data(show_spinner=False, max_entries=CACHE_ENTRIES)
 def waterfall_spec(terms: pd.DataFrame, logit: float, label: str) -> dict:
     """The logit as a running sum of its terms (core.induction.logit_terms), then the model's logit."""
     steps = terms.copy()
@@ -153,7 +147,6 @@ def waterfall_spec(terms: pd.DataFrame, logit: float, label: str) -> dict:
     return chart_spec(alt.layer(zero, bars, path, final).properties(height=320))
 
 
-@st.cache_data(show_spinner=False, max_entries=CACHE_ENTRIES)
 def ablation_spec(table: pd.DataFrame, mode: str, ln_vocab: float) -> dict:
     """Loss with each set of heads removed (core.induction.ablation_table), repeated and other positions."""
     long = table.melt(id_vars=["removed"], value_vars=[f"loss_repeat_{mode}", f"loss_other_{mode}"],
@@ -173,7 +166,6 @@ def ablation_spec(table: pd.DataFrame, mode: str, ln_vocab: float) -> dict:
     return chart_spec(alt.layer(bars, rule).properties(height=44 * len(order) + 40))
 
 
-@st.cache_data(show_spinner=False, max_entries=CACHE_ENTRIES)
 def composition_spec(long: pd.DataFrame, baseline: float) -> dict:
     """Q-, K-, V-composition scores (core.induction.composition_scores), one panel each."""
     hi = float(max(long["score"].max(), baseline * 2))
@@ -194,7 +186,6 @@ def composition_spec(long: pd.DataFrame, baseline: float) -> dict:
     return chart_spec(alt.hconcat(*panels))
 
 
-@st.cache_data(show_spinner=False, max_entries=CACHE_ENTRIES)
 def qk_path_spec(matrix: np.ndarray, alphabet: str, src: str, dst: str) -> dict:
     """The token-by-token K-composition path (core.induction.qk_path), query token × key's previous token."""
     V = matrix.shape[0]

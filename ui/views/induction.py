@@ -2,26 +2,53 @@
 
 Plain arguments in (ints, strings), plain data out (dicts of numbers, DataFrames, numpy arrays):
 ``st.cache_data`` hands every session its own copy, so no session can change another's view. Every
-number comes from ``core.induction``; the charts drawn from these views are in
-``ui.figures.induction``.
+number comes from ``core.induction``; the charts are drawn by ``ui.figures.induction``.
+
+A view hands out what the page draws, ready: the chart specs, each table as Arrow (``st.dataframe``
+passes an Arrow table through, a DataFrame it converts on every run) and its CSV bytes. Thirty
+readers of one link are thirty cache hits, and a hit then converts, encodes and hashes nothing
+(docs/class-load.md, patch 3: a warm view's CPU about halved).
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 import streamlit as st
 import torch
 
 from core import induction as ind
 from core.checkpoints import Checkpoint
 from core.checkpoints import induction as cps
+from ui.charts import csv_bytes
+from ui.figures import induction as fig
+
+
+def drawn(table: pd.DataFrame) -> dict:
+    """A figure's table as the page hands it to ``ui.charts.figure``: Arrow and CSV bytes."""
+    return {"arrow": pa.Table.from_pandas(table, preserve_index=False), "csv": csv_bytes(table)}
+
 
 @st.cache_data(show_spinner=False, max_entries=1)
 def shipped() -> dict:
     """The shipped state dict as numpy arrays, its JSON and its size (core.induction.load)."""
     model, meta = ind.load()
     return {"state": {k: v.numpy() for k, v in model.state_dict().items()}, "meta": meta, "size": model.size}
+
+
+@st.cache_data(show_spinner=False, max_entries=1)
+def shipped_page() -> dict:
+    """What the page shows of the shipped run, once per server: its JSON, its size, its phase change
+    and its training curve drawn (a rerun neither unpickles the weights nor converts the curve)."""
+    data = shipped()
+    meta = data["meta"]
+    curve = ind.curve_frame(meta)
+    phase = ind.phase_change(curve)
+    return {"meta": meta, "size": data["size"], "phase": phase, "curve_columns": list(curve.columns),
+            "curve": drawn(curve), "curve_specs": fig.curve_spec(curve, meta["metrics"]["ln_vocab"], phase.get("step"))}
 
 
 @st.cache_data(show_spinner=False, max_entries=1)
@@ -91,9 +118,18 @@ def sequence_view(seed: int, text: str) -> dict:
     })
     mask = np.array(repeat, dtype=bool)
     losses = np.array(per)
+    patterns = pd.concat(long, ignore_index=True)
+    metrics = shipped()["meta"]["metrics"]
+    H = model.n_heads
+    shown_scores = scores.assign(**{  # beside this sequence's scores, the shipped JSON's (blank where not that layer's job)
+        f"previous-token score, {metrics['eval_sequences']} sequences": metrics["prev_token_scores"] + [float("nan")] * H,
+        f"induction score, {metrics['eval_sequences']} sequences": [float("nan")] * H + metrics["induction_scores"],
+    })
     return {
         "ids": ids, "text": ind.to_text(ids), "problems": problems,
-        "table": table, "labels": labels, "patterns": pd.concat(long, ignore_index=True), "scores": scores,
+        "table": table, "table_drawn": drawn(table), "loss_spec": fig.sequence_loss_spec(table, metrics["ln_vocab"]),
+        "labels": labels, "patterns": drawn(patterns), "patterns_spec": fig.patterns_spec(patterns, labels, H, n <= 16),
+        "scores": shown_scores, "scores_drawn": drawn(shown_scores),
         "n_scored": seq_ind.n_scored, "n_adjacent": seq_ind.n_adjacent,
         "loss_repeat": float(losses[mask].mean()) if mask.any() else float("nan"),
         "loss_other": float(losses[~mask].mean()) if (~mask).any() else float("nan"),
@@ -107,7 +143,9 @@ def sequence_view(seed: int, text: str) -> dict:
 def terms_view(seed: int, text: str, position: int) -> dict:
     """core.induction.logit_terms at one position of the sequence above (float64)."""
     ids = sequence_view(seed, text)["ids"]
-    return ind.logit_terms(shipped_model(), torch.tensor([ids]), position)
+    t = ind.logit_terms(shipped_model(), torch.tensor([ids]), position)
+    label = f"logit of '{ind.ALPHABET[ids[position + 1]]}' at position {position}"
+    return {**t, "spec": fig.waterfall_spec(t["terms"], t["logit"], label), "terms_drawn": drawn(t["terms"])}
 
 
 def ablation_sets(metrics: dict, n_heads: int, chosen: list[tuple[int, int]]) -> dict[str, list[tuple[int, int]]]:
@@ -129,6 +167,13 @@ def ablation_view(chosen: str) -> pd.DataFrame:
     return ind.ablation_table(model, ablation_sets(shipped()["meta"]["metrics"], model.n_heads, heads))
 
 
+@st.cache_data(show_spinner=False, max_entries=64)
+def ablation_figure(chosen: str, mode: str) -> dict:
+    """ablation_view's table drawn for one ablation mode: the spec, and the table as Arrow and CSV."""
+    abl = ablation_view(chosen)
+    return {"spec": fig.ablation_spec(abl, mode, shipped()["meta"]["metrics"]["ln_vocab"]), **drawn(abl)}
+
+
 @st.cache_data(show_spinner=False, max_entries=1)
 def composition_view() -> dict:
     """Composition scores for every pair, and the QK path of the pair the metrics single out."""
@@ -137,42 +182,42 @@ def composition_view() -> dict:
     metrics = shipped()["meta"]["metrics"]
     src, dst = int(metrics["prev_token_head"][3:]), int(metrics["induction_head"][3:])
     path = ind.qk_path(model, src, dst)
-    return {"long": ind.composition_frame(comp), "baseline": comp["baseline"], "baseline_std": comp["baseline_std"],
-            "path": path, "src": ind.head_label(0, src), "dst": ind.head_label(1, dst),
-            "k_pair": float(comp["scores"]["K"][src, dst])}
+    long = ind.composition_frame(comp)
+    qk = pd.DataFrame(path["matrix"], index=list(ind.ALPHABET), columns=list(ind.ALPHABET)).reset_index(names="query")
+    src_label, dst_label = ind.head_label(0, src), ind.head_label(1, dst)
+    return {"long": drawn(long), "spec": fig.composition_spec(long, comp["baseline"]),
+            "baseline": comp["baseline"], "baseline_std": comp["baseline_std"],
+            "path": {k: v for k, v in path.items() if k != "matrix"},
+            "qk": drawn(qk), "qk_spec": fig.qk_path_spec(path["matrix"], ind.ALPHABET, src_label, dst_label),
+            "src": src_label, "dst": dst_label, "k_pair": float(comp["scores"]["K"][src, dst])}
 
 
-class NotTrained(LookupError):
-    """No run with these settings is in this server's cache; only a button press trains one."""
+def train_key(seed: int, heads: int, steps: int) -> tuple:
+    """The key of a training run in ui.jobs' store: its settings, so a shared link finds it."""
+    return ("induction-train", seed, heads, steps)
 
 
-@st.cache_data(show_spinner=False, max_entries=16)
-def trained_run(seed: int, heads: int, steps: int, _fresh: dict | None = None) -> dict:
-    """A finished training run per setting, shared by every session of this server.
+def train_job(seed: int, heads: int, steps: int) -> Callable[[Callable[[float, str], None]], dict]:
+    """What ``ui.jobs.run_job`` runs for the Train button: train, evaluate, and compare with the shipped
+    run (plain data, stored for every reader of the same settings)."""
 
-    Called without ``_fresh`` (on every page run) it only looks the setting up: a miss raises
-    NotTrained, which st.cache_data does not store, so a shared link never starts a training.
-    After a button press the page trains and calls it with the result, which is then stored.
-    """
-    if _fresh is None:
-        raise NotTrained((seed, heads, steps))
-    return _fresh
-
-
-def train_and_store(seed: int, heads: int, steps: int, progress) -> dict:
-    """Train under core.induction.exclusive (raises Busy), evaluate, and store the plain result."""
-    cfg = ind.Config(seed=seed, n_heads=heads, steps=steps)
-    with ind.exclusive():
-        result = ind.train(cfg, progress)
+    def job(progress: Callable[[float, str], None]) -> dict:
+        cfg = ind.Config(seed=seed, n_heads=heads, steps=steps)
+        result = ind.train(cfg, lambda s, n, loss: progress(
+            s / n, f"step {s:,} / {n:,} · loss on repeated positions {loss:.3f}"))
         metrics = ind.evaluate(result.model, cfg)
-    meta = shipped()["meta"]
-    fresh = {"metrics": metrics, "curve": result.curve, "seconds": result.seconds, "cpu_seconds": result.cpu_seconds,
-             "phase": ind.phase_change(result.curve), "trained_on": ind.this_machine(),
-             "versus_shipped": ind.metric_differences(metrics, meta["metrics"]),
-             # Only a retrain of the shipped configuration has weights to set beside the shipped ones.
-             "weights_versus_shipped": (ind.weight_differences(result.model, shipped_model())
-                                        if ind.is_shipped_config(cfg, meta) else None)}
-    return trained_run(seed, heads, steps, _fresh=fresh)
+        meta = shipped()["meta"]
+        phase = ind.phase_change(result.curve)
+        formed = max(metrics["induction_scores"]) >= ind.HEAD_SCORE_THRESHOLD
+        return {"metrics": metrics, "curve": result.curve, "seconds": result.seconds,
+                "cpu_seconds": result.cpu_seconds, "phase": phase, "formed": formed,
+                "curve_specs": fig.curve_spec(result.curve, metrics["ln_vocab"], phase.get("step") if formed else None),
+                "trained_on": ind.this_machine(), "versus_shipped": ind.metric_differences(metrics, meta["metrics"]),
+                # Only a retrain of the shipped configuration has weights to set beside the shipped ones.
+                "weights_versus_shipped": (ind.weight_differences(result.model, shipped_model())
+                                           if ind.is_shipped_config(cfg, meta) else None)}
+
+    return job
 
 
 @st.cache_data(show_spinner=False, max_entries=64)
