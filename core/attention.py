@@ -29,6 +29,7 @@ for grouped-query attention unchanged.
 from __future__ import annotations
 
 import math
+import threading
 from dataclasses import dataclass, fields, replace
 
 import torch
@@ -61,6 +62,39 @@ def merge_heads(W: Tensor) -> Tensor:
     """[H, D, L] → [D, H·L]: the inverse of :func:`split_heads`."""
     n_heads, d_in, d_head = W.shape
     return W.permute(1, 0, 2).reshape(d_in, n_heads * d_head)
+
+
+_last_draw = threading.local()  # per thread: the float64 draw of the last (D, H, seed, bias) asked for
+
+
+def _float64_draw(d_model: int, n_heads: int, seed: int, bias: bool) -> tuple[Tensor, ...]:
+    """The seeded float64 draw behind :meth:`AttentionWeights.random`, for plain multi-head sizes.
+
+    Order: W_Q [H, D, L], W_K [H, D, L], W_V [H, D, L], W_O [H, L, D], then with ``bias`` b_Q, b_K,
+    b_V [H, L] and b_O [D], each from one CPU generator seeded with ``seed``. A page view asks for
+    the same seed's weights several times in a row (one per figure, in several dtypes); the last
+    draw is kept per thread, so those calls draw once. One entry per thread, and a Streamlit script
+    thread ends with its run, so nothing grows with a class. Callers copy what they take.
+    """
+    key = (d_model, n_heads, seed, bias)
+    if getattr(_last_draw, "key", None) == key:
+        return _last_draw.tensors
+    d_head = d_model // n_heads
+    gen = torch.Generator(device="cpu").manual_seed(seed)
+    std = 1.0 / math.sqrt(d_model)
+
+    def draw(*shape: int, scale: float = std) -> Tensor:
+        return torch.randn(*shape, generator=gen, dtype=torch.float64) * scale
+
+    tensors = (
+        draw(n_heads, d_model, d_head), draw(n_heads, d_model, d_head),  # W_Q, W_K [H, D, L]
+        draw(n_heads, d_model, d_head), draw(n_heads, d_head, d_model),  # W_V [H, D, L], W_O [H, L, D]
+    )
+    if bias:
+        tensors += (draw(n_heads, d_head, scale=0.1), draw(n_heads, d_head, scale=0.1),  # b_Q, b_K [H, L]
+                    draw(n_heads, d_head, scale=0.1), draw(d_model, scale=0.1))  # b_V [H, L], b_O [D]
+    _last_draw.key, _last_draw.tensors = key, tensors
+    return tensors
 
 
 @dataclass
@@ -222,29 +256,26 @@ class AttentionWeights:
         n_kv_heads = n_heads if n_kv_heads is None else n_kv_heads
         if n_kv_heads < 1 or n_heads % n_kv_heads:
             raise ValueError(f"n_kv_heads = {n_kv_heads} does not divide n_heads = {n_heads}")
-        d_head = d_model // n_heads
         G = n_heads // n_kv_heads
-        gen = torch.Generator(device="cpu").manual_seed(int(seed))
-        std = 1.0 / math.sqrt(d_model)
+        drawn = _float64_draw(d_model, n_heads, int(seed), bias)  # W_Q, W_K, W_V, W_O (, b_Q, b_K, b_V, b_O)
 
-        def draw(*shape: int, scale: float = std) -> Tensor:
-            t = torch.randn(*shape, generator=gen, dtype=torch.float64) * scale
-            return t.to(device=device, dtype=dtype)
+        def cast(t: Tensor) -> Tensor:
+            return t.to(device=device, dtype=dtype, copy=True)  # a copy even in float64: the memo stays intact
 
         def shared(t: Tensor) -> Tensor:
             """[H, …] → [H_kv, …]: the first head of each group (a copy, so no [H, …] stays alive)."""
-            return t if G == 1 else t[::G].clone()
+            return cast(t if G == 1 else t[::G])
 
-        W_Q = draw(n_heads, d_model, d_head)  # [H, D, L]
-        W_K = shared(draw(n_heads, d_model, d_head))  # [H, D, L] → [H_kv, D, L]
-        W_V = shared(draw(n_heads, d_model, d_head))  # [H, D, L] → [H_kv, D, L]
-        W_O = draw(n_heads, d_head, d_model)  # [H, L, D]
+        W_Q = cast(drawn[0])  # [H, D, L]
+        W_K = shared(drawn[1])  # [H, D, L] → [H_kv, D, L]
+        W_V = shared(drawn[2])  # [H, D, L] → [H_kv, D, L]
+        W_O = cast(drawn[3])  # [H, L, D]
         if not bias:
             return cls(W_Q, W_K, W_V, W_O)
-        b_Q = draw(n_heads, d_head, scale=0.1)  # [H, L]
-        b_K = shared(draw(n_heads, d_head, scale=0.1))  # [H, L] → [H_kv, L]
-        b_V = shared(draw(n_heads, d_head, scale=0.1))  # [H, L] → [H_kv, L]
-        b_O = draw(d_model, scale=0.1)  # [D]
+        b_Q = cast(drawn[4])  # [H, L]
+        b_K = shared(drawn[5])  # [H, L] → [H_kv, L]
+        b_V = shared(drawn[6])  # [H, L] → [H_kv, L]
+        b_O = cast(drawn[7])  # [D]
         return cls(W_Q, W_K, W_V, W_O, b_Q, b_K, b_V, b_O)
 
     @classmethod

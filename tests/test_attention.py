@@ -240,3 +240,17 @@ def test_cuda_weights_equal_cpu_weights():
     cpu = AttentionWeights.random(32, 4, seed=9)
     gpu = AttentionWeights.random(32, 4, seed=9, device="cuda")
     assert torch.equal(gpu.W_Q.cpu(), cpu.W_Q)
+
+
+def test_seeded_weights_are_fresh_copies_even_when_the_draw_is_reused():
+    """AttentionWeights.random keeps its last float64 draw per thread (a page view asks for the same
+    seed several times); what it hands out must be a copy, so editing one set never reaches the next."""
+    first = AttentionWeights.random(16, 4, seed=3, dtype=torch.float64, bias=True)
+    expected = {name: getattr(first, name).clone() for name in ("W_Q", "W_K", "W_V", "W_O", "b_Q", "b_O")}
+    for name in expected:
+        getattr(first, name).add_(1.0)  # a caller scribbling on its weights
+    again = AttentionWeights.random(16, 4, seed=3, dtype=torch.float64, bias=True)
+    for name, tensor in expected.items():
+        assert torch.equal(getattr(again, name), tensor), name
+    other = AttentionWeights.random(16, 4, seed=4, dtype=torch.float64)
+    assert not torch.equal(other.W_Q, expected["W_Q"])
