@@ -413,14 +413,18 @@ def kv_cache_sentence(table: pd.DataFrame, size: timing.Size, dtype: str) -> str
     tokens = size.batch * size.seq
     run = f"for the {count(tokens, 'token')} of this page's run (B × S)"
     if size.n_kv_heads == size.n_heads:
+        # With one token (B × S = 1) the run's cache is the per-token figure: said once, not "4 KiB, 4 KiB".
+        for_run = ("; this page's run has a single token (B × S = 1), so that is all it keeps" if tokens == 1 else
+                   f", {size_bytes(shared['bytes_for_run'])} {run}")
         return (f"With H_kv = H = {size.n_heads} nothing is shared: this layer keeps "
-                f"**{size_bytes(shared['bytes_per_token'])}** of keys and values per token in {dtype}, "
-                f"{size_bytes(shared['bytes_for_run'])} {run}. Pick fewer key/value heads above to see the cache shrink.")
+                f"**{size_bytes(shared['bytes_per_token'])}** of keys and values per token in {dtype}{for_run}. "
+                "Pick fewer key/value heads above to see the cache shrink.")
+    for_run = ("; this page's run has a single token (B × S = 1), so those are its whole cache" if tokens == 1 else
+               f"; {size_bytes(shared['bytes_for_run'])} against {size_bytes(unshared['bytes_for_run'])} {run}")
     return (f"With H_kv = {size.n_kv_heads} this layer keeps **{size_bytes(shared['bytes_per_token'])}** of keys and "
             f"values per token in {dtype}, against {size_bytes(unshared['bytes_per_token'])} without sharing: "
-            f"**{int(shared['factor'])} times smaller** (H / H_kv = {size.n_heads}/{size.n_kv_heads}); "
-            f"{size_bytes(shared['bytes_for_run'])} against {size_bytes(unshared['bytes_for_run'])} {run}. A model keeps "
-            "this for every layer, and for every token of every sequence it is generating.")
+            f"**{int(shared['factor'])} times smaller** (H / H_kv = {size.n_heads}/{size.n_kv_heads}){for_run}. A model "
+            "keeps this for every layer, and for every token of every sequence it is generating.")
 
 
 def scores_sentence(size: timing.Size) -> str:
