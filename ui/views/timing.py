@@ -315,7 +315,8 @@ def einsum_sentence(table: pd.DataFrame) -> str:
             groups.append(f"{word} at {axis} = {', '.join(map(str, values))}")
     n = len(rows)
     if len(groups) == 1:
-        where = f"{groups[0].split(' at ')[0]} at all {n} values of {axis} it measured"
+        every = "both" if n == 2 else f"all {n}"
+        where = f"{groups[0].split(' at ')[0]} at {every} values of {axis} it measured"
     else:
         where = "; ".join(groups)
     return f"{first} Across the sweep, against `concat`: {where}."
