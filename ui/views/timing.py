@@ -183,7 +183,10 @@ def flop_text(n: float) -> str:
 
 def factor(x: float) -> str:
     """'0.95×', '3.4×', '13×': a ratio with two significant figures and no exponent."""
-    return f"{x:.2f}×" if x < 1 else f"{x:.2g}×" if x < 10 else f"{x:,.0f}×"
+    if x < 1:
+        return f"{x:.2f}×"
+    # '#' keeps the trailing zero, so 4.0 reads '4.0×' beside '6.1×', not a bare '4×'.
+    return f"{x:#.2g}".rstrip(".") + "×" if x < 9.95 else f"{x:,.0f}×"
 
 
 def duration_interval(mid_ms: float, lo_ms: float, hi_ms: float) -> str:
@@ -330,8 +333,12 @@ def growth_sentence(rows: pd.DataFrame, axis: str) -> str:
     parts = ", ".join(f"`{r.variant}` {factor(r.factor)}" for r in rows.itertuples())
     said = (f"In this run, from {axis} = {int(top['from'])} to {int(top['to'])}, each variant's median time changed "
             f"by a factor of: {parts}.")
-    if len(rows) > 1 and f"{top['factor']:.2g}" != f"{low['factor']:.2g}":
-        said += f" The most `{top['variant']}` ({factor(top['factor'])}), the least `{low['variant']}` ({factor(low['factor'])})."
+    if len(rows) > 1 and factor(top["factor"]) != factor(low["factor"]):
+        # Variants whose factors print alike are named together: one of two equal '4.0×' is not "the least".
+        most = [f"`{r.variant}`" for r in rows.itertuples() if factor(r.factor) == factor(top["factor"])]
+        least = [f"`{r.variant}`" for r in rows.itertuples() if factor(r.factor) == factor(low["factor"])]
+        said += (f" The most {' and '.join(most)} ({factor(top['factor'])}), the least {' and '.join(least)} "
+                 f"({factor(low['factor'])}).")
     return said + " (`core.timing.growth`)"
 
 
