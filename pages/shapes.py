@@ -438,10 +438,13 @@ if ok:
     total = sum(numel.values())
     if budget_problem(numel, DTYPES[dtype].itemsize) or total > LIVE_MAX_ELEMENTS:
         biggest = max(numel, key=numel.get)
+        # When the embedding matrix is the largest tensor, name it once (not "has N; … alone is N").
+        largest = (f"the largest, the embedding matrix `W_E`, is V×D = {number(numel['W_E'])}" if biggest == "W_E" else
+                   f"the largest, `{biggest}`, has {number(numel[biggest])}; the embedding matrix alone is "
+                   f"V×D = {number(numel['W_E'])}")
         st.info(
             f"Real values are shown for small models only. At these sizes the path holds {number(total)} "
-            f"numbers (the largest, `{biggest}`, has {number(numel[biggest])}; the embedding matrix alone is "
-            f"V×D = {number(numel['W_E'])}), and this view stops at {number(LIVE_MAX_ELEMENTS)}. Press "
+            f"numbers ({largest}), and this view stops at {number(LIVE_MAX_ELEMENTS)}. Press "
             "**A tiny model** above, or make $V$, $D$ and $S$ smaller.",
             icon=":material/visibility_off:",
         )
