@@ -40,6 +40,7 @@ from ui.prose.shapes import (
     kv_formula_tex,
     kv_layers_md,
     kv_readout_md,
+    percent_share,
     projection_params_md,
     reading_md,
     sharing_here_md,
@@ -219,7 +220,7 @@ else:
         f"**What the arithmetic costs** (`core.shapes.path_summary`). Steps 3–9, the path with the "
         f"embedding read as a lookup: **{flops(summary['attention_path_flops'])} FLOPs**. Step 2 written as "
         f"the table's one-hot product would add {flops(summary['lookup_flops'])} on its own, "
-        f"{summary['lookup_share']:.0%} of the {flops(summary['total_flops'])} of steps 1–9; real models "
+        f"{percent_share(summary['lookup_share'])} of the {flops(summary['total_flops'])} of steps 1–9; real models "
         f"never pay it, because they index the rows of $W_E$ instead. Parameters: "
         f"{number(summary['total_params'])}."
     )

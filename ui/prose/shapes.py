@@ -162,6 +162,17 @@ untouched: sharing changes where k and v come from, not how the heads are added.
 # ---- sharing keys and values ---------------------------------------------------------------------
 
 
+def percent_share(x: float) -> str:
+    """'88%', and more digits where whole percents would lie: a share just under 1 is '99.8%', never
+    '100%' (which reads as "all of it"), and a share just above 0 is '0.2%', never '0%'."""
+    for digits in (0, 1, 2):
+        text = f"{x:.{digits}%}"
+        if (0 < x < 1 and float(text[:-1]) in (0.0, 100.0)):
+            continue
+        return text
+    return "over 99.99%" if x > 0.5 else "under 0.01%"
+
+
 def tex_number(n: int) -> str:
     """131{,}072: a whole number with thousands separators that LaTeX leaves alone."""
     return f"{int(n):,}".replace(",", "{,}")
