@@ -241,7 +241,7 @@ else:
                      key="table_csv", label="Download the table (CSV)")
 
 mixing = position_mixing()
-cp_meet = cps.positions_meet()
+cp_meet = cps.positions_meet(S)
 checkpoint(cp_meet)
 if unfolded(cp_meet):
     st.markdown(reading_md(mixing))
