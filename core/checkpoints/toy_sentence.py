@@ -80,8 +80,11 @@ def scale_direction(trace: ToyTrace, effect: ScaleEffect) -> Checkpoint:
         key = "mixed"
     else:
         key = "sharper"
-    right = SCALE_OPTIONS[key]
-    wrong = [text for k, text in SCALE_OPTIONS.items() if k != key]
+    options = dict(SCALE_OPTIONS)
+    if trace.n_heads == 1:  # "some heads … others" can't happen with one head: the same doubt, by rows
+        options["mixed"] = "Some rows get sharper and others flatter"
+    right = options[key]
+    wrong = [text for k, text in options.items() if k != key]
     L = effect.d_head
     if key == "same":
         why = {
