@@ -529,7 +529,8 @@ def one_token() -> None:
     st.latex(r"\begin{aligned}" + r" \\ ".join(rows) + r"\end{aligned}")
     chart(
         fv["spec"],
-        f"Query {i}, a panel per head: row j is the term a_ij·v_j, what key j adds, across the head's "
+        f"Query {i}, {'one panel for the one head' if len(fv['weights']) == 1 else 'a panel per head'}: row j is the "
+        "term a_ij·v_j, what key j adds, across the head's "
         "coordinates l; the outlined last row is their sum z_i" + (" (grey × rows are masked keys: a_ij = 0)." if fv["masked"].any() else ".")
         + " `core.toy_sentence.context_terms`.",
         width="content",
