@@ -56,8 +56,12 @@ def in_eps(x: float) -> str:
 
 
 def _ratio(x: float) -> str:
-    """'0.79×', '0.0031×': two significant figures, so a nonzero ratio never prints as 0."""
-    return f"{x:.2g}×"
+    """'0.79×', '0.0031×', '1.0×': two significant figures, so a nonzero ratio never prints as 0
+    and 1.02 prints as '1.0×' beside '1.2×', not as a bare '1×'."""
+    text = f"{x:#.2g}".rstrip(".")
+    if "e" in text:  # '.2g' writes 150 as '1.5e+02'
+        text = f"{float(text):,.0f}"
+    return text + "×"
 
 
 def _how_much_larger(big: float, small: float) -> str:
@@ -278,7 +282,7 @@ def precision_summary(rows: list[dict], heads: int) -> str:
     comparable = [d for d, x in ratios.items() if MUCH_SMALLER <= x <= COMPARABLE_UP_TO]
     larger = [d for d, x in ratios.items() if x > COMPARABLE_UP_TO]
     if len(much) == len(ratios):
-        text += (f": much smaller (under {_ratio(MUCH_SMALLER)}) in every format, so picking an ending is not "
+        text += (f": much smaller (under {MUCH_SMALLER:g}×) in every format, so picking an ending is not "
                  "where precision is lost.")
     else:
         parts = []
