@@ -361,6 +361,10 @@ def against_pytorch(tc: dict, dtype: str) -> str:
         same = " (which agree with each other here)" if c == {**s, "dtype": c["dtype"]} else ""
         return (f"Measured in {dtype}, it lands {in_eps(c['eps_units'])} from each ending{same}, and "
                 f"{share(c['bitwise_equal'])} of its outputs match each of them bit for bit.")
+    if in_eps(c["eps_units"]) == in_eps(s["eps_units"]):  # one distance, said once
+        return (f"Measured in {dtype}, it lands {in_eps(c['eps_units'])} from each ending, and "
+                f"{share(c['bitwise_equal'])} of its outputs match the concat path bit for bit, "
+                f"{share(s['bitwise_equal'])} the sum path.")
     return (f"Measured in {dtype}, it lands {in_eps(c['eps_units'])} from the concat path and "
             f"{in_eps(s['eps_units'])} from the sum path, and {share(c['bitwise_equal'])} and "
             f"{share(s['bitwise_equal'])} of its outputs match them bit for bit.")
