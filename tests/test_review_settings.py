@@ -193,3 +193,40 @@ def test_timing_sweep_sentences_say_both_and_name_ties_together():
     assert "`per_head_sum_out` 4.0×, `einsum` 4.0×" in said
     assert "the least `per_head_sum_out` and `einsum` (4.0×)" in said
     assert [view.factor(x) for x in (0.95, 4.0, 9.96, 13.2)] == ["0.95×", "4.0×", "10×", "13×"]
+
+
+# ---- the class's link (issue 21) -------------------------------------------------------------------
+
+
+def _class_script():
+    """One checkpoint and what the link view reads, as a page would."""
+    import streamlit as st
+
+    from core.checkpoints import choice, fingerprint
+    from ui.checkpoint import checkpoint, link_view
+
+    checkpoint(choice("demo.square", "What is 2 squared?", "4", ["2", "8"], "2 × 2 = 4.", fingerprint(n=2)))
+    view = link_view()
+    st.markdown(f"VIEW room={view.room} quiz={view.quiz} teacher={view.teacher}")
+
+
+def test_a_page_opened_without_the_class_link_gets_it_back_in_the_same_session():
+    """The sidebar opens the next page with a bare URL; the session keeps its room and quiz."""
+    from streamlit.testing.v1 import AppTest
+
+    at = AppTest.from_function(_class_script, default_timeout=30)
+    at.query_params.update({"room": "abc", "quiz": "1", "teacher": "maybe"})
+    at.run()
+    assert "VIEW room=ABC quiz=True teacher=False" in [m.value for m in at.markdown]
+    at.query_params.clear()  # what a page switch from the sidebar sends
+    at.run()
+    assert not at.exception
+    assert "VIEW room=ABC quiz=True teacher=False" in [m.value for m in at.markdown]
+    assert dict(at.query_params) == {"room": "abc", "quiz": "1"}  # the usable values, not the junk
+    at.query_params.clear()
+    at.query_params["quiz"] = "0"  # a link that names any class value is the class's word
+    at.run()
+    assert "VIEW room=None quiz=False teacher=False" in [m.value for m in at.markdown]
+    at.query_params.clear()
+    at.run()
+    assert "VIEW room=None quiz=False teacher=False" in [m.value for m in at.markdown]
