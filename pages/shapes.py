@@ -363,6 +363,9 @@ else:
     else:
         heads_words = (f"The layer computes all $H$ heads at once, and `q` is B×H×S×L = {shown(slips['all_heads'])}. "
                        "Read every per-head shape in the post with $H = 1$: one head at a time.")
+    # At the post's own B, S and L (Falcon 7B's, say) our one-head shape is the printed one: say "the same".
+    one_head = shown(slips["one_head"])
+    one_head_here = "the same here" if one_head == "1×1×20×64" else f"which here is {one_head}"
     st.markdown(
         f"""
 {SLIPS_HEADING}
@@ -372,7 +375,7 @@ kind of slip that costs a student an afternoon, so here they are, checked by tor
 (`core.shapes.seed_slips`).
 
 **One head printed as if it were all of them.** Step 5's queries are printed as 1×1×20×64. That is
-the shape of a single head, `q[:, h:h+1]`, which here is {shown(slips['one_head'])}. {heads_words}
+the shape of a single head, `q[:, h:h+1]`, {one_head_here}. {heads_words}
 
 **kᵀ written backwards.** The transposed keys are given as L×S×H×B, which is *every* axis of `k`
 reversed: `k.permute(3, 2, 1, 0)` is {shown(slips['k_reversed'])}. That is what `.T` does to a 4-D

@@ -230,3 +230,11 @@ def test_a_page_opened_without_the_class_link_gets_it_back_in_the_same_session()
     at.query_params.clear()
     at.run()
     assert "VIEW room=None quiz=False teacher=False" in [m.value for m in at.markdown]
+
+
+def test_shapes_the_posts_one_head_shape_met_at_its_own_sizes_is_called_the_same():
+    """falcon-7b has the post's S = 20 and L = 64: 'printed as 1×1×20×64 … which here is 1×1×20×64'."""
+    text = page_text(run_page("shapes", {"model": "falcon-7b"}))
+    assert "the shape of a single head, `q[:, h:h+1]`, the same here." in text
+    assert "which here is 1×1×20×64" not in text
+    assert "which here is 3×1×1×256" in page_text(run_page("shapes", {"batch": "3", "seq": "1", "heads": "2"}))
