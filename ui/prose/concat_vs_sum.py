@@ -331,10 +331,11 @@ def one_number(wf: dict, heads: int, dtype: str) -> str:
                  else "The head adds exactly 0 to this number")
         closing = "With one head there is nothing to split: its term is the whole output."
     else:
+        every = "Both heads" if heads == 2 else f"All {heads} heads"
         if up == heads:
-            signs = f"All {heads} heads push this number up"
+            signs = f"{every} push this number up"
         elif down == heads:
-            signs = f"All {heads} heads pull this number down"
+            signs = f"{every} pull this number down"
         else:
             clauses = []
             if up:
