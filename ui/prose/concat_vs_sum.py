@@ -251,8 +251,9 @@ def why_either_can_win(heads: int, verdicts: dict[str, str | None]) -> str:
             "one long running total. But the sum path also rounds each head's partial result to the working "
             "precision before the heads are added, while the concat path's single matrix product rounds each "
             "output once, and kernels for float16 and bfloat16 commonly accumulate in float32 before that one "
-            "rounding. Which effect wins depends on the sizes, the precision and the kernel; at this layer the "
-            f"path closer on average is, per precision: {per_dtype}.")
+            "rounding. Which effect wins depends on the sizes, the precision and the kernel; at this layer "
+            + ("neither wins: the two paths tie on average in every precision measured."
+               if set(verdicts.values()) == {"tie"} else f"the path closer on average is, per precision: {per_dtype}."))
 
 
 # ---- every precision at once -------------------------------------------------------------------------
