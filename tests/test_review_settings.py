@@ -238,3 +238,34 @@ def test_shapes_the_posts_one_head_shape_met_at_its_own_sizes_is_called_the_same
     assert "the shape of a single head, `q[:, h:h+1]`, the same here." in text
     assert "which here is 1×1×20×64" not in text
     assert "which here is 3×1×1×256" in page_text(run_page("shapes", {"batch": "3", "seq": "1", "heads": "2"}))
+
+
+# ---- two heads sharing one key/value head, at the smallest sizes (a fourth reading) ----------------
+
+TWO_SHARING_ONE_CONCAT = {"d_model": "2", "heads": "2", "kv_heads": "1", "seq": "2", "dtype": "bfloat16"}
+TWO_SHARING_ONE_TOY = {"sentence": "a b", "heads": "2", "kv_heads": "1", "causal": "true", "d_model": "2"}
+
+
+def test_concat_two_heads_are_both_and_all_ties_are_said_once():
+    at = run_page("concat-vs-sum", TWO_SHARING_ONE_CONCAT)
+    assert_clean(at)
+    text = _revealed(at)
+    assert "All 2 heads" not in text and "over all 2 query heads" not in text and "the 1 key/value head" not in text
+    assert "so the sum runs over both query heads, not the one key/value head" in text
+    assert re.search(r"Both heads (push|pull) this number (up|down)|pushes this number up", text)
+    from ui.prose.concat_vs_sum import why_either_can_win
+
+    ties = why_either_can_win(2, {"float64": "tie", "float32": "tie", "float16": "tie", "bfloat16": "tie"})
+    assert "neither wins: the two paths tie on average in every precision measured" in ties
+    assert "float64: tie" not in ties
+    mixed = why_either_can_win(2, {"float64": "sum", "float32": "tie"})
+    assert "per precision: float64: sum, float32: tie" in mixed
+
+
+def test_toy_two_heads_sharing_one_are_both():
+    at = run_page("toy-sentence", TWO_SHARING_ONE_TOY)
+    assert_clean(at)
+    text = page_text(at)
+    assert "both heads share one key and one value matrix (multi-query attention)" in text
+    assert "The weights of both heads, heads 0 and 1" in text
+    assert "all 2 heads" not in text and "heads 0 to 1" not in text
