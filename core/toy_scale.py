@@ -154,7 +154,8 @@ def scale_effect(spread: dict) -> ScaleEffect:
     H = len(per_s)
     if not lower and not higher:
         why = {"unit scale": "at d_k = 1 the scale is ÷1", "one key per row": "each row has one visible key"}
-        heads_sentence = f"The two marks coincide for every head: {why.get(reason, 'the entropies are equal')}."
+        heads_sentence = (f"The two marks coincide {'for the one head' if H == 1 else 'for every head'}: "
+                          f"{why.get(reason, 'the entropies are equal')}.")
     else:
         parts = []
         if lower:

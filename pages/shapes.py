@@ -40,6 +40,7 @@ from ui.prose.shapes import (
     kv_formula_tex,
     kv_layers_md,
     kv_readout_md,
+    percent_share,
     projection_params_md,
     reading_md,
     sharing_here_md,
@@ -219,7 +220,7 @@ else:
         f"**What the arithmetic costs** (`core.shapes.path_summary`). Steps 3–9, the path with the "
         f"embedding read as a lookup: **{flops(summary['attention_path_flops'])} FLOPs**. Step 2 written as "
         f"the table's one-hot product would add {flops(summary['lookup_flops'])} on its own, "
-        f"{summary['lookup_share']:.0%} of the {flops(summary['total_flops'])} of steps 1–9; real models "
+        f"{percent_share(summary['lookup_share'])} of the {flops(summary['total_flops'])} of steps 1–9; real models "
         f"never pay it, because they index the rows of $W_E$ instead. Parameters: "
         f"{number(summary['total_params'])}."
     )
@@ -240,7 +241,7 @@ else:
                      key="table_csv", label="Download the table (CSV)")
 
 mixing = position_mixing()
-cp_meet = cps.positions_meet()
+cp_meet = cps.positions_meet(S)
 checkpoint(cp_meet)
 if unfolded(cp_meet):
     st.markdown(reading_md(mixing))
@@ -362,6 +363,9 @@ else:
     else:
         heads_words = (f"The layer computes all $H$ heads at once, and `q` is B×H×S×L = {shown(slips['all_heads'])}. "
                        "Read every per-head shape in the post with $H = 1$: one head at a time.")
+    # At the post's own B, S and L (Falcon 7B's, say) our one-head shape is the printed one: say "the same".
+    one_head = shown(slips["one_head"])
+    one_head_here = "the same here" if one_head == "1×1×20×64" else f"which here is {one_head}"
     st.markdown(
         f"""
 {SLIPS_HEADING}
@@ -371,7 +375,7 @@ kind of slip that costs a student an afternoon, so here they are, checked by tor
 (`core.shapes.seed_slips`).
 
 **One head printed as if it were all of them.** Step 5's queries are printed as 1×1×20×64. That is
-the shape of a single head, `q[:, h:h+1]`, which here is {shown(slips['one_head'])}. {heads_words}
+the shape of a single head, `q[:, h:h+1]`, {one_head_here}. {heads_words}
 
 **kᵀ written backwards.** The transposed keys are given as L×S×H×B, which is *every* axis of `k`
 reversed: `k.permute(3, 2, 1, 0)` is {shown(slips['k_reversed'])}. That is what `.T` does to a 4-D
@@ -438,10 +442,13 @@ if ok:
     total = sum(numel.values())
     if budget_problem(numel, DTYPES[dtype].itemsize) or total > LIVE_MAX_ELEMENTS:
         biggest = max(numel, key=numel.get)
+        # When the embedding matrix is the largest tensor, name it once (not "has N; … alone is N").
+        largest = (f"the largest, the embedding matrix `W_E`, is V×D = {number(numel['W_E'])}" if biggest == "W_E" else
+                   f"the largest, `{biggest}`, has {number(numel[biggest])}; the embedding matrix alone is "
+                   f"V×D = {number(numel['W_E'])}")
         st.info(
             f"Real values are shown for small models only. At these sizes the path holds {number(total)} "
-            f"numbers (the largest, `{biggest}`, has {number(numel[biggest])}; the embedding matrix alone is "
-            f"V×D = {number(numel['W_E'])}), and this view stops at {number(LIVE_MAX_ELEMENTS)}. Press "
+            f"numbers ({largest}), and this view stops at {number(LIVE_MAX_ELEMENTS)}. Press "
             "**A tiny model** above, or make $V$, $D$ and $S$ smaller.",
             icon=":material/visibility_off:",
         )

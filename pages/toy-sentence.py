@@ -413,7 +413,8 @@ if top_cp:  # not asked with one token, or when two keys tie for the top of the 
 if av and (top_cp is None or unfolded(top_cp)):
     chart(
         av["overview_spec"],
-        (f"The weights of all {av['n_heads']} heads, heads 0 to {av['n_heads'] - 1}" if av["n_heads"] > 1
+        ("The weights of both heads, heads 0 and 1" if av["n_heads"] == 2 else
+         f"The weights of all {av['n_heads']} heads, heads 0 to {av['n_heads'] - 1}" if av["n_heads"] > 1
          else "The weights of the layer's one head, head 0") + "; hover a cell for its weight and score" + (" (grey × cells are masked: weight 0)." if av["masked_cells"] else ".")
         + " `core.toy_sentence.run_toy`: `pattern = scores.softmax(dim=-1)`.",
         width="content",
@@ -529,7 +530,8 @@ def one_token() -> None:
     st.latex(r"\begin{aligned}" + r" \\ ".join(rows) + r"\end{aligned}")
     chart(
         fv["spec"],
-        f"Query {i}, a panel per head: row j is the term a_ij·v_j, what key j adds, across the head's "
+        f"Query {i}, {'one panel for the one head' if len(fv['weights']) == 1 else 'a panel per head'}: row j is the "
+        "term a_ij·v_j, what key j adds, across the head's "
         "coordinates l; the outlined last row is their sum z_i" + (" (grey × rows are masked keys: a_ij = 0)." if fv["masked"].any() else ".")
         + " `core.toy_sentence.context_terms`.",
         width="content",

@@ -434,7 +434,7 @@ def test_the_einsum_sentence_says_what_the_run_shows_at_each_size():
     assert "slower at seq = 16, 32; not told apart at seq = 64, 128" in said
     assert "free" not in said
     everywhere = view.einsum_sentence(_einsum_rows({16: (2.0, 1.8, 2.2), 32: (1.5, 1.4, 1.6)}))
-    assert "slower at all 2 values of seq it measured" in everywhere
+    assert "slower at both values of seq it measured" in everywhere
     one_size = view.einsum_sentence(_einsum_rows({16: (1.0, 0.9, 1.1)}))
     assert "could not tell them apart" in one_size and "Across" not in one_size
     assert view.einsum_sentence(_einsum_rows({}).reindex(columns=["variant", "batch", "seq", "d_model", "n_heads",

@@ -76,9 +76,39 @@ def _flag(name: str, notices: list[str]) -> bool:
     return False
 
 
+_CLASS_KEYS = ("room", "quiz", "teacher")
+_CLASS_STATE = "_cp_class_link"
+
+
+def _carry_class_link() -> None:
+    """Keep a session in its class when it moves to another page.
+
+    Moving a control keeps ``room``, ``quiz`` and ``teacher`` in the URL (they are never a widget's,
+    so Streamlit leaves them alone), but the sidebar opens the next page with a bare URL, and a
+    student's guesses there would silently stop counting in the room. So the usable class values a
+    link brought are remembered in this session, and written back into the URL of a page opened
+    without any of them. A link that names any of them is the class's word and replaces the memory;
+    a reload starts a new session, and so forgets.
+    """
+    present = {k: st.query_params.get_all(k) for k in _CLASS_KEYS}
+    if any(present.values()):
+        usable = {}
+        if present["room"] and valid_room(present["room"][-1]):
+            usable["room"] = present["room"][-1]
+        for flag in ("quiz", "teacher"):
+            if present[flag] and present[flag][-1].strip().lower() in _TRUE:
+                usable[flag] = "1"
+        st.session_state[_CLASS_STATE] = usable
+    else:
+        for key, value in st.session_state.get(_CLASS_STATE, {}).items():
+            st.query_params[key] = value
+
+
 def link_view() -> LinkView:
-    """``quiz``, ``teacher`` and ``room`` read from the URL; a value that can't be used becomes a
-    notice and its default (off, no room)."""
+    """``quiz``, ``teacher`` and ``room`` read from the URL (or, on a page the session reached by
+    the sidebar, from the class link it opened: ``_carry_class_link``); a value that can't be used
+    becomes a notice and its default (off, no room)."""
+    _carry_class_link()
     notices: list[str] = []
     quiz, teacher = _flag("quiz", notices), _flag("teacher", notices)
     room = None

@@ -154,8 +154,8 @@ def head_terms(n_heads: int, n_kv_heads: int, d_model: int, n_terms: int) -> Che
     if H_kv < H:
         because = (f"Sharing changes where each head's keys and values come from, not how heads are added: every "
                    f"query head still scores with its own queries and makes its own z, and W_O only ever meets z, "
-                   f"so the sum runs over all {H} query heads, not the {H_kv} key/value "
-                   f"{'head' if H_kv == 1 else 'heads'}.")
+                   f"so the sum runs over {'both' if H == 2 else f'all {H}'} query heads, not the "
+                   f"{'one key/value head' if H_kv == 1 else f'{H_kv} key/value heads'}.")
     elif H == 1:
         because = "One head, one z, one slice of W_O: its term is the whole output."
     else:

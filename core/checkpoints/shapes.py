@@ -66,8 +66,12 @@ def _step_label(step: str) -> str:
     return f"step {step}: {spec(step).operation.split(',')[0].split(':')[0]}"
 
 
-def positions_meet() -> Checkpoint:
-    """The first step whose output carries the position axis twice (read off the steps' letters)."""
+def positions_meet(seq: int | None = None) -> Checkpoint:
+    """The first step whose output carries the position axis twice (read off the steps' letters).
+
+    ``seq``: the page's S. At S = 1 there is no other position to meet, so the answer says that the
+    step is the same at any S and what it holds here (the options, and the answer, do not change).
+    """
     mixing = position_mixing()
     right = _step_label(mixing["first_meet"])
     wrong = [_step_label(s) for s in ("5a", "7", "2", "9")]
@@ -75,6 +79,9 @@ def positions_meet() -> Checkpoint:
            "position s's query against "
            f"position t's key. Every earlier step works on each position alone; step {mixing['sums_positions']} "
            "finishes the mixing by summing the key positions away.")
+    if seq == 1:
+        why += (f" Here S = 1, so step {mixing['first_meet']}'s S×S table is 1×1 and the one position meets only "
+                "itself; with a second token it would meet the first at the same step.")
     return choice("shapes.positions_meet",
                   "At which step does one position's data first meet another position's?",
                   right, wrong, why, fingerprint(steps=[s for s in mixing["steps"]]))

@@ -60,10 +60,18 @@ def per_head_memory(size: Size, dtype: str, fmt: Callable[[float], str] = _plain
     H, D = size.n_heads, size.d_model
     candidates = [0, unit, H * unit, (H + 1) * unit, (D + H - 1) * unit]
     wrong = [fmt(c) for c in candidates if fmt(c) != fmt(right)]
-    why = (f"`per_head_sum` writes every head's full-width result before adding them: at B={size.batch}, "
-           f"S={size.seq}, D={D}, H={H} in {dtype} that is {_units(right // unit)} of {fmt(unit)} each, "
-           f"{fmt(right)} (`core.timing.extra_bytes`; the chart below), against {fmt(extra_bytes('concat', size, es))} "
-           "for `concat`.")
+    # Say what the units are: H results, plus the heads-first copy of z where it is not a view (H + 1
+    # units are not "every head's result"); with one head there is one result and no "each".
+    if H == 1:
+        held = (f"with one head it writes that head's full-width result, one output of {fmt(unit)}, before the "
+                "sum over that single head copies it into the output")
+    else:
+        held = (f"it writes every head's full-width result before adding them, {_units(H)} of {fmt(unit)} each")
+    if right > H * unit:
+        held += ", and keeps the heads-first copy of z it made them from, one output more"
+    why = (f"`per_head_sum` needs {fmt(right)} at B={size.batch}, S={size.seq}, D={D}, H={H} in {dtype}: {held} "
+           f"(`core.timing.extra_bytes`; the chart below), against {fmt(extra_bytes('concat', size, es))} for "
+           "`concat`.")
     return choice(
         "timing.per_head_memory",
         f"At B = {size.batch}, S = {size.seq}, D = {D}, H = {H} in {dtype}, how much memory does the materialized "

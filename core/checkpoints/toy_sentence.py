@@ -80,8 +80,11 @@ def scale_direction(trace: ToyTrace, effect: ScaleEffect) -> Checkpoint:
         key = "mixed"
     else:
         key = "sharper"
-    right = SCALE_OPTIONS[key]
-    wrong = [text for k, text in SCALE_OPTIONS.items() if k != key]
+    options = dict(SCALE_OPTIONS)
+    if trace.n_heads == 1:  # "some heads … others" can't happen with one head: the same doubt, by rows
+        options["mixed"] = "Some rows get sharper and others flatter"
+    right = options[key]
+    wrong = [text for k, text in options.items() if k != key]
     L = effect.d_head
     if key == "same":
         why = {
@@ -95,9 +98,14 @@ def scale_direction(trace: ToyTrace, effect: ScaleEffect) -> Checkpoint:
                f"spread further apart is sharper: the mean row entropy falls from {effect.entropy_scaled:.2f} to "
                f"{effect.entropy_raw:.2f} bits and the mean largest weight rises from {effect.max_weight_scaled:.2f} "
                f"to {effect.max_weight_raw:.2f}.")
+    # With the switch already off, "switch it off" would ask for what the page already shows.
+    question = (f"Switch the ÷√d_k off (here $d_k = {L}$). What happens to the rows of attention weights on this "
+                "sentence?" if trace.scale else
+                f"The ÷√d_k is switched off on this page (here $d_k = {L}$). Compared with the rows it would give "
+                "switched on, what does leaving it out do to the rows of attention weights on this sentence?")
     return choice(
         "toy.scale_direction",
-        f"Switch the ÷√d_k off (here $d_k = {L}$). What happens to the rows of attention weights on this sentence?",
+        question,
         right, wrong, why, _settings(trace, seed=trace.seed, causal=trace.causal),
     )
 

@@ -73,3 +73,67 @@ def test_checkpoint_in_the_dark_theme(browser, server):
         element_screenshot(box, "checkpoint-dark-after")
     finally:
         context.close()
+
+
+def test_the_class_link_survives_a_control_and_the_guess_counts_in_the_room(browser, server, page):
+    """A student opens a class link (`room`, `quiz`) on a content page and moves a URL-bound control
+    (heads on concat-vs-sum): the link keeps `room` and `quiz`, the question follows the new heads,
+    and a guess there is counted in the room, as a teacher's tab on the same link shows."""
+    import re
+
+    room = new_room_code()
+    page.set_viewport_size({"width": 1280, "height": 3000})
+    open_app(page, server, "concat-vs-sum", {"seq": "6", "d_model": "32", "heads": "4", "room": room, "quiz": "1"})
+    heads = page.get_by_label("Heads H", exact=True)
+    with rerun_after(page):
+        heads.fill("2")  # not the default (8), so the URL keeps it
+        heads.press("Enter")
+    expect(page).to_have_url(re.compile(r"[?&]heads=2(&|$)"))
+    expect(page).to_have_url(re.compile(rf"[?&]room={room}(&|$)"))
+    expect(page).to_have_url(re.compile(r"[?&]quiz=1(&|$)"))
+
+    box = page.locator(".st-key-checkpoint-concat_vs_sum-head_terms")
+    expect(box).to_contain_text("H = 2")
+    box.scroll_into_view_if_needed()
+    with rerun_after(page):
+        box.get_by_test_id("stRadioGroup").get_by_text("2", exact=True).click()
+    expect(box.locator("[data-testid=stAlertContentSuccess]")).to_contain_text("Right: 2")
+    expect(_caption(page, room)).to_contain_text("1 reader so far, 1 reader right")
+    # Still the class's link after the guess (a rerun of its own).
+    expect(page).to_have_url(re.compile(rf"[?&]room={room}(&|$)"))
+    expect(page).to_have_url(re.compile(r"[?&]quiz=1(&|$)"))
+    assert_no_exception(page)
+
+    # The teacher opens the student's current URL with teacher=1: the same settings, the same tally.
+    teacher = new_context(browser, viewport={"width": 1280, "height": 3000}).new_page()
+    try:
+        open_app(teacher, server, "concat-vs-sum", {"seq": "6", "d_model": "32", "heads": "2", "room": room,
+                                                   "teacher": "1"})
+        tally = teacher.locator(".st-key-checkpoint-concat_vs_sum-head_terms").locator(
+            "[data-testid=stCaptionContainer]", has_text=f"How room {room} guessed")
+        expect(tally).to_contain_text("1 reader so far", timeout=20_000)
+    finally:
+        teacher.context.close()
+
+
+def test_the_sidebar_keeps_a_student_in_the_room(page, server):
+    """The sidebar opens the next page with a bare URL; the session writes its room and quiz back, so
+    the new page's answering figures stay folded and its guesses count in the room."""
+    import re
+
+    room = new_room_code()
+    page.set_viewport_size({"width": 1280, "height": 3000})
+    open_app(page, server, "concat-vs-sum", {"room": room, "quiz": "1"})
+    with rerun_after(page):
+        page.get_by_role("link", name="The shape table").first.click()
+    expect(page).to_have_url(re.compile(r"/shapes\?"))
+    expect(page).to_have_url(re.compile(rf"[?&]room={room}(&|$)"))
+    expect(page).to_have_url(re.compile(r"[?&]quiz=1(&|$)"))
+    box = page.locator(".st-key-checkpoint-shapes-positions_meet")
+    expect(page.get_by_text("Make your prediction above").first).to_be_visible()
+    box.scroll_into_view_if_needed()
+    with rerun_after(page):
+        box.get_by_test_id("stRadioGroup").get_by_text("step 6: scores q·kᵀ", exact=True).click()
+    expect(box.locator("[data-testid=stAlertContentSuccess]")).to_contain_text("Right: step 6")
+    expect(_caption(page, room)).to_contain_text("1 reader so far, 1 reader right")
+    assert_no_exception(page)

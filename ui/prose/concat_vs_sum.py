@@ -56,8 +56,12 @@ def in_eps(x: float) -> str:
 
 
 def _ratio(x: float) -> str:
-    """'0.79×', '0.0031×': two significant figures, so a nonzero ratio never prints as 0."""
-    return f"{x:.2g}×"
+    """'0.79×', '0.0031×', '1.0×': two significant figures, so a nonzero ratio never prints as 0
+    and 1.02 prints as '1.0×' beside '1.2×', not as a bare '1×'."""
+    text = f"{x:#.2g}".rstrip(".")
+    if "e" in text:  # '.2g' writes 150 as '1.5e+02'
+        text = f"{float(text):,.0f}"
+    return text + "×"
 
 
 def _how_much_larger(big: float, small: float) -> str:
@@ -247,8 +251,9 @@ def why_either_can_win(heads: int, verdicts: dict[str, str | None]) -> str:
             "one long running total. But the sum path also rounds each head's partial result to the working "
             "precision before the heads are added, while the concat path's single matrix product rounds each "
             "output once, and kernels for float16 and bfloat16 commonly accumulate in float32 before that one "
-            "rounding. Which effect wins depends on the sizes, the precision and the kernel; at this layer the "
-            f"path closer on average is, per precision: {per_dtype}.")
+            "rounding. Which effect wins depends on the sizes, the precision and the kernel; at this layer "
+            + ("neither wins: the two paths tie on average in every precision measured."
+               if set(verdicts.values()) == {"tie"} else f"the path closer on average is, per precision: {per_dtype}."))
 
 
 # ---- every precision at once -------------------------------------------------------------------------
@@ -278,7 +283,7 @@ def precision_summary(rows: list[dict], heads: int) -> str:
     comparable = [d for d, x in ratios.items() if MUCH_SMALLER <= x <= COMPARABLE_UP_TO]
     larger = [d for d, x in ratios.items() if x > COMPARABLE_UP_TO]
     if len(much) == len(ratios):
-        text += (f": much smaller (under {_ratio(MUCH_SMALLER)}) in every format, so picking an ending is not "
+        text += (f": much smaller (under {MUCH_SMALLER:g}×) in every format, so picking an ending is not "
                  "where precision is lost.")
     else:
         parts = []
@@ -327,10 +332,11 @@ def one_number(wf: dict, heads: int, dtype: str) -> str:
                  else "The head adds exactly 0 to this number")
         closing = "With one head there is nothing to split: its term is the whole output."
     else:
+        every = "Both heads" if heads == 2 else f"All {heads} heads"
         if up == heads:
-            signs = f"All {heads} heads push this number up"
+            signs = f"{every} push this number up"
         elif down == heads:
-            signs = f"All {heads} heads pull this number down"
+            signs = f"{every} pull this number down"
         else:
             clauses = []
             if up:
@@ -357,6 +363,10 @@ def against_pytorch(tc: dict, dtype: str) -> str:
         same = " (which agree with each other here)" if c == {**s, "dtype": c["dtype"]} else ""
         return (f"Measured in {dtype}, it lands {in_eps(c['eps_units'])} from each ending{same}, and "
                 f"{share(c['bitwise_equal'])} of its outputs match each of them bit for bit.")
+    if in_eps(c["eps_units"]) == in_eps(s["eps_units"]):  # one distance, said once
+        return (f"Measured in {dtype}, it lands {in_eps(c['eps_units'])} from each ending, and "
+                f"{share(c['bitwise_equal'])} of its outputs match the concat path bit for bit, "
+                f"{share(s['bitwise_equal'])} the sum path.")
     return (f"Measured in {dtype}, it lands {in_eps(c['eps_units'])} from the concat path and "
             f"{in_eps(s['eps_units'])} from the sum path, and {share(c['bitwise_equal'])} and "
             f"{share(s['bitwise_equal'])} of its outputs match them bit for bit.")

@@ -162,6 +162,17 @@ untouched: sharing changes where k and v come from, not how the heads are added.
 # ---- sharing keys and values ---------------------------------------------------------------------
 
 
+def percent_share(x: float) -> str:
+    """'88%', and more digits where whole percents would lie: a share just under 1 is '99.8%', never
+    '100%' (which reads as "all of it"), and a share just above 0 is '0.2%', never '0%'."""
+    for digits in (0, 1, 2):
+        text = f"{x:.{digits}%}"
+        if (0 < x < 1 and float(text[:-1]) in (0.0, 100.0)):
+            continue
+        return text
+    return "over 99.99%" if x > 0.5 else "under 0.01%"
+
+
 def tex_number(n: int) -> str:
     """131{,}072: a whole number with thousands separators that LaTeX leaves alone."""
     return f"{int(n):,}".replace(",", "{,}")
@@ -177,7 +188,8 @@ def sharing_here_md(H: int, H_kv: int) -> str:
                 "shared. This is the multi-head attention of the rest of the essay; pick fewer key/value heads "
                 "above to share.")
     G = H // H_kv
-    first = ("all of them read the one key/value head 0: multi-query attention" if H_kv == 1 else
+    everyone = "both" if H == 2 else "all of them"
+    first = (f"{everyone} read the one key/value head 0: multi-query attention" if H_kv == 1 else
              f"query heads 0 … {G - 1} read key/value head 0, heads {G} … {2 * G - 1} read head 1"
              + ("" if H_kv == 2 else ", and so on"))
     return (f"Here {H:,} query heads share {count(H_kv, 'key/value head')}: groups of $G = H / H_{{kv}}$ = {G:,}, "
@@ -192,7 +204,9 @@ def projection_params_md(summary: dict) -> str:
                 "$W_Q$ and $W_O$: with nothing shared they are the plain multi-head matrices.")
     return (f"**Parameters.** $W_K$ and $W_V$ (step 5b) are $H_{{kv}} \\times D \\times L$ each and hold "
             f"{count(kv, 'number')} together, against {number(plain)} without sharing: $H / H_{{kv}}$ = {G:,} "
-            f"times fewer. $W_Q$ and $W_O$ keep all {summary['n_heads']:,} heads ({number(summary['qo_params'])} "
+            f"times fewer. $W_Q$ and $W_O$ keep "
+            + ("both heads" if summary["n_heads"] == 2 else f"all {summary['n_heads']:,} heads")
+            + f" ({number(summary['qo_params'])} "
             "numbers), so the layer as a whole shrinks less: "
             f"{number(summary['layer_params'])} parameters against {number(summary['layer_params_without_sharing'])}.")
 

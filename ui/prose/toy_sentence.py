@@ -37,7 +37,8 @@ def kv_line(heads: int, kv_heads: int) -> str:
     if kv_heads == heads:
         return (f"$H_{{kv}} = H = {heads}$: every head has its own keys and values. Choose fewer key/value heads "
                 "to make groups of heads share them.")
-    shared = (f"all {heads} heads share one key and one value matrix (multi-query attention)." if kv_heads == 1 else
+    everyone = "both heads" if heads == 2 else f"all {heads} heads"
+    shared = (f"{everyone} share one key and one value matrix (multi-query attention)." if kv_heads == 1 else
               f"{kv_heads} groups of $G = {heads // kv_heads}$ heads, each group sharing one key and one value matrix.")
     return f"$H_{{kv}} = {kv_heads}$ key/value {plural(kv_heads, 'head')} for {heads} query heads: {shared}"
 

@@ -183,7 +183,10 @@ def flop_text(n: float) -> str:
 
 def factor(x: float) -> str:
     """'0.95×', '3.4×', '13×': a ratio with two significant figures and no exponent."""
-    return f"{x:.2f}×" if x < 1 else f"{x:.2g}×" if x < 10 else f"{x:,.0f}×"
+    if x < 1:
+        return f"{x:.2f}×"
+    # '#' keeps the trailing zero, so 4.0 reads '4.0×' beside '6.1×', not a bare '4×'.
+    return f"{x:#.2g}".rstrip(".") + "×" if x < 9.95 else f"{x:,.0f}×"
 
 
 def duration_interval(mid_ms: float, lo_ms: float, hi_ms: float) -> str:
@@ -315,7 +318,8 @@ def einsum_sentence(table: pd.DataFrame) -> str:
             groups.append(f"{word} at {axis} = {', '.join(map(str, values))}")
     n = len(rows)
     if len(groups) == 1:
-        where = f"{groups[0].split(' at ')[0]} at all {n} values of {axis} it measured"
+        every = "both" if n == 2 else f"all {n}"
+        where = f"{groups[0].split(' at ')[0]} at {every} values of {axis} it measured"
     else:
         where = "; ".join(groups)
     return f"{first} Across the sweep, against `concat`: {where}."
@@ -329,8 +333,12 @@ def growth_sentence(rows: pd.DataFrame, axis: str) -> str:
     parts = ", ".join(f"`{r.variant}` {factor(r.factor)}" for r in rows.itertuples())
     said = (f"In this run, from {axis} = {int(top['from'])} to {int(top['to'])}, each variant's median time changed "
             f"by a factor of: {parts}.")
-    if len(rows) > 1 and f"{top['factor']:.2g}" != f"{low['factor']:.2g}":
-        said += f" The most `{top['variant']}` ({factor(top['factor'])}), the least `{low['variant']}` ({factor(low['factor'])})."
+    if len(rows) > 1 and factor(top["factor"]) != factor(low["factor"]):
+        # Variants whose factors print alike are named together: one of two equal '4.0×' is not "the least".
+        most = [f"`{r.variant}`" for r in rows.itertuples() if factor(r.factor) == factor(top["factor"])]
+        least = [f"`{r.variant}`" for r in rows.itertuples() if factor(r.factor) == factor(low["factor"])]
+        said += (f" The most {' and '.join(most)} ({factor(top['factor'])}), the least {' and '.join(least)} "
+                 f"({factor(low['factor'])}).")
     return said + " (`core.timing.growth`)"
 
 
@@ -413,14 +421,18 @@ def kv_cache_sentence(table: pd.DataFrame, size: timing.Size, dtype: str) -> str
     tokens = size.batch * size.seq
     run = f"for the {count(tokens, 'token')} of this page's run (B × S)"
     if size.n_kv_heads == size.n_heads:
+        # With one token (B × S = 1) the run's cache is the per-token figure: said once, not "4 KiB, 4 KiB".
+        for_run = ("; this page's run has a single token (B × S = 1), so that is all it keeps" if tokens == 1 else
+                   f", {size_bytes(shared['bytes_for_run'])} {run}")
         return (f"With H_kv = H = {size.n_heads} nothing is shared: this layer keeps "
-                f"**{size_bytes(shared['bytes_per_token'])}** of keys and values per token in {dtype}, "
-                f"{size_bytes(shared['bytes_for_run'])} {run}. Pick fewer key/value heads above to see the cache shrink.")
+                f"**{size_bytes(shared['bytes_per_token'])}** of keys and values per token in {dtype}{for_run}. "
+                "Pick fewer key/value heads above to see the cache shrink.")
+    for_run = ("; this page's run has a single token (B × S = 1), so those are its whole cache" if tokens == 1 else
+               f"; {size_bytes(shared['bytes_for_run'])} against {size_bytes(unshared['bytes_for_run'])} {run}")
     return (f"With H_kv = {size.n_kv_heads} this layer keeps **{size_bytes(shared['bytes_per_token'])}** of keys and "
             f"values per token in {dtype}, against {size_bytes(unshared['bytes_per_token'])} without sharing: "
-            f"**{int(shared['factor'])} times smaller** (H / H_kv = {size.n_heads}/{size.n_kv_heads}); "
-            f"{size_bytes(shared['bytes_for_run'])} against {size_bytes(unshared['bytes_for_run'])} {run}. A model keeps "
-            "this for every layer, and for every token of every sequence it is generating.")
+            f"**{int(shared['factor'])} times smaller** (H / H_kv = {size.n_heads}/{size.n_kv_heads}){for_run}. A model "
+            "keeps this for every layer, and for every token of every sequence it is generating.")
 
 
 def scores_sentence(size: timing.Size) -> str:
