@@ -501,7 +501,7 @@ def retrain_comparison(run: dict, seed: int, heads: int, steps: int) -> None:
     configuration) how far the weights moved. Every number is core.induction's."""
     rm, mine = run["metrics"], run["trained_on"]
     machines = pd.DataFrame({
-        "": ["processor", "PyTorch kernels", "PyTorch"],
+        "trained with": ["processor", "PyTorch kernels", "PyTorch"],
         "your run": [mine["cpu"], mine["capability"], mine["torch"]],
         "shipped run": [trained_on["cpu"], trained_on["capability"], trained_on["torch"]],
     })

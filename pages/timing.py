@@ -489,7 +489,7 @@ chart at all: it is the cache above, read again for every generated token.
     )
     st.code(f"python -m core.timing --device {device} --dtype {dtype} --batch {base.batch} --seq {base.seq} "
             f"--d-model {base.d_model} --heads {base.n_heads} --kv-heads {base.n_kv_heads} --gqa --variants gemm "
-            f"--threads {threads} --budget {budget}", language="bash", wrap_lines=True)
+            f"--threads {threads} --budget {budget}", language=None, wrap_lines=True)
 
 
 def show_run(shown: dict, source: str) -> None:
