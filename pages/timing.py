@@ -28,6 +28,7 @@ from ui.figures.timing import SWEEP_COLUMN, fresh_spec
 from ui.format import count, size_bytes
 from ui.shell import ensure_app_shell
 from ui.views import timing as view
+from ui.prose import timing as prose
 
 ensure_app_shell()
 
@@ -88,7 +89,7 @@ else:
         f"""
 All {N_WAYS} compute $\\mathrm{{out}}_{{b,s,:}} = \\sum_{{h=0}}^{{H-1}} \\sum_{{l=0}}^{{L-1}} z_{{b,h,s,l}}\\,(W_O)_{{h,l,:}}$
 from the same `z` $[B, H, S, L]$ and `W_O` $[H, L, D]$: $B \\times S \\times D \\times D$ multiply-adds, which at
-this size is **{view.flop_text(timing.flops("concat", base))}** (`core.timing.flops`), the same for every one of
+this size is **{prose.flop_text(timing.flops("concat", base))}** (`core.timing.flops`), the same for every one of
 them. They differ only in what they put in memory on the way.
 """
     )
@@ -243,7 +244,7 @@ def measurements(base: timing.Size | None, dtype: str, device: str) -> None:
         ago = time.time() - result["finished"]
         st.success(
             f"Measured {'just now' if ago < 60 else f'{ago / 60:.0f} min ago'} on this server "
-            f"({view.machine_text(result['machine'])}), in {result['wall_s']:.1f} s; "
+            f"({prose.machine_text(result['machine'])}), in {result['wall_s']:.1f} s; "
             + (f"{count(result['rounds'], 'round')} at the size above." if result["rounds"] else
                "nothing at the size above got its rounds within the budget (the notes below say why)."),
             icon=":material/timer:",
@@ -252,7 +253,7 @@ def measurements(base: timing.Size | None, dtype: str, device: str) -> None:
         first = reference["first"]
         same = (base is not None and first["dtype"] == dtype and (first["batch"], first["seq"], first["d_model"],
                                                                    first["n_heads"]) == (batch, seq, d_model, heads))
-        st.info(view.reference_provenance(reference, same), icon=":material/history:")
+        st.info(prose.reference_provenance(reference, same), icon=":material/history:")
     elif base is not None:
         st.info("No measurement for these settings on this server yet, and no reference run for this device. "
                 "Press **Run benchmark**.", icon=":material/timer:")
@@ -417,7 +418,7 @@ exactly as many.
     scores_cp = size_cps["scores"]
     checkpoint(scores_cp)
     if unfolded(scores_cp):
-        st.markdown(view.scores_sentence(base))
+        st.markdown(prose.scores_sentence(base))
 
     st.markdown(
         r"""
@@ -440,7 +441,7 @@ like the variants above; the ratio of each to `forward_sdpa` is taken within eac
     gqa_key = ("timing-gqa", device, dtype, base.batch, base.seq, base.d_model, base.n_heads, base.n_kv_heads,
                budget, threads)
     pressed = st.button("Time the shared forward", key="run_gqa", disabled=not shares, icon=":material/timer:")
-    st.caption((f"`forward_sdpa`, `gqa_sdpa` and `gqa_expand` at {view.gqa_sizes_text(base)}, with the bare GEMM "
+    st.caption((f"`forward_sdpa`, `gqa_sdpa` and `gqa_expand` at {prose.gqa_sizes_text(base)}, with the bare GEMM "
                 f"for scale, within {budget} s and {count(threads, 'thread')}, on this server." if shares else
                 f"With H_kv = H = {base.n_heads} there is nothing to share, so there is nothing to time: pick fewer "
                 "key/value heads at the top."))
@@ -453,14 +454,14 @@ like the variants above; the ratio of each to `forward_sdpa` is taken within eac
         reference = view.reference_run(device)
     shown = result or (reference or {}).get("gqa")
     if result is not None:
-        st.success(f"Measured on this server ({view.machine_text(result['machine'])}), in {result['wall_s']:.1f} s.",
+        st.success(f"Measured on this server ({prose.machine_text(result['machine'])}), in {result['wall_s']:.1f} s.",
                    icon=":material/timer:")
     elif shown is not None:
         same = shown["size"] == base and shown["dtype"] == dtype
         st.info(f"**Not measured on this server yet.** Shown: the reference run shipped with this essay, measured at "
-                f"{view.gqa_sizes_text(shown['size'])}, {shown['dtype']}"
+                f"{prose.gqa_sizes_text(shown['size'])}, {shown['dtype']}"
                 + ("" if same else " (not the settings above)")
-                + f", on {view.machine_text(reference['machine'])} on {reference['date'][:10]}, by `{reference['command']}`.",
+                + f", on {prose.machine_text(reference['machine'])} on {reference['date'][:10]}, by `{reference['command']}`.",
                 icon=":material/history:")
     else:
         st.info("No measurement of sharing for these settings yet. Press **Time the shared forward**.",
@@ -469,7 +470,7 @@ like the variants above; the ratio of each to `forward_sdpa` is taken within eac
         st.markdown("\n".join(f"- {line}" for line in shown["sentences"]))
         if shown["spec"] is not None:
             caption = (f"Time per call of each grouped form ÷ that of the same layer without sharing, at "
-                       f"{view.gqa_sizes_text(shown['size'])}, {shown['dtype']}: the median over rounds of the ratio "
+                       f"{prose.gqa_sizes_text(shown['size'])}, {shown['dtype']}: the median over rounds of the ratio "
                        "within each round, and its 95 % interval (whiskers). Left of the dashed line is faster than "
                        "without sharing. Measured by core.timing.run_benchmark; ratios from core.timing.gqa_comparison.")
             view.figure(shown["spec"], caption=caption, numbers=shown["numbers"], csv_name="timing_gqa.csv",
@@ -500,8 +501,8 @@ def show_run(shown: dict, source: str) -> None:
     if shown["ratio_spec"] is not None:
         view.figure(
             shown["ratio_spec"],
-            caption=(f"Each variant's throughput as a fraction of the bare GEMM's at {view.sizes_text(first)}, "
-                     f"{first['dtype']} on {first['device']}, measured on {source} ({view.machine_text(shown['machine'])}): "
+            caption=(f"Each variant's throughput as a fraction of the bare GEMM's at {prose.sizes_text(first)}, "
+                     f"{first['dtype']} on {first['device']}, measured on {source} ({prose.machine_text(shown['machine'])}): "
                      "the median over rounds of the ratio within each round, and its 95 % interval (whiskers). The "
                      "dashed line is 1, the GEMM itself. Measured by core.timing.run_benchmark; intervals from "
                      "core.timing.median_interval."),
@@ -519,7 +520,6 @@ def show_run(shown: dict, source: str) -> None:
         st.caption(f"`{variant}` {status}: {note}")
     csv_download(shown["csv"], "timing.csv", key="all_csv", label="Download every measurement (CSV)")
     with st.expander("The machine these numbers come from"):
-        machine = shown["machine"]
         st.dataframe(shown["machine_table"], hide_index=True, width="stretch")
 
 

@@ -182,17 +182,17 @@ def test_timing_kv_cache_of_one_token_is_said_once():
 
 def test_timing_sweep_sentences_say_both_and_name_ties_together():
     from tests.test_timing_app import _einsum_rows
-    from ui.views import timing as view
+    from ui.prose import timing as prose
 
-    both = view.einsum_sentence(_einsum_rows({1: (1.24, 1.20, 1.28), 256: (1.5, 1.4, 1.6)}))
+    both = prose.einsum_sentence(_einsum_rows({1: (1.24, 1.20, 1.28), 256: (1.5, 1.4, 1.6)}))
     assert "slower at both values of seq it measured" in both and "all 2" not in both
     rows = pd.DataFrame([{"variant": v, "from": 1, "to": 256, "ms_from": 1.0, "ms_to": f, "factor": f}
                          for v, f in (("gemm", 56.2), ("concat", 13.1), ("head_loop", 6.1),
                                       ("per_head_sum_out", 4.02), ("einsum", 3.98))])
-    said = view.growth_sentence(rows, "seq")
+    said = prose.growth_sentence(rows, "seq")
     assert "`per_head_sum_out` 4.0×, `einsum` 4.0×" in said
     assert "the least `per_head_sum_out` and `einsum` (4.0×)" in said
-    assert [view.factor(x) for x in (0.95, 4.0, 9.96, 13.2)] == ["0.95×", "4.0×", "10×", "13×"]
+    assert [prose.factor(x) for x in (0.95, 4.0, 9.96, 13.2)] == ["0.95×", "4.0×", "10×", "13×"]
 
 
 # ---- the class's link (issue 21) -------------------------------------------------------------------

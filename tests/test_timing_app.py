@@ -16,7 +16,7 @@ from core.timing import fresh
 from tests.apptest_utils import ROOT, rerun, run_page, notices, texts
 from ui import jobs
 from ui.charts import OKABE_ITO
-from ui.views import timing as view
+from ui.prose import timing as prose
 
 # Tiny sizes and a one-second budget: each click of the button takes about a second.
 TINY = {"batch": "1", "seq": "4", "d_model": "16", "heads": "2", "sweep": "seq", "sweep_values": "2,4,8",
@@ -393,7 +393,7 @@ def test_job_keys_are_plain_values():
     (1500.0, 1200.0, 1800.0, "s"),
 ])
 def test_a_faster_difference_is_printed_in_a_unit_that_fits_and_never_as_minus_zero(mid, lo, hi, unit):
-    said = view.allocation_sentence({"allocation_ms": mid, "allocation_lo": lo, "allocation_hi": hi,
+    said = prose.allocation_sentence({"allocation_ms": mid, "allocation_lo": lo, "allocation_hi": hi,
                                      "allocation_verdict": timing.verdict(lo, hi, 0.0)})
     assert f" {unit}**" in said
     assert "-0" not in said and "−0" not in said and "0.000 (" not in said
@@ -402,18 +402,18 @@ def test_a_faster_difference_is_printed_in_a_unit_that_fits_and_never_as_minus_z
 
 
 def test_a_difference_inside_its_interval_is_no_measurable_difference():
-    said = view.allocation_sentence({"allocation_ms": -0.00015, "allocation_lo": -0.0004, "allocation_hi": 0.0002,
+    said = prose.allocation_sentence({"allocation_ms": -0.00015, "allocation_lo": -0.0004, "allocation_hi": 0.0002,
                                      "allocation_verdict": "could not tell"})
     assert "no measurable difference" in said and "faster" not in said and "costs" not in said
     assert "-0" not in said
-    assert view.allocation_sentence({"allocation_verdict": "not measured"}) == ""
+    assert prose.allocation_sentence({"allocation_verdict": "not measured"}) == ""
 
 
 def test_durations_choose_one_unit_and_drop_the_sign_of_zero():
-    assert view.duration_interval(-0.00015, -0.0002, -0.0001) == "-150 (-200–-100) ns"  # the issue's ~0.15 µs
-    assert view.duration_interval(0.0015, 0.001, 0.002) == "1.50 (1.00–2.00) µs"
-    assert view.duration_interval(0.0, -0.0, 0.0) == "0 (0–0) ns"
-    assert view.duration_interval(12.3456, 10.0, 15.0) == "12.3 (10.0–15.0) ms"
+    assert prose.duration_interval(-0.00015, -0.0002, -0.0001) == "-150 (-200–-100) ns"  # the issue's ~0.15 µs
+    assert prose.duration_interval(0.0015, 0.001, 0.002) == "1.50 (1.00–2.00) µs"
+    assert prose.duration_interval(0.0, -0.0, 0.0) == "0 (0–0) ns"
+    assert prose.duration_interval(12.3456, 10.0, 15.0) == "12.3 (10.0–15.0) ms"
 
 
 def _einsum_rows(ratios: dict[int, tuple[float, float, float]]) -> pd.DataFrame:
@@ -429,15 +429,15 @@ def _einsum_rows(ratios: dict[int, tuple[float, float, float]]) -> pd.DataFrame:
 
 def test_the_einsum_sentence_says_what_the_run_shows_at_each_size():
     slow = _einsum_rows({16: (2.0, 1.8, 2.2), 32: (1.9, 1.7, 2.1), 64: (1.01, 0.95, 1.05), 128: (1.0, 0.97, 1.03)})
-    said = view.einsum_sentence(slow)
+    said = prose.einsum_sentence(slow)
     assert "At B=1, S=16, D=64, H=4, `einsum` took **2.00 (1.80–2.20)×** as long as `concat`: slower" in said
     assert "slower at seq = 16, 32; not told apart at seq = 64, 128" in said
     assert "free" not in said
-    everywhere = view.einsum_sentence(_einsum_rows({16: (2.0, 1.8, 2.2), 32: (1.5, 1.4, 1.6)}))
+    everywhere = prose.einsum_sentence(_einsum_rows({16: (2.0, 1.8, 2.2), 32: (1.5, 1.4, 1.6)}))
     assert "slower at both values of seq it measured" in everywhere
-    one_size = view.einsum_sentence(_einsum_rows({16: (1.0, 0.9, 1.1)}))
+    one_size = prose.einsum_sentence(_einsum_rows({16: (1.0, 0.9, 1.1)}))
     assert "could not tell them apart" in one_size and "Across" not in one_size
-    assert view.einsum_sentence(_einsum_rows({}).reindex(columns=["variant", "batch", "seq", "d_model", "n_heads",
+    assert prose.einsum_sentence(_einsum_rows({}).reindex(columns=["variant", "batch", "seq", "d_model", "n_heads",
                                                                   "status", "kind", "round_ms"])) == ""
 
 
@@ -448,8 +448,8 @@ def test_the_einsum_sentence_says_what_the_run_shows_at_each_size():
     (timing.Size(2, 8, 64, 1), "1 unit:", "H = 1"),
 ])
 def test_the_memory_sentences_follow_extra_bytes_at_every_size(size, units, copy):
-    said = " ".join(view.memory_sentences(size, "float32"))
-    per_head = next(s for s in view.memory_sentences(size, "float32") if s.startswith("`per_head_sum`"))
+    said = " ".join(prose.memory_sentences(size, "float32"))
+    per_head = next(s for s in prose.memory_sentences(size, "float32") if s.startswith("`per_head_sum`"))
     assert units in per_head and copy in per_head
     expected = timing.extra_bytes("per_head_sum", size, 4) // (size.bsd * 4)
     assert f"{expected} unit" in per_head
@@ -460,13 +460,13 @@ def test_the_memory_sentences_follow_extra_bytes_at_every_size(size, units, copy
 
 def test_growth_and_noise_sentences_at_the_edges():
     rows = pd.DataFrame([{"variant": "concat", "from": 16, "to": 256, "ms_from": 1.0, "ms_to": 0.9, "factor": 0.9}])
-    said = view.growth_sentence(rows, "seq")
+    said = prose.growth_sentence(rows, "seq")
     assert "0.90×" in said and "The most" not in said  # one variant: no "most" and "least" of the same one
     big = pd.DataFrame([{"variant": "per_head_sum", "from": 1, "to": 64, "ms_from": 8.5, "ms_to": 112.0, "factor": 13.2},
                         {"variant": "concat", "from": 1, "to": 64, "ms_from": 3.4, "ms_to": 3.7, "factor": 1.09}])
-    assert "`per_head_sum` 13×" in view.growth_sentence(big, "heads") and "e+" not in view.growth_sentence(big, "heads")
+    assert "`per_head_sum` 13×" in prose.growth_sentence(big, "heads") and "e+" not in prose.growth_sentence(big, "heads")
     one_noisy = pd.DataFrame({"note": ["noisy: x", ""], "status": ["ok", "ok"]})
-    assert view.noisy_caption(one_noisy).startswith("1 of the 2 ratios has an interval")
+    assert prose.noisy_caption(one_noisy).startswith("1 of the 2 ratios has an interval")
 
 
 # ---- the page at edge sizes (issue 18, item 2) --------------------------------------------------------------
