@@ -51,7 +51,7 @@ def test_heatmaps_draw_and_controls_write_the_url(page, server):
     # A page-level control writes its value into the address bar, so the view can be shared.
     _set_number(page, "heads", "2")
     assert _params(page).get("heads") == "2" and _params(page).get("causal") == "true"
-    expect(main.get_by_text("The weights of all 2 heads, heads 0 to 1")).to_be_visible(timeout=30_000)
+    expect(main.get_by_text("The weights of both heads, heads 0 and 1")).to_be_visible(timeout=30_000)
     found = main.get_by_text(re.compile(r"\b[Hh]eads? 2\b|\bh2 l")).all_inner_texts()  # heads are 0 and 1
     assert not found, found
 
