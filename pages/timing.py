@@ -1,7 +1,7 @@
 """Timing: what the additive view of attention costs, measured, and why.
 
-Every number comes from core.timing, through ui.views.timing (cached calls and the sentences
-written from their numbers): memory_table (bytes from shapes), the shipped reference run
+Every number comes from core.timing, through ui.views.timing (cached calls; the sentences written
+from their numbers are ui.prose.timing): memory_table (bytes from shapes), the shipped reference run
 (read_json) or run_benchmark on this server (through ui.jobs, one long job at a time), summarize,
 compare_by_size and growth (what a run shows), run_in_fresh_process. Charts are built in
 ui.figures.timing, so this script is the essay: prose, controls and calls. The measurement section
@@ -27,13 +27,12 @@ from ui.controls import MAX_BATCH, MAX_D_MODEL, MAX_HEADS, MAX_SEQ, MAX_TRACE_BY
 from ui.figures.timing import SWEEP_COLUMN, fresh_spec
 from ui.format import count, size_bytes
 from ui.shell import ensure_app_shell
-from ui.views import timing as view
 from ui.prose import timing as prose
+from ui.views import timing as view
 
 ensure_app_shell()
 
-# How many projection variants core.timing times (the gemm reference included), as a word.
-N_WAYS = ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten"][len(timing.PROJECTION_VARIANTS)]
+N_WAYS = ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten"][len(timing.PROJECTION_VARIANTS)]  # variants, as a word
 
 st.title("What the sum costs")
 
