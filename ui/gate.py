@@ -104,16 +104,7 @@ class Gate:
             finally:
                 self._local.depth = depth
             return
-        with self._lock:
-            self.waiting += 1
-        got = self._sem.acquire(timeout=self.wait_limit_s)
-        with self._lock:
-            self.waiting -= 1
-            if got:
-                self.running += 1
-                self.most_running = max(self.most_running, self.running)
-            else:
-                self.overflowed += 1
+        got = self._wait_for_slot()
         if not got:  # waited too long: run without a slot (and hold none, so nothing to give back)
             yield
             return
@@ -130,6 +121,20 @@ class Gate:
                     self.running -= 1
             if not slotless:
                 self._sem.release()
+
+    def _wait_for_slot(self) -> bool:
+        """Wait up to ``wait_limit_s`` for a slot, keeping the counters; False if none came."""
+        with self._lock:
+            self.waiting += 1
+        got = self._sem.acquire(timeout=self.wait_limit_s)
+        with self._lock:
+            self.waiting -= 1
+            if got:
+                self.running += 1
+                self.most_running = max(self.most_running, self.running)
+            else:
+                self.overflowed += 1
+        return got
 
     @contextlib.contextmanager
     def released(self) -> Iterator[None]:
@@ -152,16 +157,7 @@ class Gate:
         try:
             yield
         finally:
-            with self._lock:
-                self.waiting += 1
-            got = self._sem.acquire(timeout=self.wait_limit_s)
-            with self._lock:
-                self.waiting -= 1
-                if got:
-                    self.running += 1
-                    self.most_running = max(self.most_running, self.running)
-                else:
-                    self.overflowed += 1
+            got = self._wait_for_slot()
             self._local.depth = depth
             if not got:
                 self._local.slotless = True
