@@ -51,7 +51,8 @@ from core.device import torch_threads
 from core.induction_model import (  # noqa: F401
     ALPHABET, N_LAYERS, EVAL_SEED, EVAL_BATCH, MAX_STEPS, MAX_HEADS, HEAD_SCORE_THRESHOLD,
     Config, InductionModel, Batch, make_batch, sample_sequence, default_position, eval_batch,
-    repeat_mask, induction_keys, Head, Run, run, head_means, token_losses, losses,
+    repeat_mask, induction_keys, Head, Run, run, EVAL_CHUNK, chunks, head_means, token_losses, losses,
+    loss_means,
     prev_token_scores, induction_scores, SequenceScores, sequence_induction_scores, head_label,
     all_heads,
 )
@@ -149,21 +150,29 @@ def ablation_table(model: InductionModel, sets: dict[str, list[Head]], n: int = 
     """Loss on repeated and other positions with each named set of heads removed, zero and mean.
 
     Measured on ``n`` fresh sequences; the mean of each head's term comes from the clean run on the
-    same sequences, per position.
+    same sequences, per position. The sequences go through in chunks of ``EVAL_CHUNK`` (each
+    sequence computed on its own either way, so the losses are those of one pass), and each ablated
+    run starts from the chunk's clean run at the first layer it changes (``run``'s ``clean``).
     """
     cfg = Config(d_vocab=model.d_vocab, n_ctx=model.n_ctx, d_model=model.d_model, n_heads=model.n_heads)
     batch = eval_batch(cfg, n, seed)
     means = head_means(model, batch.tokens)
-    rows = []
+    per_token: dict[tuple[str, str], list[Tensor]] = {(name, mode): [] for name in sets for mode in ("zero", "mean")}
     with torch.no_grad():
-        for name, heads in sets.items():
-            row = {"removed": name, "heads": format_ablate(heads) or "none"}
-            for mode in ("zero", "mean"):
-                r = run(model, batch.tokens, heads, mode=mode, means=means)
-                l = losses(r.logits, batch.tokens, batch.repeat)
-                row[f"loss_repeat_{mode}"] = l["loss_repeat"]
-                row[f"loss_other_{mode}"] = l["loss_other"]
-            rows.append(row)
+        for part in chunks(batch.tokens):  # [c, S]
+            clean = run(model, part)
+            for name, heads in sets.items():
+                for mode in ("zero", "mean"):
+                    r = run(model, part, heads, mode=mode, means=means, clean=clean)
+                    per_token[name, mode].append(token_losses(r.logits, part))  # [c, S-1]
+    rows = []
+    for name, heads in sets.items():
+        row = {"removed": name, "heads": format_ablate(heads) or "none"}
+        for mode in ("zero", "mean"):
+            l = loss_means(torch.cat(per_token[name, mode]), batch.repeat)
+            row[f"loss_repeat_{mode}"] = l["loss_repeat"]
+            row[f"loss_other_{mode}"] = l["loss_other"]
+        rows.append(row)
     return pd.DataFrame(rows)
 
 

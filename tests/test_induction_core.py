@@ -85,6 +85,45 @@ def test_knocking_heads_out(shipped, fresh):
     assert no_prev >= 2 * clean, (no_prev, clean)  # composition: layer 1 needs layer 0
 
 
+def test_a_run_resumed_from_the_clean_run_is_the_full_run(shipped, fresh):
+    """run(..., clean=) reuses the layers before the first ablated one: the same logits, bit for bit."""
+    model, _ = shipped
+    tokens = fresh.tokens[:16]
+    with torch.no_grad():
+        clean = ind.run(model, tokens)
+        means = ind.head_means(model, tokens)
+        assert ind.run(model, tokens, (), clean=clean) is clean
+        for heads in ([(1, 0)], [(0, 1)], [(0, 0), (1, 1)], ind.all_heads(model.n_heads)):
+            for mode in ("zero", "mean"):
+                full = ind.run(model, tokens, heads, mode=mode, means=means)
+                resumed = ind.run(model, tokens, heads, mode=mode, means=means, clean=clean)
+                assert torch.equal(full.logits, resumed.logits), (heads, mode)
+                assert [t.pattern.shape for t in resumed.traces] == [t.pattern.shape for t in full.traces]
+        with pytest.raises(ValueError):
+            ind.run(model, fresh.tokens[16:32], [(1, 0)], clean=clean)
+
+
+def test_the_chunked_ablation_table_is_one_pass_over_the_batch(shipped):
+    """ablation_table goes through EVAL_CHUNK sequences at a time from the clean run; the losses are
+    those of one plain pass over all 512 sequences per set and mode (each sequence is computed alone)."""
+    model, meta = shipped
+    sets = {"nothing": [], "L0H1": [(0, 1)], "L1H0": [(1, 0)], "both": [(0, 0), (1, 1)]}
+    table = ind.ablation_table(model, sets)
+    batch = ind.eval_batch(CFG, ind.EVAL_BATCH, ind.EVAL_SEED)
+    assert ind.EVAL_BATCH > ind.EVAL_CHUNK
+    with torch.no_grad():
+        clean = ind.run(model, batch.tokens)
+        means = [r.mean(dim=0) for r in clean.results]
+        for row in table.itertuples():
+            for mode in ("zero", "mean"):
+                one_pass = ind.losses(ind.run(model, batch.tokens, sets[row.removed], mode=mode, means=means).logits,
+                                      batch.tokens, batch.repeat)
+                assert getattr(row, f"loss_repeat_{mode}") == pytest.approx(one_pass["loss_repeat"], rel=1e-5, abs=1e-6)
+                assert getattr(row, f"loss_other_{mode}") == pytest.approx(one_pass["loss_other"], rel=1e-5, abs=1e-6)
+    assert table.loc[0, "loss_repeat_zero"] == table.loc[0, "loss_repeat_mean"]  # nothing removed: one number
+    assert table.loc[0, "loss_repeat_zero"] == pytest.approx(meta["metrics"]["loss_repeat"], rel=1e-4)
+
+
 def test_ablating_every_head_leaves_the_direct_path(shipped, fresh):
     model, _ = shipped
     every = ind.all_heads(model.n_heads)

@@ -20,14 +20,17 @@ import secrets
 import threading
 from collections import OrderedDict
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-import pandas as pd
 import streamlit as st
 from streamlit.runtime.scriptrunner import get_script_run_ctx
 
 from core.checkpoints import Checkpoint
 from core.rooms import MAX_ROOM_CHARS, RoomError, RoomStore, normalize_room, valid_room
 from ui.format import count
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 __all__ = ["checkpoint", "unfolded", "link_view", "LinkView", "room_store", "TALLY_EVERY_S"]
 
@@ -255,6 +258,8 @@ def _live_tally(room: str, key: str, settings: str, options: tuple[str, ...], an
 
 
 def _tally_table(options: tuple[str, ...], counts: tuple[int, ...], answer: int) -> pd.DataFrame:
+    import pandas as pd  # here, not at the top: home's first view (no room open) never needs pandas
+
     table = pd.DataFrame({"option": list(options), "count": list(counts)})
     if answer >= 0:
         table["right"] = ["yes" if i == answer else "no" for i in range(len(options))]
