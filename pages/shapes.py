@@ -9,7 +9,6 @@ is the essay: prose, controls, calls and tables.
 from __future__ import annotations
 
 import numpy as np
-import pandas as pd
 import streamlit as st
 
 from core.checkpoints import shapes as cps
@@ -36,7 +35,6 @@ from ui.prose.shapes import (
     SHARING_INTRO,
     endings_memory_md,
     endings_work_md,
-    expansion_md,
     kv_formula_tex,
     kv_layers_md,
     kv_readout_md,
@@ -44,20 +42,19 @@ from ui.prose.shapes import (
     projection_params_md,
     reading_md,
     sharing_here_md,
-    step_table_md,
 )
 from ui.shell import ensure_app_shell
 from ui.views.shapes import (
-    endings_numbers,
     endings_spec,
-    flow_numbers,
+    endings_table,
+    exact_table,
     flow_spec,
     kv_sharing,
     live_panels,
-    panel_numbers,
+    ops_view,
+    panels_table,
     step_heatmap_spec,
-    traced_ops,
-    traced_table,
+    table_view,
     walk_numel,
 )
 
@@ -180,7 +177,7 @@ if problem:
     st.error(problem, icon=":material/block:")
 else:
     sizes = LayerSizes(B, S, V, D, H, H_kv)
-    traced = traced_table(B, S, V, D, H, H_kv, dtype)
+    traced = table_view(B, S, V, D, H, H_kv, dtype)
     if "error" in traced:
         st.error(
             f"torch refused to trace these sizes. At `{traced['where']}` (`{traced['code']}`) it said: "
@@ -197,14 +194,13 @@ TABLE_HEADING = "## From token ids to the output, step by step"
 if not ok:
     st.markdown(TABLE_HEADING)
 else:
-    table: pd.DataFrame = traced["table"]
     summary: dict = traced["summary"]
-    by_step = table.set_index("step")
+    outputs: dict = traced["outputs"]  # step → its output's shape, symbolic and in numbers
     st.markdown(TABLE_HEADING)
     cp = cps.scores_shape(sizes)
     checkpoint(cp)
     if unfolded(cp):
-        st.markdown(step_table_md(table))
+        st.markdown(traced["step_md"])
         st.caption(
             "Traced by `core.shapes.shape_table` on the meta device. *Italics* mark the axis a product "
             "sums away: it appears in both inputs and not in the output ("
@@ -226,7 +222,7 @@ else:
     )
     with st.expander("Every column, as numbers"):
         st.dataframe(
-            traced["numeric"], hide_index=True, width="stretch", height=36 * (len(table) + 1) + 3,  # every row
+            traced["numeric"], hide_index=True, width="stretch", height=36 * (traced["n_rows"] + 1) + 3,  # every row
             column_config={c: st.column_config.NumberColumn(c, format="localized") for c in
                            ("param_count", "flops", "matmul_flops", "output_elements", "output_bytes")},
         )
@@ -237,7 +233,7 @@ else:
             "(step 4, and step 5c when nothing is shared). `matmul_flops` is the product part alone, as "
             "`torch.utils.flop_counter` counts it. The CSV keeps every count as an exact whole number."
         )
-        csv_download(traced["exact"], f"shape_table_B{B}_S{S}_V{V}_D{D}_H{H}_Hkv{H_kv}_{dtype}.csv",
+        csv_download(lambda: exact_table(B, S, V, D, H, H_kv, dtype), f"shape_table_B{B}_S{S}_V{V}_D{D}_H{H}_Hkv{H_kv}_{dtype}.csv",
                      key="table_csv", label="Download the table (CSV)")
 
 mixing = position_mixing()
@@ -250,7 +246,7 @@ if unfolded(cp_meet):
 
 st.markdown(SHARING_INTRO)
 if ok:
-    st.markdown(sharing_here_md(H, H_kv) + "\n\n" + expansion_md(table, H, H_kv))
+    st.markdown(sharing_here_md(H, H_kv) + "\n\n" + traced["expansion_md"])
     context = controls.integer(
         "context", "Context length (tokens) for the KV cache", default=8192, lo=1, hi=MAX_CONTEXT,
         where=st.columns([2, 3])[0],
@@ -294,7 +290,7 @@ if ok:
             "`@` is a matrix product, as in the code. The path forks after step 7 into the two endings "
             "and meets again at the output. Hover for exact sizes."
         ),
-        table=flow_numbers(traced["edges"]), csv_name="shape_flow_edges.csv", key="flow",
+        table=traced["flow"], csv_name="shape_flow_edges.csv", key="flow",
         table_label="Every arrow: its tensor, shape and size",
     )
 
@@ -311,17 +307,11 @@ from step 5 on is `core/attention.py`, the same code the other pages run on real
 """
 )
 if ok:
-    ops = traced_ops(B, S, V, D, H, H_kv, causal)
-    other = traced_ops(B, S, V, D, H, H_kv, not causal)
-    with_mask, without = (ops, other) if causal else (other, ops)
-    mask_calls = sorted(set(with_mask["torch call"]) - set(without["torch call"]))
-    n_mask_calls = len(with_mask) - len(without)
-    st.code(
-        "\n".join(f"# step {r['step']}: {r['operation']}  ({r['where']})\n{r['code']}\n" for _, r in table.iterrows()),
-        language="python",
-    )
+    calls = ops_view(B, S, V, D, H, H_kv, causal)
+    ops, mask_calls, n_mask_calls = calls["ops"], calls["mask_calls"], calls["n_mask_calls"]
+    st.code(traced["listing"], language="python")
     st.markdown(
-        f"The table has {len(table)} rows; tracing it took {number(len(ops))} torch calls. Most steps are one call, "
+        f"The table has {traced['n_rows']} rows; tracing it took {number(calls['n_ops'])} torch calls. Most steps are one call, "
         "but some lines do two things (`q @ k.transpose(-1, -2)` transposes, then multiplies), the scores "
         "are divided by $\\sqrt{L}$ in a call of their own, and a few calls only reshape. The list has "
         "every one, as the recorder in `core.shape_walk` saw it, with the step it belongs to, numbered from 0."
@@ -337,7 +327,7 @@ if ok:
     else:
         st.caption(f"With the causal mask on (the switch above), step 6 makes {count(n_mask_calls, 'more torch call')} "
                    f"({mask_words}); no shape changes.")
-    with st.expander(f"Every torch call, in order: the {count(len(ops), 'call')}"):
+    with st.expander(f"Every torch call, in order: the {count(calls['n_ops'], 'call')}"):
         st.dataframe(ops, hide_index=True, width="stretch")
         csv_download(ops, "shape_torch_calls.csv", key="ops_csv")
 
@@ -413,7 +403,7 @@ if ok:
                  f"the layer's output, at {dtype} (`core.shapes.shape_table`). "
                  + ("The long bar is step 8′'s per-head results." if summary["memory_ratio"] > 1 else
                     "With one head, step 8′'s per-head result is as large as step 8's output: no bar is longer.")),
-        table=endings_numbers(B, S, V, D, H, H_kv, dtype), csv_name="shape_endings_memory.csv", key="endings",
+        table=endings_table(B, S, V, D, H, H_kv, dtype), csv_name="shape_endings_memory.csv", key="endings",
         table_label="The two endings, as numbers",
         column_config={c: st.column_config.NumberColumn(c, format="localized") for c in ("elements", "bytes", "FLOPs")},
     )
@@ -497,7 +487,7 @@ def look_inside(live: bool, seed: int, causal: bool) -> None:
                                     "out), 8′ and 9′ the additive ending.")
         with c_flags:
             scale = controls.flag("scale", "Divide scores by √L", default=True)
-        row = by_step.loc[step]
+        row = outputs[step]
         # steps 5a–5c, 6, 7 and 8′ have a head axis (5b's is the key/value heads: it shows the one head h reads)
         has_head = bool({"H", "H_kv"} & set(row["output_sym"].split("×")))
         pick = st.columns(2)
@@ -533,8 +523,7 @@ def look_inside(live: bool, seed: int, causal: bool) -> None:
                 + (f" Step 5b has {count(H_kv, 'key/value head')}: head {at_head} reads key/value head "
                    f"{sizes.kv_head_of(at_head)}." if step == "5b" and H_kv < H else "")
             )
-            numbers = pd.concat([panel_numbers(p).assign(tensor=p["code"]) for p in panels], ignore_index=True)
-            numbers = numbers[["tensor", *numbers.columns[:-1]]]
+            numbers = panels_table(*args)
             with st.expander("The numbers behind this figure"):
                 st.dataframe(numbers, hide_index=True, width="stretch")
                 csv_download(numbers, f"shapes_step_{step.replace('′', '_additive')}.csv", key="live_csv")

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 import sys
+from collections.abc import Callable
 
 import altair as alt
 import pandas as pd
@@ -164,8 +165,6 @@ def figure(
     if table is not None:
         with st.expander(table_label):
             st.dataframe(table, width="stretch", hide_index=True, column_config=column_config)
-            if csv is None and isinstance(table, pa.Table):
-                csv = csv_bytes(table.to_pandas())
             csv_download(table if csv is None else csv, csv_name or f"{key}.csv", key=f"{key}_csv")
 
 
@@ -184,10 +183,24 @@ def csv_bytes(table: pd.DataFrame) -> bytes:
     return table.to_csv(index=False).encode()
 
 
-def csv_download(table: pd.DataFrame | bytes, file_name: str, *, key: str, label: str = "Download CSV") -> None:
-    """A download button for a table, or for its ``csv_bytes`` built once in a cached view; it does
-    not rerun the page."""
-    data = table if isinstance(table, bytes) else csv_bytes(table)
+Table = pd.DataFrame | pa.Table | bytes
+
+
+def csv_download(table: Table | Callable[[], Table], file_name: str, *, key: str,
+                 label: str = "Download CSV") -> None:
+    """A download button for a table, its ``csv_bytes`` built once in a cached view, or a function
+    that returns either (e.g. a cached view's call, so a run does not even fetch the table); it
+    does not rerun the page.
+
+    The file is made when the button is pressed (Streamlit's deferred download: ``data`` is a
+    callable), not on every run: a run neither encodes the CSV nor hands its bytes to the server's
+    media store, where each session's copy would wait until the session ends.
+    """
+    def data() -> bytes:
+        got = table() if callable(table) else table
+        if isinstance(got, bytes):
+            return got
+        return csv_bytes(got.to_pandas() if isinstance(got, pa.Table) else got)
     st.download_button(
         label, data, file_name=file_name, mime="text/csv",
         key=key, on_click="ignore", icon=":material/download:",

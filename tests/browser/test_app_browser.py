@@ -3,6 +3,7 @@ the keyboard, and many students at once."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from urllib.parse import parse_qs, urlparse
 
 from playwright.sync_api import expect
@@ -15,6 +16,7 @@ from tests.browser.harness import (
     new_context,
     open_app,
     rerun_after,
+    runs_finished,
     screenshot,
     wait_ready,
 )
@@ -181,3 +183,42 @@ def test_charts_offer_png_export_and_their_data(page, server):
     )
     assert any(label.startswith("Download as PNG") for label in labels), labels
     assert any(label.startswith("Show data") for label in labels), labels
+
+
+@pytest.mark.parametrize("path, section, button, first_column", [
+    ("shapes", "Every column, as numbers", "Download the table (CSV)", "step"),  # a DataFrame, encoded on the click
+    ("toy-sentence", None, "Download every weight and score as CSV", None),  # bytes from a cached view
+])
+def test_a_csv_download_is_made_when_pressed(browser, server, path, section, button, first_column):
+    """Downloads are deferred (the file is made when the button is pressed, not on every run): the
+    press still delivers a CSV with a header and numeric rows, and the page does not rerun."""
+    import csv
+    import io
+
+    context = new_context(browser, viewport={"width": 1280, "height": 900}, accept_downloads=True)
+    page = context.new_page()
+    try:
+        open_app(page, server, path)
+        where = page
+        if section is not None:
+            where = page.locator("[data-testid=stExpander]", has_text=section).first
+            where.locator("summary").first.click()
+        target = where.get_by_role("button", name=button)
+        target.scroll_into_view_if_needed()
+        expect(target).to_be_visible()
+        before = runs_finished(page)
+        with page.expect_download(timeout=30_000) as info:
+            target.click()
+        download = info.value
+        text = Path(download.path()).read_text()
+        rows = list(csv.reader(io.StringIO(text)))
+        assert len(rows) >= 2, text[:500]
+        assert download.suggested_filename.endswith(".csv")
+        if first_column is not None:
+            assert rows[0][0] == first_column, rows[0]
+        numeric = [cell for row in rows[1:] for cell in row if cell.replace(".", "", 1).replace("-", "", 1).replace("e", "", 1).isdigit()]
+        assert numeric, rows[:3]
+        page.wait_for_timeout(500)
+        assert runs_finished(page) == before  # on_click="ignore": pressing it ran nothing
+    finally:
+        context.close()

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 import streamlit as st
 
 from core.shapes import (
@@ -32,6 +33,7 @@ from core.sizes import LayerSizes
 from ui.figures import shapes as figures
 from ui.figures.shapes import ENDING_NAMES
 from ui.format import plain_shape
+from ui.prose.shapes import expansion_md, step_table_md
 
 # ---- cached calls into core (plain arguments in, plain data out) ------------------------------
 
@@ -51,6 +53,47 @@ def traced_table(batch: int, seq: int, vocab: int, d_model: int, heads: int, kv_
         "edges": flow_edges(table),
         "slips": seed_slips(batch, seq, d_model, heads),
     }
+
+
+def arrow(table: pd.DataFrame) -> pa.Table:
+    """A table as the Arrow table ``st.dataframe`` draws, converted once inside a cached view
+    (a DataFrame is converted on every run, and unpickling its Arrow-backed text columns from the
+    cache costs more than drawing it)."""
+    return pa.Table.from_pandas(table, preserve_index=False)
+
+
+@st.cache_data(show_spinner=False, max_entries=256)
+def table_view(batch: int, seq: int, vocab: int, d_model: int, heads: int, kv_heads: int, dtype: str) -> dict:
+    """What the page draws from ``traced_table`` on every run, ready to draw: the summary and slips
+    (plain dicts), the Markdown that reads the table, its numbers and the picture's arrows as Arrow,
+    the code listing, and each step's output shape. Or torch's refusal, as ``traced_table`` gives it."""
+    traced = traced_table(batch, seq, vocab, d_model, heads, kv_heads, dtype)
+    if "error" in traced:
+        return traced
+    table = traced["table"]
+    return {
+        "summary": traced["summary"], "slips": traced["slips"], "n_rows": len(table),
+        "step_md": step_table_md(table), "expansion_md": expansion_md(table, heads, kv_heads),
+        "numeric": arrow(traced["numeric"]), "flow": arrow(flow_numbers(traced["edges"])),
+        "listing": "\n".join(f"# step {r['step']}: {r['operation']}  ({r['where']})\n{r['code']}\n"
+                             for _, r in table.iterrows()),
+        "outputs": {r["step"]: {"output_sym": r["output_sym"], "output": r["output"]} for _, r in table.iterrows()},
+    }
+
+
+def exact_table(batch: int, seq: int, vocab: int, d_model: int, heads: int, kv_heads: int, dtype: str) -> pd.DataFrame:
+    """The table with every count a Python int, for the CSV (fetched when its button is pressed)."""
+    return traced_table(batch, seq, vocab, d_model, heads, kv_heads, dtype)["exact"]
+
+
+@st.cache_data(show_spinner=False, max_entries=64)
+def ops_view(batch: int, seq: int, vocab: int, d_model: int, heads: int, kv_heads: int, causal: bool) -> dict:
+    """``traced_ops`` at this setting as Arrow, and the calls the causal mask adds (or would add)."""
+    ops = traced_ops(batch, seq, vocab, d_model, heads, kv_heads, causal)
+    other = traced_ops(batch, seq, vocab, d_model, heads, kv_heads, not causal)
+    with_mask, without = (ops, other) if causal else (other, ops)
+    return {"ops": arrow(ops), "n_ops": len(ops), "n_mask_calls": len(with_mask) - len(without),
+            "mask_calls": sorted(set(with_mask["torch call"]) - set(without["torch call"]))}
 
 
 @st.cache_data(show_spinner=False, max_entries=64)
@@ -96,7 +139,7 @@ def kv_sharing(batch: int, seq: int, vocab: int, d_model: int, heads: int, kv_he
     sizes = LayerSizes(batch, seq, vocab, d_model, heads, kv_heads)
     summary = sharing_summary(sizes, layers=layers, dtype=dtype, context=context)
     rows = kv_rows(summary)
-    return {"summary": summary, "rows": rows, "spec": figures.kv_cache_spec(rows, dtype)}
+    return {"summary": summary, "rows": arrow(rows), "spec": figures.kv_cache_spec(rows, dtype)}
 
 
 # ---- the two endings -------------------------------------------------------------------------
@@ -114,6 +157,12 @@ def endings_numbers(batch: int, seq: int, vocab: int, d_model: int, heads: int, 
         for e, steps in (("concat", ("7", "8", "9")), ("additive", ("7", "8′", "9′"))) for s in steps
     ], dtype=object)
     return numeric_columns(rows, ["elements", "bytes", "FLOPs"])
+
+
+@st.cache_data(show_spinner=False, max_entries=64)
+def endings_table(batch: int, seq: int, vocab: int, d_model: int, heads: int, kv_heads: int, dtype: str) -> pa.Table:
+    """``endings_numbers`` as the Arrow table the page draws."""
+    return arrow(endings_numbers(batch, seq, vocab, d_model, heads, kv_heads, dtype))
 
 
 @st.cache_data(show_spinner=False, max_entries=64)
@@ -141,3 +190,13 @@ def panel_numbers(panel: dict) -> pd.DataFrame:
     wide = pd.DataFrame(values, columns=[str(j) for j in range(values.shape[1])])
     wide.insert(0, panel["rows"], np.arange(values.shape[0]))
     return wide
+
+
+@st.cache_data(show_spinner=False, max_entries=32)
+def panels_table(step: str, batch: int, seq: int, vocab: int, d_model: int, heads: int, kv_heads: int, seed: int,
+                 dtype: str, causal: bool, scale: bool, at_batch: int, at_head: int) -> pa.Table:
+    """Every panel of ``live_panels`` in one numeric table, a column naming its tensor first."""
+    panels = live_panels(step, batch, seq, vocab, d_model, heads, kv_heads, seed, dtype, causal, scale, at_batch,
+                         at_head)
+    numbers = pd.concat([panel_numbers(p).assign(tensor=p["code"]) for p in panels], ignore_index=True)
+    return arrow(numbers[["tensor", *numbers.columns[:-1]]])
