@@ -4,27 +4,17 @@
 import streamlit as st
 from streamlit.errors import StreamlitAPIException
 
-from core.checkpoints import home as cps
 from core.compare import eps
 from core.device import dtype_from_name
-from core.identity import identity_demo
 from core.rooms import MAX_ROOM_CHARS, new_room_code, normalize_room, valid_room
 from ui.checkpoint import checkpoint, unfolded
 from ui.format import number, shape
 from ui.registry import CONTENT_PAGES, PAGES
 from ui.shell import ensure_app_shell
+from ui.views.home import DEMO, DEMO_DTYPE, live_check, wo_slice_view
 
 ensure_app_shell()
 
-# The essay's running example (the first source post's sizes), used by the live check below.
-DEMO = {"batch": 1, "seq": 20, "d_model": 512, "n_heads": 8}
-DEMO_DTYPE = "float32"
-
-
-@st.cache_data(show_spinner=False, max_entries=4)
-def live_check(dtype_name: str) -> dict:
-    """Seed-0 weights at the essay's sizes; the max difference between the two endings."""
-    return identity_demo(**DEMO, seed=0, dtype=dtype_from_name(dtype_name)).as_dict()
 
 
 def _fresh_code() -> None:
@@ -131,10 +121,9 @@ layers (the *sum at work* page does all three on a small trained model). The con
 ## Notation
 """
 )
-cp = cps.wo_slice(DEMO["d_model"], DEMO["n_heads"])
+cp, wo = wo_slice_view(DEMO["d_model"], DEMO["n_heads"])
 checkpoint(cp)
 if unfolded(cp):
-    wo = cps.wo_slice_sizes(DEMO["d_model"], DEMO["n_heads"])
     st.markdown(
         f"In the code, `W_O` is {shape(wo['W_O_shape'])} ({number(wo['W_O_numel'])} numbers) and one head's "
         f"slice `W_O[0]` is {shape(wo['slice_shape'])}: {number(wo['slice_numel'])} numbers "
@@ -186,7 +175,8 @@ anyway, with a note saying what was changed and why.
 Each page asks questions marked **Predict:** right before the figure that answers them, computed
 at the page's current settings. A class can answer them together, peer-instruction style:
 
-1. **Pick a room code** below (or make up your own: letters and digits) and open a page.
+1. **Pick a room code** under *Set up a room* below (or make up your own: letters and digits) and
+   choose a page.
 2. **Share the student link.** Everyone who opens it joins the room; their guesses are counted,
    one per reader and question, with no names.
 3. **Let the room guess**, and project the **teacher link**: it shows how the room is guessing as
@@ -199,7 +189,13 @@ Add `quiz=1` to fold every answering figure until each reader has guessed. Rooms
 server's memory and are forgotten after a few quiet hours.
 """
 )
-room_links()
+# The room setup is for the teacher: drawn only while its section is open (a lazy expander), so a
+# student's run of home does not build it. A link that names a room opens it.
+rooms = st.expander("Set up a room: a code and the two links", key="home_rooms", on_change="rerun",
+                    expanded=bool(st.query_params.get("room")), icon=":material/groups:")
+if rooms.open:
+    with rooms:
+        room_links()
 st.markdown(
     """
 ## Where the ideas come from

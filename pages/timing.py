@@ -252,7 +252,7 @@ def measurements(base: timing.Size | None, dtype: str, device: str) -> None:
         first = reference["first"]
         same = (base is not None and first["dtype"] == dtype and (first["batch"], first["seq"], first["d_model"],
                                                                    first["n_heads"]) == (batch, seq, d_model, heads))
-        st.info(prose.reference_provenance(reference, same), icon=":material/history:")
+        st.info(reference["provenance"][same], icon=":material/history:")
     elif base is not None:
         st.info("No measurement for these settings on this server yet, and no reference run for this device. "
                 "Press **Run benchmark**.", icon=":material/timer:")

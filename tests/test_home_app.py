@@ -75,6 +75,20 @@ def test_home_room_links_carry_the_code():
     assert any("letters and digits" in e.value for e in at.error)
 
 
+def test_home_room_setup_is_built_only_when_opened():
+    """A student's view of home does not build the teacher's room setup (a lazy expander); opening
+    it draws a fresh code and both links."""
+    at = run_page("home")
+    assert [e.label for e in at.expander] == ["Set up a room: a code and the two links"]
+    assert not at.text_input and not at.code
+    at.session_state["home_rooms"] = True
+    at.run()
+    assert not at.exception
+    code = at.text_input(key="home_room_code").value
+    assert re.fullmatch(r"[A-Z2-9]{6}", code)
+    assert [c.value for c in at.code][0].endswith(f"/?room={code}")
+
+
 def test_home_hostile_room_gives_a_notice_and_a_fresh_code():
     at = run_page("home", {"room": "<script>" * 100})
     assert any("`room=" in w.value for w in at.warning)

@@ -103,7 +103,7 @@ def cap_malloc_arenas(arenas: int = MALLOC_ARENAS, mmap_threshold: int = MMAP_TH
     return done
 
 
-_threads_matched = False
+_threads_matched = 0  # the count used, once matched
 
 
 def match_library_threads() -> int:
@@ -120,11 +120,10 @@ def match_library_threads() -> int:
     global _threads_matched
     from ui.gate import cores
 
-    n = cores()
     with _frozen_lock:
         if _threads_matched:
-            return n
-        _threads_matched = True
+            return _threads_matched
+        n = _threads_matched = cores()
     import pyarrow as pa
     import torch
 

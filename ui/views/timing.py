@@ -80,8 +80,15 @@ def _reference(path: str, modified: float) -> dict | None:
         return None
     table = ref["table"]
     forward = bool((table["variant"] == "forward_trace").any())  # a --forward run, not only --gqa's forward_sdpa
-    return {**ref, **run_view(table, prose.sweep_axis(prose.projection_rows(table)) or "none", forward, f"reference {ref['date']}"),
-            "gqa": gqa_view(table), "machine_table": machine_table(ref["machine"])}
+    shown = {**ref, **run_view(table, prose.sweep_axis(prose.projection_rows(table)) or "none", forward,
+                               f"reference {ref['date']}"),
+             "gqa": gqa_view(table), "machine_table": machine_table(ref["machine"])}
+    shown["provenance"] = {same: prose.reference_provenance(shown, same) for same in (True, False)}
+    # Every rerun unpickles this dict from the cache: the DataFrames it was built from stay out of it.
+    del shown["table"], shown["at_base"]
+    if shown["gqa"] is not None:
+        del shown["gqa"]["comparison"]
+    return shown
 
 
 def machine_table(machine: dict) -> pa.Table:
@@ -217,7 +224,7 @@ def gqa_view(table: pd.DataFrame) -> dict | None:
                        int(first["n_kv_heads"]))
     shown = shown_columns(rows).merge(comparison[["variant", "ratio", "ratio_lo", "ratio_hi"]], on="variant", how="left")
     return {
-        "size": size, "dtype": str(first["dtype"]), "comparison": comparison,
+        "size": size, "dtype": str(first["dtype"]), "comparison": comparison,  # (dropped from the reference run's cached view)
         "spec": gqa_spec(comparison) if len(comparison) else None,
         "numbers": numbers(shown),
         "sentences": prose.gqa_sentences(comparison, rows, size, str(first["dtype"])),
