@@ -8,6 +8,7 @@ controls, readouts and tables.
 from __future__ import annotations
 
 import pandas as pd
+import pyarrow as pa
 import streamlit as st
 from streamlit.errors import StreamlitAPIException
 
@@ -38,6 +39,7 @@ from ui.views.concat_vs_sum import (
     cached_rounding,
     cached_torch,
     cached_waterfall,
+    precision_table,
 )
 
 ensure_app_shell()
@@ -53,7 +55,7 @@ DEFAULTS = dict(batch=1, seq=20, d_model=512, heads=8, seed=0, dtype="float32", 
 CUDA_ABSENT = "not available on this server (no GPU found)"
 
 
-def numbers_table(df: pd.DataFrame, *, key: str, csv_name: str, label: str, column_config: dict | None = None,
+def numbers_table(df: pd.DataFrame | pa.Table, *, key: str, csv_name: str, label: str, column_config: dict | None = None,
                   expanded: bool = False) -> None:
     """A numeric table (formatted by column_config, never turned into text) and its CSV download."""
     with st.expander(label, expanded=expanded):
@@ -139,9 +141,8 @@ if not ok:
 if ok:
     sizes = LayerSizes.from_controls(controls.values)  # the cache key every section shares
     report = cached_report(sizes, seed, device, causal)
-    table: pd.DataFrame = report["table"]
     shapes: dict = report["shapes"]
-    row: dict = table.set_index("dtype", drop=False).loc[dtype].to_dict()  # this precision's readouts
+    row: dict = report["by_dtype"][dtype]  # this precision's readouts
     L = shapes["z"][3]
     pit = cached_reshape(sizes, seed, dtype, device, causal)
     sharing = ("" if kv_heads == heads else
@@ -321,7 +322,7 @@ for the lower precisions, and for float64 itself in 80-bit extended precision an
                 help="max |out_sum − reference| ÷ max |reference| (core.compare.error_vs_reference).")
     verdict = {"concat": "concat", "sum": "sum", "tie": "a tie"}.get(row["closer"], "—")
     m[2].metric("Closer on average", verdict, help="The path with the smaller mean |error| over all outputs.")
-    verdicts = {d: (v if isinstance(v, str) else None) for d, v in zip(table["dtype"], table["closer"])}
+    verdicts = {d: (v if isinstance(v, str) else None) for d, v in ((r["dtype"], r["closer"]) for r in report["records"])}
     st.markdown(
         prose.mean_errors(row, EXTENDED_MAX_MACS) + " " + prose.worst_errors(row) + "\n\n"
         + prose.why_either_can_win(heads, verdicts)
@@ -330,7 +331,7 @@ for the lower precisions, and for float64 itself in 80-bit extended precision an
 # ---- every precision at once ---------------------------------------------------------------------
 
 rounding = cached_rounding()
-eps_of = dict(zip(rounding["dtype"], rounding["ε"]))
+eps_of = dict(zip(rounding["dtype"].to_pylist(), rounding["ε"].to_pylist()))
 intro = f"""
 ## Every precision at once
 
@@ -340,10 +341,10 @@ between 1 and the next number it can represent: {sci(eps_of['float64'])} for flo
 for bfloat16, which keeps float32's range with far fewer significant bits.
 """
 st.markdown(intro)
-if ok and (eps_cp := cps.eps_gap(table.to_dict("records"))) is not None:
+if ok and (eps_cp := cps.eps_gap(report["records"])) is not None:
     checkpoint(eps_cp)
 if ok and (eps_cp is None or unfolded(eps_cp)):
-    st.markdown(prose.precision_summary(table.to_dict("records"), heads))
+    st.markdown(prose.precision_summary(report["records"], heads))
     figure(
         report["spec"], key="precision_chart",
         caption=f"Relative sizes at B = {batch}, S = {seq}, D = {d_model:,}, H = {heads}"
@@ -353,15 +354,8 @@ if ok and (eps_cp is None or unfolded(eps_cp)):
         "Zeros (bitwise-identical results) cannot sit on a log axis and appear only in the table. "
         "Computed by `core.concat_vs_sum.concat_vs_sum_report`.",
     )
-    shown = table[[
-        "dtype", "eps", "max_abs", "max_rel", "eps_units", "bitwise_equal", "allclose", "outside_tolerance",
-        "concat_err_rel", "sum_err_rel", "closer", "layer_err_rel",
-    ]].copy()
-    for col in ("concat_err_rel", "sum_err_rel", "layer_err_rel"):  # None where there is no reference
-        shown[col] = pd.to_numeric(shown[col], errors="coerce")
-    shown.insert(1, "shown above", shown["dtype"] == dtype)
     numbers_table(
-        shown, key="precision_table", csv_name="concat_vs_sum_precisions.csv", expanded=True,
+        precision_table(sizes, seed, device, causal, dtype), key="precision_table", csv_name="concat_vs_sum_precisions.csv", expanded=True,
         label="The same readouts for every precision",
         column_config={
             "eps": st.column_config.NumberColumn("ε", format="%.3e"),
@@ -447,7 +441,6 @@ different sides. It is worth seeing once, because the same matrix turns up in th
 )
 if ok:
     lay = cached_layouts(d_model, heads, seed, dtype, device)  # W_O is the same at every kv_heads
-    cells: pd.DataFrame = lay["cells"]
     chk, sh = lay["checks"], lay["shapes"]
     st.markdown(
         f"""
@@ -458,7 +451,7 @@ Checked on this page's weights (`core.concat_vs_sum.w_o_layouts`, exact `torch.e
 **{'yes' if chk['paper_blocks_are_linear_columns'] else 'NO'}**.{prose.w_o_unshared(heads, kv_heads)}
 """
     )
-    sample_note = prose.w_o_sample_note(lay["rows_shown"], lay["cols_shown"], sorted(cells["l"].unique()),
+    sample_note = prose.w_o_sample_note(lay["rows_shown"], lay["cols_shown"], lay["l_shown"],
                                         heads, L, d_model)
     left, right = st.columns(2, gap="large")
     with left:
@@ -470,7 +463,7 @@ Checked on this page's weights (`core.concat_vs_sum.w_o_layouts`, exact `torch.e
                     "heads are column bands")
         figure(lay["linear"], key="w_o_linear_chart",
                caption="The same entries transposed: head h is the column block W_O^h. " + sample_note)
-    numbers_table(cells, key="w_o_cells", csv_name="w_o_sample.csv", label="The sampled entries of W_O",
+    numbers_table(lay["cells"], key="w_o_cells", csv_name="w_o_sample.csv", label="The sampled entries of W_O",
                   column_config={"value": st.column_config.NumberColumn(format="%.9f")})
 
 # ---- same as PyTorch -----------------------------------------------------------------------------
@@ -610,7 +603,7 @@ def one_number_section() -> None:
     numbers_table(
         wf["table"], key="waterfall_table", csv_name=f"one_number_s{token}_j{coord}.csv",
         label="Each head's term and the running total",
-        column_config={col: st.column_config.NumberColumn(format="%.9e") for col in wf["table"].columns
+        column_config={col: st.column_config.NumberColumn(format="%.9e") for col in wf["table"].column_names
                        if col != "head"},
     )
 

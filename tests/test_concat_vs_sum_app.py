@@ -324,7 +324,7 @@ def test_one_spelling_and_one_job_per_module():
     figures = (ROOT / "ui" / "figures" / "concat_vs_sum.py").read_text()
     assert "import streamlit" not in figures and "cache_data" not in figures and "from core" not in figures
     views = (ROOT / "ui" / "views" / "concat_vs_sum.py").read_text()
-    assert views.count("@st.cache_data(") == 7 and "alt." not in views
+    assert views.count("@st.cache_data(") == 8 and "alt." not in views
     prose = (ROOT / "ui" / "prose" / "concat_vs_sum.py").read_text()
     assert "import streamlit" not in prose
     page = (ROOT / "pages" / "concat-vs-sum.py").read_text()

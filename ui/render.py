@@ -8,12 +8,22 @@ figure that cannot be drawn says why instead of vanishing.
 
 from __future__ import annotations
 
+import pandas as pd
 import pyarrow as pa
 import streamlit as st
 
 from ui.charts import plain_text
 
-__all__ = ["code", "chart", "table", "waiting"]
+__all__ = ["arrow", "code", "chart", "table", "waiting"]
+
+
+def arrow(frame: pd.DataFrame) -> pa.Table:
+    """A table as the Arrow table ``st.dataframe`` draws, converted once inside a cached view.
+
+    ``st.dataframe`` converts a DataFrame on every run, and a cached view's DataFrame is unpickled
+    on every run too (its Arrow-backed text columns slowly); an Arrow table is passed through.
+    """
+    return pa.Table.from_pandas(frame, preserve_index=False)
 
 
 def code(*lines: tuple[str, str]) -> None:

@@ -14,6 +14,7 @@ both the computation and Altair's validation.
 from __future__ import annotations
 
 import pandas as pd
+import pyarrow as pa
 import streamlit as st
 
 from core.concat_vs_sum import (
@@ -27,6 +28,7 @@ from core.concat_vs_sum import (
 from core.concat_vs_sum_torch import torch_check
 from core.sizes import LayerSizes
 from ui.figures.concat_vs_sum import precision_chart, reshape_chart, w_o_chart, waterfall_chart
+from ui.render import arrow
 
 # W_O is D×D: 262,144 cells at D = 512, too many for a browser chart. Show an even sample.
 W_O_ROWS_PER_HEAD = 6
@@ -44,7 +46,24 @@ def _run(sizes: LayerSizes) -> dict:
 def cached_report(sizes: LayerSizes, seed: int, device: str, causal: bool) -> dict:
     report = concat_vs_sum_report(**_run(sizes), seed=seed, device=device, causal=causal)
     table = pd.DataFrame(report["rows"])
-    return {"table": table, "shapes": report["shapes"], "spec": precision_chart(table)}
+    records = table.to_dict("records")  # one dict per precision; a rerun unpickles no DataFrame
+    return {"records": records, "by_dtype": {r["dtype"]: r for r in records}, "shapes": report["shapes"],
+            "spec": precision_chart(table)}
+
+
+PRECISION_COLUMNS = ["dtype", "eps", "max_abs", "max_rel", "eps_units", "bitwise_equal", "allclose", "outside_tolerance",
+                     "concat_err_rel", "sum_err_rel", "closer", "layer_err_rel"]
+
+
+@st.cache_data(show_spinner=False, max_entries=64)
+def precision_table(sizes: LayerSizes, seed: int, device: str, causal: bool, dtype: str) -> pa.Table:
+    """``cached_report``'s readouts as the page's table: numbers stay numbers (None where a column has
+    no reference), and a column marks the precision shown above."""
+    shown = pd.DataFrame(cached_report(sizes, seed, device, causal)["records"])[PRECISION_COLUMNS]
+    for col in ("concat_err_rel", "sum_err_rel", "layer_err_rel"):  # None where there is no reference
+        shown[col] = pd.to_numeric(shown[col], errors="coerce")
+    shown.insert(1, "shown above", shown["dtype"] == dtype)
+    return arrow(shown)
 
 
 @st.cache_data(show_spinner="Splitting one output coordinate into its heads…", max_entries=32)
@@ -59,7 +78,7 @@ def cached_waterfall(sizes: LayerSizes, seed: int, dtype: str, device: str, caus
     t = cached_terms(sizes, seed, dtype, device, causal, coord)
     wf = waterfall(t["terms"][token], t["float64_terms"][token], t["out_concat"][token], t["out_sum"][token],
                    dtype)
-    return {"wf": wf, "n_terms": int(t["terms"].shape[1]),
+    return {"wf": {**wf, "table": arrow(wf["table"])}, "n_terms": int(t["terms"].shape[1]),
             "spec": waterfall_chart(wf["table"], wf["concat"], wf["sum"], sizes.n_heads, token, coord)}
 
 
@@ -67,7 +86,7 @@ def cached_waterfall(sizes: LayerSizes, seed: int, dtype: str, device: str, caus
 def cached_reshape(sizes: LayerSizes, seed: int, dtype: str, device: str, causal: bool) -> dict:
     pit = reshape_pitfall(**_run(sizes), seed=seed, dtype=dtype, device=device, causal=causal,
                           max_tokens=RESHAPE_TOKENS)
-    return {**pit, "spec": reshape_chart(pit["origin"], sizes.n_heads)}
+    return {**pit, "origin": arrow(pit["origin"]), "spec": reshape_chart(pit["origin"], sizes.n_heads)}
 
 
 @st.cache_data(show_spinner="Laying out W_O…", max_entries=32)
@@ -75,15 +94,17 @@ def cached_layouts(d_model: int, heads: int, seed: int, dtype: str, device: str)
     """W_O alone: it is the same numbers at every key/value head count, so H_kv is not a key."""
     lay = w_o_layouts(d_model, heads, seed=seed, dtype=dtype, device=device,
                       rows_per_head=W_O_ROWS_PER_HEAD, max_cols=W_O_MAX_COLS)
-    return {**lay, "tl": w_o_chart(lay["cells"], heads, transposed=False),
+    return {**lay, "cells": arrow(lay["cells"]), "l_shown": sorted(lay["cells"]["l"].unique().tolist()),
+            "tl": w_o_chart(lay["cells"], heads, transposed=False),
             "linear": w_o_chart(lay["cells"], heads, transposed=True)}
 
 
 @st.cache_data(show_spinner="Running PyTorch's attention on the same weights…", max_entries=32)
 def cached_torch(sizes: LayerSizes, seed: int, dtype: str, device: str, causal: bool) -> dict:
-    return torch_check(**_run(sizes), seed=seed, dtype=dtype, device=device, causal=causal)
+    tc = torch_check(**_run(sizes), seed=seed, dtype=dtype, device=device, causal=causal)
+    return {**tc, "calls": arrow(tc["calls"])}
 
 
 @st.cache_data(show_spinner=False, max_entries=1)
-def cached_rounding() -> pd.DataFrame:
-    return rounding_example()
+def cached_rounding() -> pa.Table:
+    return arrow(rounding_example())

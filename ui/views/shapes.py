@@ -34,6 +34,7 @@ from ui.figures import shapes as figures
 from ui.figures.shapes import ENDING_NAMES
 from ui.format import plain_shape
 from ui.prose.shapes import expansion_md, step_table_md
+from ui.render import arrow
 
 # ---- cached calls into core (plain arguments in, plain data out) ------------------------------
 
@@ -53,13 +54,6 @@ def traced_table(batch: int, seq: int, vocab: int, d_model: int, heads: int, kv_
         "edges": flow_edges(table),
         "slips": seed_slips(batch, seq, d_model, heads),
     }
-
-
-def arrow(table: pd.DataFrame) -> pa.Table:
-    """A table as the Arrow table ``st.dataframe`` draws, converted once inside a cached view
-    (a DataFrame is converted on every run, and unpickling its Arrow-backed text columns from the
-    cache costs more than drawing it)."""
-    return pa.Table.from_pandas(table, preserve_index=False)
 
 
 @st.cache_data(show_spinner=False, max_entries=256)
