@@ -17,7 +17,7 @@ from core.concat_vs_sum import EXTENDED_MAX_MACS, forward_flops, page_numel
 from core.concat_vs_sum_torch import MHA
 from core.device import DTYPE_NAMES, available_devices, is_supported
 from core.sizes import LayerSizes
-from ui.charts import csv_download, figure
+from ui.charts import csv_download, figure, numbers_section
 from ui.checkpoint import checkpoint, unfolded
 from ui.controls import (
     MAX_BATCH,
@@ -58,9 +58,10 @@ CUDA_ABSENT = "not available on this server (no GPU found)"
 def numbers_table(df: pd.DataFrame | pa.Table, *, key: str, csv_name: str, label: str, column_config: dict | None = None,
                   expanded: bool = False) -> None:
     """A numeric table (formatted by column_config, never turned into text) and its CSV download."""
-    with st.expander(label, expanded=expanded):
-        st.dataframe(df, width="stretch", hide_index=True, column_config=column_config)
-        csv_download(df, csv_name, key=f"{key}_csv")
+    if (box := numbers_section(label, key=key, expanded=expanded)) is not None:
+        with box:
+            st.dataframe(df, width="stretch", hide_index=True, column_config=column_config)
+            csv_download(df, csv_name, key=f"{key}_csv")
 
 
 # ==== the essay ===================================================================================

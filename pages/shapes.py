@@ -16,7 +16,7 @@ from core.device import DTYPE_NAMES, DTYPES
 from core.presets import PRESET_NAMES, PRESETS
 from core.shapes import AXIS_NAMES, LEGACY_STEP_IDS, MAX_CONTEXT, STEP_IDS, panel_shape, position_mixing, step_words
 from core.sizes import LayerSizes
-from ui.charts import csv_download, figure
+from ui.charts import csv_download, figure, numbers_section
 from ui.checkpoint import checkpoint, unfolded
 from ui.controls import (
     MAX_SEED,
@@ -220,21 +220,24 @@ else:
         f"never pay it, because they index the rows of $W_E$ instead. Parameters: "
         f"{number(summary['total_params'])}."
     )
-    with st.expander("Every column, as numbers"):
-        st.dataframe(
-            traced["numeric"], hide_index=True, width="stretch", height=36 * (traced["n_rows"] + 1) + 3,  # every row
-            column_config={c: st.column_config.NumberColumn(c, format="localized") for c in
-                           ("param_count", "flops", "matmul_flops", "output_elements", "output_bytes")},
-        )
-        st.caption(
-            "`held_as` is the shape the code really holds: `core.attention.concat_then_project` keeps "
-            "batch and position on one axis of B·S rows, so step 8 is (B·S)×D in memory, the same "
-            "numbers in the same order as B×S×D. `copies` is false where a step makes no new tensor "
-            "(step 4, and step 5c when nothing is shared). `matmul_flops` is the product part alone, as "
-            "`torch.utils.flop_counter` counts it. The CSV keeps every count as an exact whole number."
-        )
-        csv_download(lambda: exact_table(B, S, V, D, H, H_kv, dtype), f"shape_table_B{B}_S{S}_V{V}_D{D}_H{H}_Hkv{H_kv}_{dtype}.csv",
-                     key="table_csv", label="Download the table (CSV)")
+    if (box := numbers_section("Every column, as numbers", key="table")) is not None:
+        with box:
+            st.dataframe(
+                traced["numeric"], hide_index=True, width="stretch",
+                height=36 * (traced["n_rows"] + 1) + 3,  # every row
+                column_config={c: st.column_config.NumberColumn(c, format="localized") for c in
+                               ("param_count", "flops", "matmul_flops", "output_elements", "output_bytes")},
+            )
+            st.caption(
+                "`held_as` is the shape the code really holds: `core.attention.concat_then_project` keeps "
+                "batch and position on one axis of B·S rows, so step 8 is (B·S)×D in memory, the same "
+                "numbers in the same order as B×S×D. `copies` is false where a step makes no new tensor "
+                "(step 4, and step 5c when nothing is shared). `matmul_flops` is the product part alone, as "
+                "`torch.utils.flop_counter` counts it. The CSV keeps every count as an exact whole number."
+            )
+            csv_download(lambda: exact_table(B, S, V, D, H, H_kv, dtype),
+                         f"shape_table_B{B}_S{S}_V{V}_D{D}_H{H}_Hkv{H_kv}_{dtype}.csv",
+                         key="table_csv", label="Download the table (CSV)")
 
 mixing = position_mixing()
 cp_meet = cps.positions_meet(S)
@@ -327,9 +330,11 @@ if ok:
     else:
         st.caption(f"With the causal mask on (the switch above), step 6 makes {count(n_mask_calls, 'more torch call')} "
                    f"({mask_words}); no shape changes.")
-    with st.expander(f"Every torch call, in order: the {count(calls['n_ops'], 'call')}"):
-        st.dataframe(ops, hide_index=True, width="stretch")
-        csv_download(ops, "shape_torch_calls.csv", key="ops_csv")
+    ops_label = f"Every torch call, in order: the {count(calls['n_ops'], 'call')}"
+    if (box := numbers_section(ops_label, key="ops")) is not None:
+        with box:
+            st.dataframe(ops, hide_index=True, width="stretch")
+            csv_download(ops, "shape_torch_calls.csv", key="ops_csv")
 
 # ---- the source's two slips -------------------------------------------------------------------
 
@@ -523,10 +528,11 @@ def look_inside(live: bool, seed: int, causal: bool) -> None:
                 + (f" Step 5b has {count(H_kv, 'key/value head')}: head {at_head} reads key/value head "
                    f"{sizes.kv_head_of(at_head)}." if step == "5b" and H_kv < H else "")
             )
-            numbers = panels_table(*args)
-            with st.expander("The numbers behind this figure"):
-                st.dataframe(numbers, hide_index=True, width="stretch")
-                csv_download(numbers, f"shapes_step_{step.replace('′', '_additive')}.csv", key="live_csv")
+            if (box := numbers_section("The numbers behind this figure", key="live")) is not None:
+                with box:
+                    numbers = panels_table(*args)
+                    st.dataframe(numbers, hide_index=True, width="stretch")
+                    csv_download(numbers, f"shapes_step_{step.replace('′', '_additive')}.csv", key="live_csv")
     show_link(controls.values)
 
 

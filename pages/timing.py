@@ -21,7 +21,7 @@ import streamlit as st
 from core import timing
 from core.device import DTYPE_NAMES, available_devices, dtype_from_name, supported_dtypes
 from ui import jobs
-from ui.charts import csv_download, figure
+from ui.charts import csv_download, figure, numbers_section
 from ui.checkpoint import checkpoint, unfolded
 from ui.controls import MAX_BATCH, MAX_D_MODEL, MAX_HEADS, MAX_SEQ, MAX_TRACE_BYTES, Controls, budget_problem, heads_problem, show_link
 from ui.figures.timing import SWEEP_COLUMN, fresh_spec
@@ -518,8 +518,9 @@ def show_run(shown: dict, source: str) -> None:
     for variant, status, note in shown["not_ok"]:
         st.caption(f"`{variant}` {status}: {note}")
     csv_download(shown["csv"], "timing.csv", key="all_csv", label="Download every measurement (CSV)")
-    with st.expander("The machine these numbers come from"):
-        st.dataframe(shown["machine_table"], hide_index=True, width="stretch")
+    if (box := numbers_section("The machine these numbers come from", key="machine")) is not None:
+        with box:
+            st.dataframe(shown["machine_table"], hide_index=True, width="stretch")
 
 
 def show_sweep(shown: dict) -> None:

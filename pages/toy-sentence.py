@@ -15,7 +15,7 @@ from streamlit.errors import StreamlitAPIException
 
 from core import toy_sentence as toy
 from core.sizes import LayerSizes
-from ui.charts import csv_download
+from ui.charts import csv_download, numbers_section
 from ui.checkpoint import checkpoint, unfolded
 from ui.controls import MAX_SEED, MAX_SENTENCE_CHARS, MAX_TOKENS, Controls, heads_problem, show_link
 from ui.figures.toy_sentence import CELL_TEXT_MAX_TOKENS
@@ -119,9 +119,11 @@ the rows out:
 )
 st.latex(r"X = \operatorname{onehot}(\text{ids})\,W_E \qquad [S, V] \times [V, D] \to [S, D]")
 if tokens:
-    with st.expander(f"The one-hot rows of this sentence, {shape((sv['n_tokens'], sv['n_vocab']))} = [S, V]"):
-        st.dataframe(sv["one_hot"])
-        st.caption("Row i has a single 1, in the column `id:token` of token i's id (`core.toy_sentence.one_hot_frame`).")
+    one_hot_label = f"The one-hot rows of this sentence, {shape((sv['n_tokens'], sv['n_vocab']))} = [S, V]"
+    if (box := numbers_section(one_hot_label, key="one_hot")) is not None:
+        with box:
+            st.dataframe(sv["one_hot"])
+            st.caption("Row i has a single 1, in the column `id:token` of token i's id (`core.toy_sentence.one_hot_frame`).")
 st.markdown(
     """
 The table here is seeded rather than learned. A token's row is $D$ standard-normal numbers from a
@@ -151,9 +153,10 @@ with figure_area:
             f"coordinate, picked from a table W_E of {shape(ev['W_E_shape'])} = [V, D]; blue is negative, "
             "orange positive (`core.toy_sentence.embed`, `core.toy_sentence.token_embedding`).",
         )
-        with st.expander("The numbers behind this figure"):
-            table(ev["wide"])
-            csv_download(ev["csv"], "embeddings.csv", key="embeddings_csv")
+        if (box := numbers_section("The numbers behind this figure", key="embeddings")) is not None:
+            with box:
+                table(ev["wide"])
+                csv_download(ev["csv"], "embeddings.csv", key="embeddings_csv")
     else:
         waiting("There is no sentence to embed yet (see section 1).")
 
@@ -355,9 +358,10 @@ if av and unfolded(scale_cp):  # folded only with quiz=1 before a guess
         "Mean entropy of each head's weight rows, with ÷√d_k (blue circles) and without (orange "
         f"diamonds); the dashed line is an even spread over the visible keys. {effect['heads_sentence']}",
     )
-    with st.expander("The numbers behind this figure: every row's entropy"):
-        table(av["entropy_table"], hide_index=True)
-        csv_download(av["entropy_csv"], "row_entropy.csv", key="entropy_csv")
+    if (box := numbers_section("The numbers behind this figure: every row's entropy", key="entropy")) is not None:
+        with box:
+            table(av["entropy_table"], hide_index=True)
+            csv_download(av["entropy_csv"], "row_entropy.csv", key="entropy_csv")
 elif not av:
     waiting(blocked)
 
@@ -604,9 +608,10 @@ if av:
         f"The layer's output {shape(sh['out'])} = [S, D], one row per token; blue negative, orange "
         "positive (`core.toy_sentence.run_toy`: `out`).",
     )
-    with st.expander("The numbers behind this figure"):
-        table(av["out"])
-        csv_download(av["out_csv"], "output.csv", key="out_csv")
+    if (box := numbers_section("The numbers behind this figure", key="output")) is not None:
+        with box:
+            table(av["out"])
+            csv_download(av["out_csv"], "output.csv", key="out_csv")
     cvs = av["concat_vs_sum"]
     k1, k2 = st.columns(2)
     k1.metric("Concat-then-project vs sum of heads, max |diff|", f"{cvs['max_abs']:.1e}",

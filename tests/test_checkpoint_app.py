@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from tests.apptest_utils import texts
+from tests.apptest_utils import open_numbers, texts
 
 
 def _script():
@@ -126,6 +126,7 @@ def test_hostile_link_values_give_a_notice_and_a_working_page(name, value):
 
 
 def _tally(at: AppTest) -> dict[str, int]:
+    open_numbers(at)  # the counts table sits in the tally's numbers section
     (table,) = [d.value for d in at.dataframe if "count" in d.value.columns]
     return dict(zip(table["option"], table["count"]))
 
@@ -153,7 +154,7 @@ def test_teacher_sees_the_tally_before_guessing_without_the_answer():
     room = "T" + __import__("secrets").token_hex(4)
     student = _run({"room": room})
     _radio(student).set_value("8").run()
-    teacher = _run({"room": room, "teacher": "1"})
+    teacher = open_numbers(_run({"room": room, "teacher": "1"}))
     (table,) = [d.value for d in teacher.dataframe]
     assert "right" not in table.columns and dict(zip(table["option"], table["count"]))["8"] == 1
     assert not teacher.success and not teacher.error and not teacher.info

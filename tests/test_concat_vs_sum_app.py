@@ -25,7 +25,7 @@ def number(at, label_start: str) -> float:
 
 @pytest.fixture(scope="module")
 def default_page():
-    return run_page(PAGE)
+    return run_page(PAGE, numbers=True)
 
 
 # ---- defaults ------------------------------------------------------------------------------------

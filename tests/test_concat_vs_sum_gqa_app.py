@@ -11,7 +11,7 @@ from __future__ import annotations
 import pytest
 
 from core.checkpoints import concat_vs_sum as cps
-from tests.apptest_utils import notices, rerun, run_page, texts
+from tests.apptest_utils import notices, rerun, run_page, texts, run_page_with_numbers
 
 PAGE = "concat-vs-sum"
 CHARTS = 5  # the reshape right and wrong, precision dots, the waterfall, W_O twice
@@ -63,7 +63,7 @@ def test_default_is_plain_multi_head_attention_with_nn_multiheadattention():
 
 @pytest.mark.parametrize("kv", ["4", "2", "1"])
 def test_grouped_layers_are_checked_against_sdpa(kv):
-    at = run_page(PAGE, {"kv_heads": kv})
+    at = run_page_with_numbers(PAGE, {"kv_heads": kv})
     assert notices(at) == [] and len(at.get("vega_lite_chart")) == CHARTS
     assert metric(at, "k and v handed to SDPA") == f"[1, {kv}, 20, 64]"
     assert not [m for m in at.metric if m.label.startswith("out_proj.weight")]
@@ -129,7 +129,7 @@ SETTINGS = {
 
 @pytest.fixture(scope="module")
 def pages():
-    return {name: run_page(PAGE, query, timeout=120) for name, query in SETTINGS.items()}
+    return {name: run_page(PAGE, query, timeout=120, numbers=True) for name, query in SETTINGS.items()}
 
 
 @pytest.mark.parametrize("name", list(SETTINGS))
@@ -143,7 +143,7 @@ def test_every_checkpoint_asks_before_its_figure_with_nothing_chosen(pages, name
 
 @pytest.mark.parametrize("name", list(SETTINGS))
 def test_the_right_option_is_what_the_page_shows_below(name):
-    at = run_page(PAGE, SETTINGS[name], timeout=120)
+    at = run_page_with_numbers(PAGE, SETTINGS[name], timeout=120)
     expected = expected_answers(at)
     assert sum(o == expected["concat_vs_sum.reshape_mixes"] for o in question(at, KEYS[0]).options) == 1
     for key in KEYS:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.apptest_utils import run_page
+from tests.apptest_utils import run_page, run_page_with_numbers
 from tests.edge_scan import assert_clean, page_text, scan_text
 
 TINY = {"batch": "1", "seq": "5", "vocab": "10", "d_model": "16", "heads": "4"}
@@ -111,7 +111,7 @@ def test_the_scan_passes_the_new_wording(new):
 
 
 def test_item_1_one_hot_shape_is_read_from_core():
-    at = run_page("toy-sentence", {"sentence": "the cat sat on the mat the cat", "heads": "2", "d_model": "8"})
+    at = run_page_with_numbers("toy-sentence", {"sentence": "the cat sat on the mat the cat", "heads": "2", "d_model": "8"})
     labels = [e.label for e in at.expander]
     assert "The one-hot rows of this sentence, [8, 5] = [S, V]" in labels, labels  # was [8, 6]
     one_hot = next(d.value for d in at.dataframe if d.value.shape == (8, 5))
@@ -156,7 +156,7 @@ def test_item_5_totals_that_round_alike_are_printed_whole():
 
 
 def test_item_11_the_torch_calls_count_from_zero():
-    at = run_page("shapes", {"causal": "true"})
+    at = run_page_with_numbers("shapes", {"causal": "true"})
     ops = next(d.value for d in at.dataframe if "order" in d.value.columns)
     assert ops["order"].tolist() == list(range(len(ops)))
 
@@ -167,7 +167,7 @@ def test_item_12_the_quoted_torch_error_ends_once():
 
 
 def test_item_12_causal_at_default_sizes_acts_and_stays_in_the_link():
-    at = run_page("shapes", {"causal": "true"})
+    at = run_page_with_numbers("shapes", {"causal": "true"})
     assert at.toggle(key="causal").value is True
     said = page_text(at)
     assert "**The causal mask is on**, so step 6 makes 3 more torch calls" in said

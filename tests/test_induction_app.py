@@ -12,7 +12,7 @@ import re
 import torch
 
 from core import induction as ind
-from tests.apptest_utils import notices, rerun, run_page, texts
+from tests.apptest_utils import notices, rerun, run_page, texts, run_page_with_numbers
 from ui import jobs
 from ui.views import induction as views
 
@@ -333,7 +333,7 @@ CHECKPOINT_SETTINGS = [
 
 @pytest.mark.parametrize("query, seed, text", CHECKPOINT_SETTINGS)
 def test_checkpoints_agree_with_the_figures_below_them(query, seed, text):
-    at = run_page(PAGE, query, timeout=120)
+    at = run_page_with_numbers(PAGE, query, timeout=120)
     assert len(_predicts(at)) == 2
 
     # Where the induction head looks: the right key is the largest weight in the heatmaps' own table.

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.apptest_utils import notices, rerun, run_page, texts
+from tests.apptest_utils import notices, rerun, run_page, texts, run_page_with_numbers
 
 TABLE_HEADER = "| step | operation | input 1 | input 2 | output | sums over | FLOPs | output memory |"
 TINY = {"batch": "1", "seq": "5", "vocab": "10", "d_model": "16", "heads": "4"}
@@ -20,7 +20,7 @@ def charts(at) -> int:
 
 
 def test_defaults_show_the_posts_table():
-    at = run_page("shapes")
+    at = run_page_with_numbers("shapes")
     assert at.title[0].value == "The shape table"
     assert notices(at) == []
     table = main_table(at)
@@ -234,7 +234,7 @@ def _stringified_numbers(frame) -> list[str]:
 
 @pytest.mark.parametrize("query", [*SETTINGS, {"seq": "100000"}])
 def test_every_table_stays_numeric(query):
-    at = run_page("shapes", query)
+    at = run_page_with_numbers("shapes", query)
     assert at.dataframe, "the page shows its tables"
     for frame in (d.value for d in at.dataframe):
         assert _stringified_numbers(frame) == [], list(frame.columns)

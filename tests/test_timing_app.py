@@ -13,7 +13,7 @@ from streamlit.testing.v1 import AppTest
 
 from core import timing
 from core.timing import fresh
-from tests.apptest_utils import ROOT, rerun, run_page, notices, texts
+from tests.apptest_utils import ROOT, rerun, run_page, notices, texts, run_page_with_numbers
 from ui import jobs
 from ui.charts import OKABE_ITO
 from ui.prose import timing as prose
@@ -33,7 +33,7 @@ def tables_with(at, column: str) -> list[pd.DataFrame]:
 
 def test_defaults_teach_show_the_reference_run_and_time_nothing_until_asked(monkeypatch):
     monkeypatch.setattr(timing, "run_benchmark", lambda *a, **k: pytest.fail("timed something on arrival"))
-    at = run_page("timing")
+    at = run_page_with_numbers("timing")
     said = texts(at)
     assert "What the sum costs" in said
     assert "537 MFLOP" in said  # 2·B·S·D² at B=8, S=128, D=512, from core.timing.flops
@@ -59,7 +59,7 @@ ROOMY = {**TINY, "budget": "3"}
 
 
 def test_the_button_runs_checks_times_and_draws():
-    at = run_page("timing", ROOMY)
+    at = run_page_with_numbers("timing", ROOMY)
     assert "Not measured on this server yet" in texts(at)  # the reference run, until the button is pressed
     at.button(key="run").click()
     rerun(at)
@@ -128,7 +128,7 @@ def test_a_shared_link_reshows_a_finished_run_without_running():
 
 
 def test_every_control_moves_the_page():
-    at = run_page("timing", TINY)
+    at = run_page_with_numbers("timing", TINY)
     at.number_input(key="batch").set_value(2)
     at.number_input(key="seq").set_value(8)
     at.number_input(key="d_model").set_value(24)
@@ -165,9 +165,9 @@ def test_the_fresh_process_experiment(monkeypatch):
                               "peak_rss_bytes": 420 * 2**20} for i, v in enumerate(variants)])
 
     monkeypatch.setattr(timing, "run_in_fresh_process", fake)
-    at = run_page("timing", {**TINY, "seq": "5"})
+    at = run_page_with_numbers("timing", {**TINY, "seq": "5"})
     at.button(key="fresh").click()
-    rerun(at)
+    rerun(at, numbers=True)
     fresh = tables_with(at, "process")
     assert fresh, texts(at)
     assert {"fresh process, malloc default", "fresh process, malloc thresholds raised"} <= set(fresh[0]["process"])
@@ -478,7 +478,7 @@ def test_growth_and_noise_sentences_at_the_edges():
     ({"batch": "2", "seq": "8", "d_model": "64", "heads": "1"}, "`per_head_sum` holds 1 unit:"),
 ])
 def test_the_page_says_what_the_memory_table_shows_at_b1_s1_h1(query, per_head):
-    at = run_page("timing", {**query, "sweep": "none", "budget": "1"})
+    at = run_page_with_numbers("timing", {**query, "sweep": "none", "budget": "1"})
     said = texts(at)
     assert per_head in said
     assert "and the heads-first copy of `z` it made them from, kept" not in said  # it is a view here

@@ -15,7 +15,7 @@ import time
 import pytest
 
 from core import timing
-from tests.apptest_utils import rerun, run_page, notices, texts
+from tests.apptest_utils import rerun, run_page, notices, texts, run_page_with_numbers
 from tests.edge_scan import assert_clean
 from ui.format import size_bytes
 
@@ -42,7 +42,7 @@ def _size(query: dict) -> timing.Size:
 @pytest.mark.parametrize("name", list(SETTINGS))
 def test_each_checkpoints_right_option_is_what_the_page_shows_below(name):
     query = SETTINGS[name]
-    at = run_page("timing", query, timeout=120)
+    at = run_page_with_numbers("timing", query, timeout=120)
     said = texts(at)
     size = _size(query)
 
@@ -117,8 +117,8 @@ def test_hostile_kv_heads_get_a_notice_and_a_working_page(value):
 
 
 def test_kv_heads_does_not_change_the_variants_of_the_ending():
-    plain = run_page("timing", {"sweep": "none"}, timeout=120)
-    shared = run_page("timing", {"sweep": "none", "kv_heads": "1"}, timeout=120)
+    plain = run_page_with_numbers("timing", {"sweep": "none"}, timeout=120)
+    shared = run_page_with_numbers("timing", {"sweep": "none", "kv_heads": "1"}, timeout=120)
     for at in (plain, shared):
         assert "every number above and below about these variants is the same at any" in texts(at)
     tables = [[df.value for df in at.dataframe if "holds" in df.value.columns][0] for at in (plain, shared)]
@@ -128,7 +128,7 @@ def test_kv_heads_does_not_change_the_variants_of_the_ending():
 def test_the_shared_forward_is_timed_on_the_button_and_not_without_sharing():
     query = {"batch": "1", "seq": "8", "d_model": "16", "heads": "4", "kv_heads": "1", "sweep": "none",
              "budget": "2", "threads": "1"}
-    at = run_page("timing", query, timeout=120)
+    at = run_page_with_numbers("timing", query, timeout=120)
     assert "Not measured on this server yet" in texts(at)
     at.button(key="run_gqa").click()
     rerun(at)
@@ -138,7 +138,7 @@ def test_the_shared_forward_is_timed_on_the_button_and_not_without_sharing():
     assert set(table["variant"]) == set(timing.GQA_COMPARISON) and set(table["n_kv_heads"]) == {1}
     assert "as long as the same layer without sharing" in said
     assert "--kv-heads 1 --gqa" in said
-    unshared = run_page("timing", {**query, "kv_heads": "4"}, timeout=120)
+    unshared = run_page_with_numbers("timing", {**query, "kv_heads": "4"}, timeout=120)
     assert unshared.button(key="run_gqa").disabled
     assert "there is nothing to share, so there is nothing to time" in texts(unshared)
 

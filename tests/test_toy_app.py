@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 
 from core import toy_sentence as toy
-from tests.apptest_utils import notices, rerun, run_page, texts
+from tests.apptest_utils import notices, rerun, run_page, texts, run_page_with_numbers
 
 PAGE = "toy-sentence"
 SEED_TOKENS = ["my", "name", "is", "Marcello", "Politi"]
@@ -44,7 +44,7 @@ def charts(at):
 
 
 def test_defaults_show_every_step_with_probabilities():
-    at = run_page(PAGE)
+    at = run_page_with_numbers(PAGE)
     assert notices(at) == []
     tokens = at.dataframe[0].value
     assert tokens["token"].tolist() == SEED_TOKENS and tokens["id"].tolist() == [3, 4, 2, 0, 1]
@@ -72,7 +72,7 @@ def _float_columns(df: pd.DataFrame) -> list[str]:
 @pytest.mark.parametrize("query", [{}, {"causal": "true", "sentence": "the cat sat on the mat"}])
 def test_every_table_stays_numeric(query):
     """No table holds numbers as text ("1.0000", "masked"): sorting, copying and downloads get numbers."""
-    at = run_page(PAGE, query)
+    at = run_page_with_numbers(PAGE, query)
     assert len(at.dataframe) >= 9
     for df in at.dataframe:
         table = df.value

@@ -162,10 +162,23 @@ def figure(
     else:
         st.altair_chart(chart, width="stretch", theme="streamlit", alt=alt)
     st.caption(caption)
-    if table is not None:
-        with st.expander(table_label):
+    if table is not None and (box := numbers_section(table_label, key=key)) is not None:
+        with box:
             st.dataframe(table, width="stretch", hide_index=True, column_config=column_config)
             csv_download(table if csv is None else csv, csv_name or f"{key}.csv", key=f"{key}_csv")
+
+
+def numbers_section(label: str, *, key: str, expanded: bool = False):
+    """A collapsed section for a figure's numbers, built only while it is open; None while closed.
+
+    ``st.expander(on_change="rerun")`` tracks whether it is open, so a closed section's table and
+    CSV button are neither built nor sent (most readers open few of them, and a page has up to
+    ten): opening one reruns the page, or only the fragment it sits in, to draw its contents, and
+    it stays open on later runs. Its state lives in the session under ``numbers_<key>``, never in
+    the URL. Draw into it with ``with``.
+    """
+    box = st.expander(label, key=f"numbers_{key}", on_change="rerun", expanded=expanded)
+    return box if box.open else None
 
 
 _TEX_SYMBOLS = {"cdot": "·", "times": "×", "to": "→", "le": "≤", "ge": "≥", "approx": "≈", "sqrt": "√"}

@@ -18,7 +18,9 @@ import json
 
 import pytest
 
-from tests.browser.harness import ARTIFACTS, assert_no_exception, new_context, open_app, rerun_after, wait_ready
+from tests.browser.harness import (
+    ARTIFACTS, assert_no_exception, new_context, open_app, rerun_after, runs_finished, wait_ready,
+)
 
 pytestmark = pytest.mark.browser
 
@@ -146,8 +148,13 @@ def test_a_charts_numbers_are_reachable_by_keyboard_and_announced(browser, serve
         assert tables and all(t["tabbable"] for t in tables), tables
         summary = page.locator("[data-testid=stExpander] summary", has_text=tables[0]["label"])
         summary.focus()
+        before = runs_finished(page)
         page.keyboard.press("Enter")
         page.wait_for_function("(s) => s.parentElement.open", arg=summary.element_handle())
+        # The section is built when opened (ui.charts.numbers_section): its grid arrives with that run.
+        wait_ready(page, after=before)
+        page.locator("details[open] [data-testid=stDataFrame]").first.wait_for(timeout=30_000)
+        assert page.evaluate("() => document.activeElement.tagName") == "SUMMARY"  # focus stays on the section
         for _ in range(6):  # the grid's toolbar buttons first, then the grid itself
             page.keyboard.press("Tab")
             active = page.evaluate(_ACTIVE)

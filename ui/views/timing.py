@@ -19,9 +19,9 @@ import streamlit as st
 from core import timing
 from core.checkpoints import Checkpoint
 from core.checkpoints import timing as cps
-from ui import jobs
+from ui import charts, jobs
 from ui.prose import timing as prose
-from ui.charts import csv_bytes, csv_download
+from ui.charts import csv_bytes
 from ui.controls import MAX_BATCH, MAX_D_MODEL, MAX_HEADS, MAX_SEQ, MAX_TENSOR_ELEMENTS, budget_problem
 from ui.figures.timing import SWEEP_COLUMN, gqa_spec, memory_spec, ratio_spec, sweep_spec
 from ui.format import size_bytes
@@ -51,11 +51,8 @@ def numbers(table: pd.DataFrame) -> dict:
 def figure(spec: dict, *, caption: str, numbers: dict, csv_name: str, key: str, column_config: dict | None = None,
            table_label: str = "The numbers behind this figure") -> None:
     """ui.charts.figure for numbers prepared by ``numbers``: the chart, its caption, its table and CSV."""
-    st.vega_lite_chart(spec=spec, width="stretch", theme="streamlit", alt=caption)
-    st.caption(caption)
-    with st.expander(table_label):
-        st.dataframe(numbers["arrow"], width="stretch", hide_index=True, column_config=column_config)
-        csv_download(numbers["csv"], csv_name, key=f"{key}_csv")
+    charts.figure(spec, caption=caption, table=numbers["arrow"], csv=numbers["csv"], csv_name=csv_name, key=key,
+                  column_config=column_config, table_label=table_label)
 
 
 def reference_run(device: str) -> dict | None:
