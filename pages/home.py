@@ -123,14 +123,13 @@ layers (the *sum at work* page does all three on a small trained model). The con
 )
 cp, wo = wo_slice_view(DEMO["d_model"], DEMO["n_heads"])
 checkpoint(cp)
-if unfolded(cp):
-    st.markdown(
-        f"In the code, `W_O` is {shape(wo['W_O_shape'])} ({number(wo['W_O_numel'])} numbers) and one head's "
-        f"slice `W_O[0]` is {shape(wo['slice_shape'])}: {number(wo['slice_numel'])} numbers "
-        f"(`core.checkpoints.home.wo_slice_sizes`)."
-    )
-st.markdown(
-    """
+answer = (
+    f"In the code, `W_O` is {shape(wo['W_O_shape'])} ({number(wo['W_O_numel'])} numbers) and one head's "
+    f"slice `W_O[0]` is {shape(wo['slice_shape'])}: {number(wo['slice_numel'])} numbers "
+    f"(`core.checkpoints.home.wo_slice_sizes`).\n\n"
+) if unfolded(cp) else ""
+st.markdown(  # the checkpoint's answer and the notation in one block
+    answer + """
 | symbol | meaning | the essay's running example |
 |---|---|---|
 | $B$ | batch: sequences processed together | 1 |

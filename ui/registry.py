@@ -10,6 +10,7 @@ first request takes Streamlit's old pages-folder route, which finds pages by fil
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 
 __all__ = ["Page", "PAGES", "HOME", "CONTENT_PAGES", "ROOT", "by_url_path"]
@@ -30,8 +31,9 @@ class Page:
         """The page's name in scripts and tests: its URL path, "home" for "/"."""
         return self.url_path or "home"
 
-    @property
+    @cached_property
     def exists(self) -> bool:
+        """Whether the page's file is there (checked once per process: home's guide asks on every run)."""
         return (ROOT / self.file).exists()
 
 
