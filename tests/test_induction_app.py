@@ -6,10 +6,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as hyp
 
-import math
 import re
 
-import torch
 
 from core import induction as ind
 from tests.apptest_utils import notices, rerun, run_page, texts, run_page_with_numbers
