@@ -143,7 +143,7 @@ if ok:
     sizes = LayerSizes.from_controls(controls.values)  # the cache key every section shares
     report = cached_report(sizes, seed, device, causal)
     shapes: dict = report["shapes"]
-    row: dict = report["by_dtype"][dtype]  # this precision's readouts
+    row: dict = next(r for r in report["records"] if r["dtype"] == dtype)  # this precision's readouts
     L = shapes["z"][3]
     pit = cached_reshape(sizes, seed, dtype, device, causal)
     sharing = ("" if kv_heads == heads else
@@ -323,7 +323,7 @@ for the lower precisions, and for float64 itself in 80-bit extended precision an
                 help="max |out_sum − reference| ÷ max |reference| (core.compare.error_vs_reference).")
     verdict = {"concat": "concat", "sum": "sum", "tie": "a tie"}.get(row["closer"], "—")
     m[2].metric("Closer on average", verdict, help="The path with the smaller mean |error| over all outputs.")
-    verdicts = {d: (v if isinstance(v, str) else None) for d, v in ((r["dtype"], r["closer"]) for r in report["records"])}
+    verdicts = {r["dtype"]: (r["closer"] if isinstance(r["closer"], str) else None) for r in report["records"]}
     st.markdown(
         prose.mean_errors(row, EXTENDED_MAX_MACS) + " " + prose.worst_errors(row) + "\n\n"
         + prose.why_either_can_win(heads, verdicts)

@@ -12,9 +12,9 @@ import pandas as pd
 import pyarrow as pa
 import streamlit as st
 
-from ui.charts import plain_text
+from ui.charts import csv_bytes, plain_text
 
-__all__ = ["arrow", "code", "chart", "table", "waiting"]
+__all__ = ["arrow", "numbers", "code", "chart", "table", "waiting"]
 
 
 def arrow(frame: pd.DataFrame) -> pa.Table:
@@ -24,6 +24,12 @@ def arrow(frame: pd.DataFrame) -> pa.Table:
     on every run too (its Arrow-backed text columns slowly); an Arrow table is passed through.
     """
     return pa.Table.from_pandas(frame, preserve_index=False)
+
+
+def numbers(frame: pd.DataFrame) -> dict:
+    """A figure's numbers, prepared once inside a cached view: the Arrow table ``st.dataframe``
+    draws and the bytes of its CSV download (``ui.charts.figure``'s ``table`` and ``csv``)."""
+    return {"arrow": arrow(frame), "csv": csv_bytes(frame)}
 
 
 def code(*lines: tuple[str, str]) -> None:

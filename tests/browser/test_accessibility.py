@@ -69,8 +69,16 @@ def _open_sections(page, path: str) -> None:
             page.get_by_role("button", name="Run benchmark", exact=True).click()
         page.get_by_text("Measured just now").wait_for(timeout=60_000)
     summaries = page.locator("[data-testid=stExpander] details:not([open]) > summary")
-    for _ in range(summaries.count()):  # opening one re-renders nothing else, but re-query each time
-        summaries.first.click()
+    for _ in range(summaries.count()):  # re-query each time: opening one changes the list
+        summary = summaries.first
+        # A lazy section (ui.charts.numbers_section, home's rooms) is built by the run its opening
+        # causes: wait for that run, so the audit reads what the section holds.
+        lazy = summary.evaluate("s => !!s.closest('[class*=\"st-key-numbers_\"], .st-key-home_rooms')")
+        if lazy:
+            with rerun_after(page):
+                summary.click()
+        else:
+            summary.click()
     page.wait_for_timeout(500)
     wait_ready(page, after=0)
     assert page.locator("[data-testid=stExpander] details:not([open])").count() == 0

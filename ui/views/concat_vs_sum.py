@@ -47,8 +47,7 @@ def cached_report(sizes: LayerSizes, seed: int, device: str, causal: bool) -> di
     report = concat_vs_sum_report(**_run(sizes), seed=seed, device=device, causal=causal)
     table = pd.DataFrame(report["rows"])
     records = table.to_dict("records")  # one dict per precision; a rerun unpickles no DataFrame
-    return {"records": records, "by_dtype": {r["dtype"]: r for r in records}, "shapes": report["shapes"],
-            "spec": precision_chart(table)}
+    return {"records": records, "shapes": report["shapes"], "spec": precision_chart(table)}
 
 
 PRECISION_COLUMNS = ["dtype", "eps", "max_abs", "max_rel", "eps_units", "bitwise_equal", "allclose", "outside_tolerance",

@@ -16,20 +16,14 @@ from collections.abc import Callable
 
 import numpy as np
 import pandas as pd
-import pyarrow as pa
 import streamlit as st
 import torch
 
 from core import induction as ind
 from core.checkpoints import Checkpoint
 from core.checkpoints import induction as cps
-from ui.charts import csv_bytes
 from ui.figures import induction as fig
-
-
-def drawn(table: pd.DataFrame) -> dict:
-    """A figure's table as the page hands it to ``ui.charts.figure``: Arrow and CSV bytes."""
-    return {"arrow": pa.Table.from_pandas(table, preserve_index=False), "csv": csv_bytes(table)}
+from ui.render import numbers
 
 
 @st.cache_data(show_spinner=False, max_entries=1)
@@ -48,7 +42,7 @@ def shipped_page() -> dict:
     curve = ind.curve_frame(meta)
     phase = ind.phase_change(curve)
     return {"meta": meta, "size": data["size"], "phase": phase, "curve_columns": list(curve.columns),
-            "curve": drawn(curve), "curve_specs": fig.curve_spec(curve, meta["metrics"]["ln_vocab"], phase.get("step"))}
+            "curve": numbers(curve), "curve_specs": fig.curve_spec(curve, meta["metrics"]["ln_vocab"], phase.get("step"))}
 
 
 @st.cache_data(show_spinner=False, max_entries=1)
@@ -127,9 +121,9 @@ def sequence_view(seed: int, text: str) -> dict:
     })
     return {
         "ids": ids, "text": ind.to_text(ids), "problems": problems,
-        "table": table, "table_drawn": drawn(table), "loss_spec": fig.sequence_loss_spec(table, metrics["ln_vocab"]),
-        "labels": labels, "patterns": drawn(patterns), "patterns_spec": fig.patterns_spec(patterns, labels, H, n <= 16),
-        "scores": shown_scores, "scores_drawn": drawn(shown_scores),
+        "table": table, "table_drawn": numbers(table), "loss_spec": fig.sequence_loss_spec(table, metrics["ln_vocab"]),
+        "labels": labels, "patterns": numbers(patterns), "patterns_spec": fig.patterns_spec(patterns, labels, H, n <= 16),
+        "scores": shown_scores, "scores_drawn": numbers(shown_scores),
         "n_scored": seq_ind.n_scored, "n_adjacent": seq_ind.n_adjacent,
         "loss_repeat": float(losses[mask].mean()) if mask.any() else float("nan"),
         "loss_other": float(losses[~mask].mean()) if (~mask).any() else float("nan"),
@@ -145,7 +139,7 @@ def terms_view(seed: int, text: str, position: int) -> dict:
     ids = sequence_view(seed, text)["ids"]
     t = ind.logit_terms(shipped_model(), torch.tensor([ids]), position)
     label = f"logit of '{ind.ALPHABET[ids[position + 1]]}' at position {position}"
-    return {**t, "spec": fig.waterfall_spec(t["terms"], t["logit"], label), "terms_drawn": drawn(t["terms"])}
+    return {**t, "spec": fig.waterfall_spec(t["terms"], t["logit"], label), "terms_drawn": numbers(t["terms"])}
 
 
 def ablation_sets(metrics: dict, n_heads: int, chosen: list[tuple[int, int]]) -> dict[str, list[tuple[int, int]]]:
@@ -171,7 +165,7 @@ def ablation_view(chosen: str) -> pd.DataFrame:
 def ablation_figure(chosen: str, mode: str) -> dict:
     """ablation_view's table drawn for one ablation mode: the spec, and the table as Arrow and CSV."""
     abl = ablation_view(chosen)
-    return {"spec": fig.ablation_spec(abl, mode, shipped()["meta"]["metrics"]["ln_vocab"]), **drawn(abl)}
+    return {"spec": fig.ablation_spec(abl, mode, shipped()["meta"]["metrics"]["ln_vocab"]), **numbers(abl)}
 
 
 @st.cache_data(show_spinner=False, max_entries=1)
@@ -185,10 +179,10 @@ def composition_view() -> dict:
     long = ind.composition_frame(comp)
     qk = pd.DataFrame(path["matrix"], index=list(ind.ALPHABET), columns=list(ind.ALPHABET)).reset_index(names="query")
     src_label, dst_label = ind.head_label(0, src), ind.head_label(1, dst)
-    return {"long": drawn(long), "spec": fig.composition_spec(long, comp["baseline"]),
+    return {"long": numbers(long), "spec": fig.composition_spec(long, comp["baseline"]),
             "baseline": comp["baseline"], "baseline_std": comp["baseline_std"],
             "path": {k: v for k, v in path.items() if k != "matrix"},
-            "qk": drawn(qk), "qk_spec": fig.qk_path_spec(path["matrix"], ind.ALPHABET, src_label, dst_label),
+            "qk": numbers(qk), "qk_spec": fig.qk_path_spec(path["matrix"], ind.ALPHABET, src_label, dst_label),
             "src": src_label, "dst": dst_label, "k_pair": float(comp["scores"]["K"][src, dst])}
 
 

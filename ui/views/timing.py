@@ -25,6 +25,7 @@ from ui.charts import csv_bytes
 from ui.controls import MAX_BATCH, MAX_D_MODEL, MAX_HEADS, MAX_SEQ, MAX_TENSOR_ELEMENTS, budget_problem
 from ui.figures.timing import SWEEP_COLUMN, gqa_spec, memory_spec, ratio_spec, sweep_spec
 from ui.format import size_bytes
+from ui.render import numbers
 
 MAX_SWEEP_VALUES = 6
 SWEEP_DEFAULTS = {"seq": timing.DEFAULT_RUN["sweep"].partition("=")[2], "heads": "1,2,4,8,16,32",
@@ -40,12 +41,6 @@ def memory(batch: int, seq: int, d_model: int, heads: int, dtype: str) -> tuple[
     """core.timing.memory_table at one size, its chart, and the numbers the chart's table shows."""
     table = timing.memory_table(timing.Size(batch, seq, d_model, heads), dtype)
     return table, memory_spec(table), numbers(table[["variant", "holds", "extra_bytes", "extra_mib", "times_output", "pages"]])
-
-
-def numbers(table: pd.DataFrame) -> dict:
-    """A figure's numbers, prepared once inside a cached view: the Arrow table ``st.dataframe`` draws
-    (converting a DataFrame costs a rerun more than drawing) and the bytes of its CSV download."""
-    return {"arrow": pa.Table.from_pandas(table, preserve_index=False), "csv": csv_bytes(table)}
 
 
 def figure(spec: dict, *, caption: str, numbers: dict, csv_name: str, key: str, column_config: dict | None = None,
@@ -83,8 +78,6 @@ def _reference(path: str, modified: float) -> dict | None:
     shown["provenance"] = {same: prose.reference_provenance(shown, same) for same in (True, False)}
     # Every rerun unpickles this dict from the cache: the DataFrames it was built from stay out of it.
     del shown["table"], shown["at_base"]
-    if shown["gqa"] is not None:
-        del shown["gqa"]["comparison"]
     return shown
 
 
@@ -221,7 +214,7 @@ def gqa_view(table: pd.DataFrame) -> dict | None:
                        int(first["n_kv_heads"]))
     shown = shown_columns(rows).merge(comparison[["variant", "ratio", "ratio_lo", "ratio_hi"]], on="variant", how="left")
     return {
-        "size": size, "dtype": str(first["dtype"]), "comparison": comparison,  # (dropped from the reference run's cached view)
+        "size": size, "dtype": str(first["dtype"]),
         "spec": gqa_spec(comparison) if len(comparison) else None,
         "numbers": numbers(shown),
         "sentences": prose.gqa_sentences(comparison, rows, size, str(first["dtype"])),
